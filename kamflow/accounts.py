@@ -1,0 +1,142 @@
+"""Key accounts: creating them, finding them by name or id, and showing where they stand."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, func, select
+
+from kamflow import defaults, history
+from kamflow.errors import InvalidInput, NotFound
+from kamflow.models import Account, HistoryKind, Person
+from kamflow.people import get_person
+from kamflow.workflow import Workflow, available, get_workflow
+
+
+def clean_text(text: str, what: str, *, required: bool = True) -> str:
+    """One line of text without surrounding blanks; refused when required and empty."""
+    cleaned = " ".join(text.split())
+    if required and not cleaned:
+        raise InvalidInput(f"{what} must not be empty")
+    return cleaned
+
+
+def add_account(
+    session: Session,
+    name: str,
+    *,
+    owner: str,
+    workflow: str = defaults.WORKFLOW,
+    kind: str = "existing",
+    actor: str,
+    now: datetime,
+) -> Account:
+    """Create a key account at its workflow's first stage."""
+    name = clean_text(name, "an account's name")
+    if name.isdigit():
+        raise InvalidInput(f"{name!r} would be taken for an account id: give it a name")
+    if kind not in defaults.ACCOUNT_KINDS:
+        raise InvalidInput(f"kind must be one of {', '.join(defaults.ACCOUNT_KINDS)}, not {kind!r}")
+    definition = get_workflow(workflow)
+    person = get_person(session, owner)
+    if _by_name(session, name) is not None:
+        raise InvalidInput(f"there is already an account named {name!r}")
+    account = Account(
+        name=name,
+        owner_id=person.id,  # type: ignore[arg-type]
+        workflow=definition.name,
+        kind=kind,
+        stage=definition.initial,
+        stage_entered_at=now,
+        created_at=now,
+    )
+    session.add(account)
+    session.flush()
+    history.record(
+        session,
+        account,
+        actor=actor,
+        at=now,
+        kind=HistoryKind.CREATED,
+        to_stage=account.stage,
+        note=f"owner {person.email}, workflow {definition.name}, {kind} account",
+    )
+    return account
+
+
+def _by_name(session: Session, name: str) -> Account | None:
+    return session.exec(
+        select(Account).where(func.lower(Account.name) == name.strip().lower())
+    ).first()
+
+
+def find_account(session: Session, ref: str, *, for_update: bool = False) -> Account:
+    """The account named ``ref`` (any case) or with id ``ref``."""
+    account = _by_name(session, ref)
+    if account is None and ref.strip().isdigit():
+        account = session.get(Account, int(ref))
+    if account is None:
+        raise NotFound(f"no account {ref!r} (see: kamflow account list)")
+    if for_update:
+        session.refresh(account, with_for_update=True)
+    return account
+
+
+def editable(session: Session, ref: str) -> tuple[Account, Workflow]:
+    """An account whose plan may still change (not disqualified or retired), and its workflow."""
+    account = find_account(session, ref)
+    definition = get_workflow(account.workflow)
+    if definition.is_exit(account.stage):
+        raise InvalidInput(
+            f"{account.name} is {definition.title_of(account.stage).lower()}: its plan is closed"
+        )
+    return account, definition
+
+
+def touch(session: Session, account: Account) -> None:
+    """Count a change to the account's plan, so a transition that read the old plan conflicts."""
+    session.execute(
+        sa.update(Account).where(col(Account.id) == account.id).values(version=Account.version + 1)
+    )
+
+
+def days_between(start: datetime, end: datetime) -> int:
+    return max(0, (end - start).days)
+
+
+def normalise_stage(text: str) -> str:
+    """A stage named in any common spelling (``Action plan``, ``action-plan``) as a stage name."""
+    wanted = text.strip().lower().replace("-", "_").replace(" ", "_")
+    for name in sorted(available()):
+        try:
+            return get_workflow(name).resolve_stage(wanted)
+        except NotFound:
+            continue
+    raise NotFound(f"no stage {text!r} in any workflow")
+
+
+def summary(account: Account, owner: Person, definition: Workflow, now: datetime) -> dict[str, Any]:
+    """The one-line facts about an account, as shown by `account list`."""
+    stage = definition.stage(account.stage)
+    return {
+        "id": account.id,
+        "name": account.name,
+        "owner": owner.email,
+        "workflow": account.workflow,
+        "kind": account.kind,
+        "stage": account.stage,
+        "stage_title": definition.title_of(account.stage),
+        "stage_entered_at": account.stage_entered_at.isoformat(),
+        "days_in_stage": days_between(account.stage_entered_at, now),
+        "limit_days": stage.limit_days if stage else None,
+    }
+
+
+def list_accounts(session: Session, *, stage: str | None, now: datetime) -> list[dict[str, Any]]:
+    query = select(Account, Person).join(Person, col(Account.owner_id) == col(Person.id))
+    if stage is not None:
+        query = query.where(Account.stage == normalise_stage(stage))
+    rows = session.exec(query.order_by(col(Account.name))).all()
+    return [summary(a, p, get_workflow(a.workflow), now) for a, p in rows]

@@ -1,0 +1,637 @@
+"""The kamflow command line: each command parses, calls one core function and renders the result.
+
+Heavy imports (SQLModel, Alembic, transitions) stay inside the commands so `kamflow --help` is fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+
+from kamflow import __version__
+from kamflow.errors import KamflowError
+
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from kamflow.config import Settings
+
+T = TypeVar("T")
+
+EXIT_INTERNAL = 70
+
+
+class KamflowGroup(click.Group):
+    """Turns every kamflow error into an `Error:` line on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KamflowError as error:
+            fail(error.lines(), error.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as error:  # a bug: still one line, never a traceback
+            if os.environ.get("KAMFLOW_DEBUG"):
+                raise
+            fail(
+                [f"internal error: {type(error).__name__}: {error} (KAMFLOW_DEBUG=1 shows more)"],
+                EXIT_INTERNAL,
+            )
+
+
+def fail(lines: Sequence[str], code: int) -> NoReturn:
+    first, *rest = lines
+    click.echo(f"Error: {first}", err=True)
+    for line in rest:
+        click.echo(line, err=True)
+    sys.exit(code)
+
+
+# --- plumbing shared by the commands -------------------------------------------------------------
+
+
+def settings() -> Settings:
+    ctx = click.get_current_context()
+    found: Settings = ctx.find_root().obj
+    return found
+
+
+@contextmanager
+def transaction() -> Iterator[Session]:
+    """A session on the ready database; everything in the block commits together or not at all."""
+    from kamflow.db import ready_engine, session_scope
+
+    with session_scope(ready_engine(settings().database_url)) as session:
+        yield session
+
+
+def act(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a core function in one transaction, as the current actor at the current time."""
+    config = settings()
+    with transaction() as session:
+        return function(session, *args, actor=config.actor, now=config.clock.now(), **kwargs)
+
+
+def read(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    with transaction() as session:
+        return function(session, *args, **kwargs)
+
+
+def now_() -> Any:
+    return settings().clock.now()
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
+    from tabulate import tabulate
+
+    if not rows:
+        click.echo("(none)")
+        return
+    click.echo(tabulate(rows, headers=[h.upper() for h in headers], tablefmt="simple"))
+
+
+def json_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(function)
+
+
+# --- the root group ------------------------------------------------------------------------------
+
+
+@click.group(cls=KamflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db",
+    "database",
+    metavar="URL",
+    help="Database URL (default: $KAMFLOW_DB or sqlite:///kamflow.db).",
+)
+@click.option("--as", "actor", metavar="EMAIL", help="Who acts (default: $KAMFLOW_USER or login).")
+@click.version_option(__version__, prog_name="kamflow")
+@click.pass_context
+def app(ctx: click.Context, database: str | None, actor: str | None) -> None:
+    """kamflow: run key accounts through Strategy, Research, Action plan, Execution and Review.
+
+    Set KAMFLOW_NOW (ISO 8601) to act at another time, e.g. for a demo.
+    """
+    from kamflow.config import Settings
+
+    try:
+        ctx.obj = Settings.load(database=database, actor=actor)
+    except KamflowError as error:
+        fail(error.lines(), error.exit_code)
+
+
+@app.command()
+def init() -> None:
+    """Create the database, or upgrade it to this version's schema."""
+    from kamflow.db import engine_for, upgrade
+
+    url = settings().database_url
+    before, after = upgrade(engine_for(url))
+    if before == after:
+        click.echo(f"Database {url} is up to date (schema {after}).")
+    elif before is None:
+        click.echo(f"Created database {url} (schema {after}).")
+    else:
+        click.echo(f"Upgraded database {url} from schema {before} to {after}.")
+
+
+# --- people --------------------------------------------------------------------------------------
+
+
+@app.group()
+def person() -> None:
+    """Add and list people (owners, team members, leaders)."""
+
+
+@person.command("add")
+@click.argument("email")
+@click.option("--name", default="", help="Full name.")
+@click.option("--leader", is_flag=True, help="Part of leadership: receives escalations.")
+def person_add(email: str, name: str, leader: bool) -> None:
+    """Add a person by email."""
+    from kamflow.people import add_person
+
+    added = read(add_person, email, name=name, leader=leader, now=now_())
+    click.echo(f"Added {added.email}{' (leader)' if added.is_leader else ''}.")
+
+
+@person.command("list")
+@json_option
+def person_list(as_json: bool) -> None:
+    """List people."""
+    from kamflow.people import list_people
+
+    people = read(list_people)
+    if as_json:
+        emit_json(people)
+    else:
+        table(
+            [(p["email"], p["name"], "yes" if p["leader"] else "") for p in people],
+            ["email", "name", "leader"],
+        )
+
+
+# --- accounts ------------------------------------------------------------------------------------
+
+
+@app.group()
+def account() -> None:
+    """Add, list and show key accounts."""
+
+
+@account.command("add")
+@click.argument("name")
+@click.option("--owner", required=True, metavar="EMAIL", help="The key account manager.")
+@click.option("--workflow", default="kam", show_default=True, help="Workflow to follow.")
+@click.option(
+    "--kind",
+    type=click.Choice(["existing", "new"]),
+    default="existing",
+    show_default=True,
+    help="An existing key account or a new one with potential.",
+)
+def account_add(name: str, owner: str, workflow: str, kind: str) -> None:
+    """Add a key account; it starts at its workflow's first stage."""
+    from kamflow.accounts import add_account
+
+    added = act(add_account, name, owner=owner, workflow=workflow, kind=kind)
+    click.echo(
+        f"Added {added.name} ({added.kind} key account, workflow {added.workflow}) "
+        f"at {added.stage}."
+    )
+
+
+@account.command("list")
+@click.option("--stage", help="Only accounts in this stage.")
+@json_option
+def account_list(stage: str | None, as_json: bool) -> None:
+    """List key accounts with their stage and days in it."""
+    from kamflow.accounts import list_accounts
+
+    rows = read(list_accounts, stage=stage, now=now_())
+    if as_json:
+        emit_json(rows)
+        return
+    table(
+        [(r["id"], r["name"], r["stage_title"], _days(r), r["owner"], r["workflow"]) for r in rows],
+        ["id", "account", "stage", "days", "owner", "workflow"],
+    )
+
+
+def _days(row: dict[str, Any]) -> str:
+    limit = row.get("limit_days")
+    return f"{row['days_in_stage']}/{limit}" if limit else str(row["days_in_stage"])
+
+
+@account.command("show")
+@click.argument("name")
+@json_option
+def account_show(name: str, as_json: bool) -> None:
+    """Show everything about one account."""
+    from kamflow.views import account_details
+
+    config = settings()
+    details = read(account_details, name, actor=config.actor, now=config.clock.now())
+    if as_json:
+        emit_json(details)
+        return
+    from kamflow.render import render_account
+
+    click.echo(render_account(details))
+
+
+# --- the plan ------------------------------------------------------------------------------------
+
+
+@app.group()
+def strategy() -> None:
+    """Record what the account plan wants, with whom, and why."""
+
+
+@strategy.command("set")
+@click.argument("name")
+@click.option("--objective", required=True, help="What we are trying to do.")
+@click.option("--who", required=True, help="With whom: stakeholders and buying centres.")
+@click.option("--why", required=True, help="Why it matters to both sides.")
+def strategy_set(name: str, objective: str, who: str, why: str) -> None:
+    """Set the account's strategy."""
+    from kamflow.plan import set_strategy
+
+    act(set_strategy, name, objective=objective, who=who, why=why)
+    click.echo(f"Strategy of {name} recorded.")
+
+
+@app.group()
+def role() -> None:
+    """Assign the six account-team roles."""
+
+
+@role.command("assign")
+@click.argument("name")
+@click.argument("role_name", metavar="ROLE")
+@click.argument("email")
+def role_assign(name: str, role_name: str, email: str) -> None:
+    """Give ROLE on the account to a person (one person may hold several roles)."""
+    from kamflow.plan import assign_role
+
+    act(assign_role, name, role_name, email)
+    click.echo(f"{email} holds {role_name} on {name}.")
+
+
+@role.command("unassign")
+@click.argument("name")
+@click.argument("role_name", metavar="ROLE")
+@click.argument("email")
+def role_unassign(name: str, role_name: str, email: str) -> None:
+    """Take ROLE on the account away from a person."""
+    from kamflow.plan import unassign_role
+
+    act(unassign_role, name, role_name, email)
+    click.echo(f"{email} no longer holds {role_name} on {name}.")
+
+
+@app.group()
+def plan() -> None:
+    """The planning questions and their answers."""
+
+
+@plan.command("questions")
+@click.argument("name")
+@click.option("--open", "only_open", is_flag=True, help="Only questions without an answer.")
+@json_option
+def plan_questions(name: str, only_open: bool, as_json: bool) -> None:
+    """The questions with ids, categories, required marks and answers."""
+    from kamflow.plan import questions_view
+
+    rows = read(questions_view, name)
+    if only_open:
+        rows = [r for r in rows if r["status"] == "open"]
+    if as_json:
+        emit_json(rows)
+        return
+    table(
+        [(r["id"], "*" if r["required"] else "", r["status"], r["text"]) for r in rows],
+        ["id", "req", "status", "question"],
+    )
+    click.echo(
+        "\n* required. Answer: kamflow plan answer ACCOUNT ID TEXT; "
+        "not applicable: kamflow plan na ACCOUNT ID --reason TEXT"
+    )
+
+
+@plan.command("answer")
+@click.argument("name")
+@click.argument("question_id")
+@click.argument("text")
+def plan_answer(name: str, question_id: str, text: str) -> None:
+    """Answer a planning question."""
+    from kamflow.plan import answer_question
+
+    answer = act(answer_question, name, question_id, text)
+    click.echo(f"Answered {answer.question_id}.")
+
+
+@plan.command("na")
+@click.argument("name")
+@click.argument("question_id")
+@click.option("--reason", required=True, help="Why the question does not apply.")
+def plan_na(name: str, question_id: str, reason: str) -> None:
+    """Mark a question not applicable to this account."""
+    from kamflow.plan import mark_not_applicable
+
+    answer = act(mark_not_applicable, name, question_id, reason=reason)
+    click.echo(f"Marked {answer.question_id} not applicable.")
+
+
+@app.group()
+def action() -> None:
+    """The actions of the account plan."""
+
+
+@action.command("add")
+@click.argument("name")
+@click.argument("title")
+@click.option("--owner", required=True, metavar="EMAIL", help="Who does it.")
+@click.option("--due", required=True, metavar="YYYY-MM-DD", help="When it is due.")
+@click.option("--resources", default="", help="Resources it needs.")
+def action_add(name: str, title: str, owner: str, due: str, resources: str) -> None:
+    """Add an action to the plan."""
+    from kamflow.plan import add_action
+
+    added = act(add_action, name, title, owner=owner, due=due, resources=resources)
+    click.echo(f"Added action #{added.id}: {added.title} (due {added.due}).")
+
+
+@action.command("done")
+@click.argument("name")
+@click.argument("action_id")
+def action_done(name: str, action_id: str) -> None:
+    """Mark an action done."""
+    from kamflow.plan import complete_action
+
+    done = act(complete_action, name, action_id)
+    click.echo(f"Action #{done.id} is done.")
+
+
+@action.command("list")
+@click.argument("name")
+@json_option
+def action_list(name: str, as_json: bool) -> None:
+    """List the plan's actions."""
+    from kamflow.plan import actions_view
+
+    rows = read(actions_view, name, today=now_().date())
+    if as_json:
+        emit_json(rows)
+        return
+    table(
+        [
+            (
+                r["id"],
+                r["title"],
+                r["owner"],
+                r["due"],
+                r["status"] + (" (overdue)" if r["overdue"] else ""),
+                r["resources"],
+            )
+            for r in rows
+        ],
+        ["id", "action", "owner", "due", "status", "resources"],
+    )
+
+
+@app.group()
+def kpi() -> None:
+    """KPIs: targets, recorded values, and the review's conclusion."""
+
+
+@kpi.command("add")
+@click.argument("name")
+@click.argument("kpi_name", metavar="KPI")
+@click.option("--target", required=True, metavar="NUMBER", help="The value to reach.")
+@click.option("--unit", default="", help="Unit, e.g. %, EUR, points.")
+@click.option("--lower-is-better", is_flag=True, help="Below the target is good (e.g. churn).")
+def kpi_add(name: str, kpi_name: str, target: str, unit: str, lower_is_better: bool) -> None:
+    """Define a KPI with its target."""
+    from kamflow.plan import add_kpi, format_number
+
+    added = act(add_kpi, name, kpi_name, target=target, unit=unit, lower_is_better=lower_is_better)
+    unit = f" {added.unit}" if added.unit else ""
+    click.echo(f"KPI {added.name} added (target {format_number(added.target)}{unit}).")
+
+
+@kpi.command("record")
+@click.argument("name")
+@click.argument("kpi_name", metavar="KPI")
+@click.argument("value")
+@click.option("--period", help="Period label (default: the current quarter, e.g. 2027-Q2).")
+def kpi_record(name: str, kpi_name: str, value: str, period: str | None) -> None:
+    """Record a KPI's value."""
+    from kamflow.plan import format_number, record_kpi
+
+    recorded = act(record_kpi, name, kpi_name, value, period=period)
+    click.echo(f"Recorded {kpi_name} = {format_number(recorded.value)} for {recorded.period}.")
+
+
+@kpi.command("review")
+@click.argument("name")
+@click.option("--conclusion", required=True, help="What the review concluded.")
+def kpi_review(name: str, conclusion: str) -> None:
+    """Write the conclusion of this pass through Review."""
+    from kamflow.plan import write_review
+
+    act(write_review, name, conclusion=conclusion)
+    click.echo(f"Review of {name} written.")
+
+
+# --- stage changes -------------------------------------------------------------------------------
+
+
+def _show_outcome(outcome: Any, as_json: bool) -> None:
+    if as_json:
+        emit_json(outcome.as_dict())
+        if outcome.dry_run and not outcome.allowed:
+            sys.exit(3)
+        return
+    if outcome.dry_run:
+        verb = "would" if outcome.allowed else "would not"
+        click.echo(
+            f"{outcome.account} {verb} {outcome.transition} from {outcome.from_stage} "
+            f"to {outcome.to_stage} (dry run, nothing written):"
+        )
+        for verdict in outcome.verdicts:
+            click.echo(f"  [{'ok' if verdict.ok else 'missing'}] {verdict.message}")
+        if not outcome.allowed:
+            sys.exit(3)
+        return
+    click.echo(
+        f"{outcome.account}: {outcome.from_stage} -> {outcome.to_stage} ({outcome.transition})."
+    )
+
+
+@app.command()
+@click.argument("name")
+@click.option("--to", "to", metavar="STAGE", help="The stage to move to (default: the next one).")
+@click.option("--note", default="", help="A note for the history.")
+@click.option("--dry-run", is_flag=True, help="Only check the guards; change nothing.")
+@json_option
+def advance(name: str, to: str | None, note: str, dry_run: bool, as_json: bool) -> None:
+    """Move an account to its next stage if every guard allows it.
+
+    From Review the next stage is Action plan (adjust); --to strategy starts over (replan).
+    """
+    from kamflow.engine import advance as advance_account
+
+    _show_outcome(act(advance_account, name, to=to, note=note, dry_run=dry_run), as_json)
+
+
+@app.command()
+@click.argument("name")
+@click.option("--reason", required=True, help="Why the account is not a key account.")
+@click.option("--dry-run", is_flag=True, help="Only check; change nothing.")
+def disqualify(name: str, reason: str, dry_run: bool) -> None:
+    """Take an account out of the programme: it is not a key account."""
+    from kamflow.engine import close
+
+    _show_outcome(act(close, name, "disqualify", reason=reason, dry_run=dry_run), False)
+
+
+@app.command()
+@click.argument("name")
+@click.option("--reason", required=True, help="Why the account is retired.")
+@click.option("--dry-run", is_flag=True, help="Only check; change nothing.")
+def retire(name: str, reason: str, dry_run: bool) -> None:
+    """Retire a key account."""
+    from kamflow.engine import close
+
+    _show_outcome(act(close, name, "retire", reason=reason, dry_run=dry_run), False)
+
+
+@app.command()
+@click.argument("name")
+@json_option
+def why(name: str, as_json: bool) -> None:
+    """What the next transition(s) still need."""
+    from kamflow.engine import why as why_account
+    from kamflow.render import render_why
+
+    report = act(why_account, name)
+    if as_json:
+        emit_json(report)
+    else:
+        click.echo(render_why(report))
+
+
+@app.command()
+@click.argument("name")
+@json_option
+def history(name: str, as_json: bool) -> None:
+    """Every change to an account, oldest first."""
+    from kamflow.accounts import find_account
+    from kamflow.history import entries
+
+    rows = read(lambda session: entries(session, find_account(session, name)))
+    if as_json:
+        emit_json(rows)
+        return
+    from kamflow.render import history_rows
+
+    table(history_rows(rows), ["when", "who", "what", "note"])
+
+
+# --- workflows -----------------------------------------------------------------------------------
+
+
+@app.group()
+def workflow() -> None:
+    """The workflow definitions (the process as data)."""
+
+
+@workflow.command("list")
+@json_option
+def workflow_list(as_json: bool) -> None:
+    """List the available workflows."""
+    from kamflow.workflow import available, load_workflow
+
+    rows = []
+    for name, path in sorted(available().items()):
+        definition = load_workflow(path)
+        rows.append(
+            {
+                "name": name,
+                "title": definition.spec.title,
+                "path": str(path),
+                "stages": definition.stage_names,
+            }
+        )
+    if as_json:
+        emit_json(rows)
+    else:
+        table(
+            [(r["name"], r["title"], " -> ".join(r["stages"]), r["path"]) for r in rows],
+            ["name", "title", "stages", "file"],
+        )
+
+
+@workflow.command("show")
+@click.argument("name")
+@json_option
+def workflow_show(name: str, as_json: bool) -> None:
+    """Show a workflow's stages, limits and transitions with their guards."""
+    from kamflow.render import render_workflow
+    from kamflow.workflow import get_workflow
+
+    definition = get_workflow(name)
+    if as_json:
+        emit_json(definition.spec.model_dump(by_alias=True))
+    else:
+        click.echo(render_workflow(definition))
+
+
+@workflow.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False))
+def workflow_validate(file: str) -> None:
+    """Check a workflow file (and its question bank); exit 1 naming every problem."""
+    from pathlib import Path
+
+    from kamflow.workflow import load_workflow
+
+    definition = load_workflow(Path(file).resolve())
+    click.echo(
+        f"{file} is valid: workflow {definition.name}, {len(definition.stage_names)} stages, "
+        f"{len(definition.spec.transitions)} transitions, "
+        f"{len(definition.questions.questions)} questions."
+    )
+
+
+# --- the demo ------------------------------------------------------------------------------------
+
+
+@app.command()
+def demo() -> None:
+    """A scripted walk-through on a fresh database of its own (./kamflow-demo.db)."""
+    from kamflow.demo import run
+
+    run(app)
+
+
+def main() -> None:
+    """The console script's entry point."""
+    try:
+        app(prog_name="kamflow")
+    except BrokenPipeError:
+        # Output piped into `head`: stop quietly, and keep Python from complaining at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)

@@ -1,0 +1,63 @@
+"""The one source of "now": the system clock, or a fixed time for demos and tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from kamflow.errors import ConfigError
+
+
+class Clock(Protocol):
+    """Anything that tells the current time as a timezone-aware UTC datetime."""
+
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    """The real time."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class FixedClock:
+    """A time that moves only when told to."""
+
+    def __init__(self, at: datetime) -> None:
+        self._at = as_utc(at)
+
+    def now(self) -> datetime:
+        return self._at
+
+    def set(self, at: datetime) -> None:
+        self._at = as_utc(at)
+
+    def advance(self, **delta: float) -> datetime:
+        """Move time forward, e.g. ``clock.advance(days=3)``, and return the new time."""
+        self._at += timedelta(**delta)
+        return self._at
+
+
+def as_utc(value: datetime) -> datetime:
+    """The same instant in UTC; a naive datetime is taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def parse_instant(text: str, *, source: str) -> datetime:
+    """Parse an ISO 8601 date or date-time (naive means UTC), naming ``source`` on failure."""
+    try:
+        return as_utc(datetime.fromisoformat(text.strip()))
+    except ValueError:
+        raise ConfigError(
+            f"{source}={text!r} is not an ISO 8601 date or time (e.g. 2027-03-01T09:00:00Z)"
+        ) from None
+
+
+def clock_from(text: str | None, *, source: str) -> Clock:
+    """A fixed clock when ``text`` is given (e.g. from KAMFLOW_NOW), else the system clock."""
+    if text is None or not text.strip():
+        return SystemClock()
+    return FixedClock(parse_instant(text, source=source))

@@ -1,0 +1,279 @@
+"""`kamflow demo`: a scripted walk-through, typed as a user would, on a database of its own.
+
+The story plays over the last six months (each step sets KAMFLOW_NOW), so that the demo database
+makes sense when explored afterwards with the real clock.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+
+from kamflow import defaults
+
+OWNER = "kam@example.com"
+LEADER = "cso@example.com"
+ENGINEER = "engineer@example.com"
+DELIVERY = "delivery@example.com"
+ACCOUNT = "Acme Corp"
+
+Step = tuple[int, str, list[str]]  # (day of the story, who acts, the command's arguments)
+
+
+def _script() -> list[Step | str]:
+    """The walk-through: strings are narration, tuples are commands."""
+    a = ACCOUNT
+    research_answers = [
+        ("our-team.exec-sponsor", "Our chief sales officer meets their board twice a year."),
+        ("their-team.decision-maker", "Their chief operating officer signs anything above 250k."),
+        (
+            "trends.industry-shifts",
+            "Regulation pushes them to digitise their supply chain by 2028.",
+        ),
+        (
+            "needs.top-business-needs",
+            "Cut order-to-delivery time and report emissions per shipment.",
+        ),
+        ("insights.share-of-wallet", "We hold about 15% of their logistics software spend."),
+        (
+            "competitors.main-competitor",
+            "A large suite vendor, strong at headquarters, weak in plants.",
+        ),
+        ("value.value-we-deliver", "Two days less lead time in the plants we already serve."),
+        (
+            "unknowns.critical-gaps",
+            "Their budget cycle for next year and who owns the emissions report.",
+        ),
+    ]
+    remaining_required = [
+        ("our-team.revenue-goal", "Grow from 1.2M to 1.8M a year at a 35% gross margin."),
+        ("their-team.champion", "The head of plant operations, who ran our pilot."),
+        (
+            "value.expansion-opportunities",
+            "The four plants in the east, then the emissions module.",
+        ),
+    ]
+    steps: list[Step | str] = [
+        "People and accounts are created.",
+        (0, OWNER, ["init"]),
+        (0, OWNER, ["person", "add", OWNER, "--name", "Key account manager"]),
+        (0, OWNER, ["person", "add", LEADER, "--name", "Chief sales officer", "--leader"]),
+        (0, OWNER, ["person", "add", ENGINEER, "--name", "Solutions engineer"]),
+        (0, OWNER, ["person", "add", DELIVERY, "--name", "Delivery manager"]),
+        (0, OWNER, ["account", "add", a, "--owner", OWNER]),
+        (0, OWNER, ["account", "add", "Northwind Traders", "--owner", OWNER, "--kind", "new"]),
+        (0, OWNER, ["account", "list"]),
+        "Strategy: advancing without one is refused, with the reason.",
+        (0, OWNER, ["advance", a]),
+        (
+            1,
+            OWNER,
+            [
+                "strategy",
+                "set",
+                a,
+                "--objective",
+                "Become their standard for plant logistics software",
+                "--who",
+                "COO office, plant operations, IT procurement",
+                "--why",
+                "Largest growth potential in our portfolio and a marquee name",
+            ],
+        ),
+        (1, OWNER, ["advance", a, "--note", "Strategy agreed with the sales leadership"]),
+        "Research: the account team and the planning questions.",
+        (8, OWNER, ["advance", a]),
+        (8, OWNER, ["role", "assign", a, "relationship-lead", OWNER]),
+        (8, OWNER, ["role", "assign", a, "result-driver", OWNER]),
+        (8, OWNER, ["role", "assign", a, "technical-expert", ENGINEER]),
+        (8, OWNER, ["role", "assign", a, "innovator", ENGINEER]),
+        (8, OWNER, ["role", "assign", a, "collaborator", DELIVERY]),
+        (8, OWNER, ["why", a]),
+        (9, OWNER, ["role", "assign", a, "project-manager", DELIVERY]),
+        *[(12, OWNER, ["plan", "answer", a, qid, text]) for qid, text in research_answers],
+        (
+            12,
+            OWNER,
+            [
+                "plan",
+                "na",
+                a,
+                "competitors.do-it-themselves",
+                "--reason",
+                "They have no software team of their own",
+            ],
+        ),
+        (14, OWNER, ["advance", a]),
+        "Action plan: required answers, actions with owners and dates, KPIs.",
+        (20, OWNER, ["advance", a, "--dry-run"]),
+        *[(21, OWNER, ["plan", "answer", a, qid, text]) for qid, text in remaining_required],
+        (
+            21,
+            OWNER,
+            [
+                "action",
+                "add",
+                a,
+                "Run a lead-time workshop in the eastern plants",
+                "--owner",
+                ENGINEER,
+                "--due",
+                _date(45),
+                "--resources",
+                "Two engineers, 3 days",
+            ],
+        ),
+        (
+            21,
+            OWNER,
+            [
+                "action",
+                "add",
+                a,
+                "Propose the emissions reporting pilot to the COO",
+                "--owner",
+                OWNER,
+                "--due",
+                _date(60),
+            ],
+        ),
+        (22, OWNER, ["kpi", "add", a, "Annual revenue", "--target", "1800000", "--unit", "EUR"]),
+        (
+            22,
+            OWNER,
+            [
+                "kpi",
+                "add",
+                a,
+                "Order lead time",
+                "--target",
+                "3",
+                "--unit",
+                "days",
+                "--lower-is-better",
+            ],
+        ),
+        (23, OWNER, ["advance", a]),
+        "Execution: the work is done and the KPIs measured.",
+        (50, ENGINEER, ["action", "done", a, "1"]),
+        (110, OWNER, ["kpi", "record", a, "Annual revenue", "1450000"]),
+        (110, OWNER, ["kpi", "record", a, "Order lead time", "3.5"]),
+        (112, OWNER, ["advance", a]),
+        "Review: the quarterly business review, then round again.",
+        (115, OWNER, ["advance", a]),
+        (
+            116,
+            OWNER,
+            [
+                "kpi",
+                "review",
+                a,
+                "--conclusion",
+                "Revenue on track, lead time not yet: extend the workshops to all plants",
+            ],
+        ),
+        (116, OWNER, ["advance", a, "--note", "Adjusting the plan"]),
+        (
+            117,
+            OWNER,
+            [
+                "action",
+                "add",
+                a,
+                "Lead-time workshops in the remaining plants",
+                "--owner",
+                ENGINEER,
+                "--due",
+                _date(140),
+            ],
+        ),
+        (117, OWNER, ["advance", a]),
+        (175, OWNER, ["kpi", "record", a, "Annual revenue", "1820000"]),
+        (175, OWNER, ["kpi", "record", a, "Order lead time", "2.8"]),
+        (176, OWNER, ["advance", a]),
+        (
+            178,
+            OWNER,
+            [
+                "kpi",
+                "review",
+                a,
+                "--conclusion",
+                "Targets met; a new strategy for the group-wide rollout is due",
+            ],
+        ),
+        (178, OWNER, ["advance", a, "--to", "strategy", "--note", "Yearly re-plan"]),
+        "A disqualification needs the owner or a leader.",
+        (179, ENGINEER, ["disqualify", "Northwind Traders", "--reason", "Too small for now"]),
+        (
+            179,
+            LEADER,
+            [
+                "disqualify",
+                "Northwind Traders",
+                "--reason",
+                "The research showed no budget for three years",
+            ],
+        ),
+        "Where things stand, and what happened.",
+        (180, OWNER, ["account", "show", a]),
+        (180, OWNER, ["history", a]),
+    ]
+    return steps
+
+
+_START = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0) - timedelta(days=180)
+
+
+def _date(day: int) -> str:
+    return (_START + timedelta(days=day)).date().isoformat()
+
+
+def run(app: click.Group) -> None:
+    """Play the script against a fresh ./kamflow-demo.db; the user's own database is untouched."""
+    database = Path(defaults.DEMO_DATABASE_FILE)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    url = f"sqlite:///{database}"
+    saved_now = os.environ.get(defaults.ENV_NOW)
+    try:
+        for step in _script():
+            if isinstance(step, str):
+                click.secho(f"\n== {step}", bold=True)
+                continue
+            day, actor, args = step
+            at = _START + timedelta(days=day)
+            os.environ[defaults.ENV_NOW] = at.isoformat()
+            click.secho(
+                f"\n[{at.date().isoformat()}] $ kamflow --as {actor} {shlex.join(args)}", fg="cyan"
+            )
+            sys.stdout.flush()
+            code = _invoke(app, ["--db", url, "--as", actor, *args])
+            sys.stdout.flush()
+            sys.stderr.flush()
+            if code:
+                click.secho(f"(exit code {code})", fg="yellow")
+    finally:
+        if saved_now is None:
+            os.environ.pop(defaults.ENV_NOW, None)
+        else:
+            os.environ[defaults.ENV_NOW] = saved_now
+    click.echo(
+        f"\nThe demo's database is ./{database}. Explore it, for example:\n"
+        f"  kamflow --db {url} account list\n"
+        f'  kamflow --db {url} why "{ACCOUNT}"\n'
+        f"  kamflow --db {url} workflow show kam"
+    )
+
+
+def _invoke(app: click.Group, args: list[str]) -> int:
+    try:
+        app.main(args=args, prog_name="kamflow", standalone_mode=False)
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else 1
+    return 0

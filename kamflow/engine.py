@@ -1,0 +1,290 @@
+"""Stage changes: guards, a compare-and-set update and the history row, in one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from kamflow import history
+from kamflow.accounts import clean_text, find_account
+from kamflow.errors import Conflict, GuardRefused, InvalidInput
+from kamflow.guards import REGISTRY, GuardContext, Verdict
+from kamflow.models import Account, HistoryKind, Person, RoleAssignment
+from kamflow.people import find_person
+from kamflow.workflow import LEADER, OWNER, ROLE_PREFIX, TransitionSpec, Workflow, get_workflow
+
+
+@dataclass
+class Outcome:
+    """What a transition did (or, on a dry run, would do)."""
+
+    account: str
+    transition: str
+    from_stage: str
+    to_stage: str
+    verdicts: list[Verdict]
+    dry_run: bool = False
+    titles: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def allowed(self) -> bool:
+        return all(verdict.ok for verdict in self.verdicts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "account": self.account,
+            "transition": self.transition,
+            "from": self.from_stage,
+            "to": self.to_stage,
+            "allowed": self.allowed,
+            "dry_run": self.dry_run,
+            "verdicts": [verdict.as_dict() for verdict in self.verdicts],
+        }
+
+
+def _who_may(
+    session: Session, account: Account, transition: TransitionSpec, actor: str
+) -> Verdict | None:
+    """The verdict on the actor for a restricted transition; None when anyone may fire it."""
+    if not transition.allowed:
+        return None
+    person = find_person(session, actor)
+    if person is not None:
+        if OWNER in transition.allowed and person.id == account.owner_id:
+            return Verdict("allowed", True, f"{person.email} owns the account")
+        if LEADER in transition.allowed and person.is_leader:
+            return Verdict("allowed", True, f"{person.email} is a leader")
+        roles = [
+            a.removeprefix(ROLE_PREFIX) for a in transition.allowed if a.startswith(ROLE_PREFIX)
+        ]
+        if roles:
+            held = session.exec(
+                select(RoleAssignment.role).where(
+                    RoleAssignment.account_id == account.id,
+                    RoleAssignment.person_id == person.id,
+                    col(RoleAssignment.role).in_(roles),
+                )
+            ).first()
+            if held:
+                return Verdict("allowed", True, f"{person.email} holds {held}")
+    who = " or ".join(
+        "the owner"
+        if a == OWNER
+        else "a leader"
+        if a == LEADER
+        else f"the {a.removeprefix(ROLE_PREFIX)}"
+        for a in transition.allowed
+    )
+    known = "" if person is not None else " (not a known person)"
+    return Verdict(
+        "allowed", False, f"only {who} may {transition.name} {account.name}; you are {actor}{known}"
+    )
+
+
+def evaluate(
+    session: Session,
+    account: Account,
+    definition: Workflow,
+    transition: TransitionSpec,
+    *,
+    actor: str,
+    now: datetime,
+) -> list[Verdict]:
+    """Every verdict on ``transition``: who may fire it, then each guard, all of them evaluated."""
+    verdicts = []
+    restriction = _who_may(session, account, transition, actor)
+    if restriction is not None:
+        verdicts.append(restriction)
+    context = GuardContext(session, account, definition, now)
+    for bound in definition.bound_guards(transition):
+        verdicts.append(REGISTRY[bound.name].evaluate(context, bound.params))
+    return verdicts
+
+
+def choose_move(account: Account, definition: Workflow, to: str | None) -> TransitionSpec:
+    """The move `advance` means: the first listed from the stage, or the one reaching ``to``."""
+    current = account.stage
+    title = definition.title_of
+    if definition.is_exit(current):
+        raise InvalidInput(f"{account.name} is {title(current).lower()}: it no longer moves")
+    moves = definition.moves_from(current)
+    if to is None:
+        if not moves:
+            raise InvalidInput(
+                f"{account.name} is in {title(current)}, from which nothing advances"
+            )
+        return moves[0]
+    target = definition.resolve_stage(to)
+    if target == current:
+        raise InvalidInput(f"{account.name} is already in {title(current)}")
+    for move in moves:
+        if move.dest == target:
+            return move
+    possible = ", ".join(title(m.dest) for m in moves) or "nowhere"
+    raise InvalidInput(
+        f"{account.name} is in {title(current)}: it cannot move to {title(target)} from there "
+        f"(it can move to {possible})"
+    )
+
+
+def _exit_transition(account: Account, definition: Workflow, name: str) -> TransitionSpec:
+    if definition.is_exit(account.stage):
+        raise InvalidInput(
+            f"{account.name} is already {definition.title_of(account.stage).lower()}"
+        )
+    for transition in definition.transitions_from(account.stage):
+        if transition.name == name:
+            return transition
+    raise InvalidInput(
+        f"workflow {definition.name} has no {name} from {definition.title_of(account.stage)}"
+    )
+
+
+def advance(
+    session: Session,
+    ref: str,
+    *,
+    to: str | None = None,
+    note: str = "",
+    actor: str,
+    now: datetime,
+    dry_run: bool = False,
+    before_write: Callable[[], None] | None = None,
+) -> Outcome:
+    """Move an account to its next stage (or to ``to``) if every guard allows it.
+
+    ``before_write`` runs after the guards and before the compare-and-set update; tests use it to
+    hold two racing transitions at the same point.
+    """
+    account = find_account(session, ref)
+    definition = get_workflow(account.workflow)
+    transition = choose_move(account, definition, to)
+    return _perform(
+        session,
+        account,
+        definition,
+        transition,
+        note=note,
+        actor=actor,
+        now=now,
+        dry_run=dry_run,
+        before_write=before_write,
+    )
+
+
+def close(
+    session: Session,
+    ref: str,
+    transition_name: str,
+    *,
+    reason: str,
+    actor: str,
+    now: datetime,
+    dry_run: bool = False,
+) -> Outcome:
+    """Disqualify or retire an account (any exit transition that needs a reason)."""
+    reason = clean_text(reason, "--reason")
+    account = find_account(session, ref)
+    definition = get_workflow(account.workflow)
+    transition = _exit_transition(account, definition, transition_name)
+    return _perform(
+        session, account, definition, transition, note=reason, actor=actor, now=now, dry_run=dry_run
+    )
+
+
+def _perform(
+    session: Session,
+    account: Account,
+    definition: Workflow,
+    transition: TransitionSpec,
+    *,
+    note: str,
+    actor: str,
+    now: datetime,
+    dry_run: bool,
+    before_write: Callable[[], None] | None = None,
+) -> Outcome:
+    note = " ".join(note.split())
+    if transition.reason_required and not note:
+        raise InvalidInput(f"{transition.name} needs a reason (--reason TEXT)")
+    verdicts = evaluate(session, account, definition, transition, actor=actor, now=now)
+    outcome = Outcome(
+        account=account.name,
+        transition=transition.name,
+        from_stage=account.stage,
+        to_stage=transition.dest,
+        verdicts=verdicts,
+        dry_run=dry_run,
+    )
+    unmet = [verdict for verdict in verdicts if not verdict.ok]
+    if unmet and not dry_run:
+        raise GuardRefused(
+            f"{account.name} cannot {transition.name} from {definition.title_of(account.stage)} "
+            f"to {definition.title_of(transition.dest)}; still missing:",
+            unmet,
+        )
+    if dry_run:
+        return outcome
+    if before_write is not None:
+        before_write()
+    new_stage = definition.fire(transition, account.stage)
+    changed: sa.CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        sa.update(Account)
+        .where(
+            col(Account.id) == account.id,
+            col(Account.stage) == account.stage,
+            col(Account.version) == account.version,
+        )
+        .values(stage=new_stage, stage_entered_at=now, version=account.version + 1)
+        .execution_options(synchronize_session=False)
+    )
+    if changed.rowcount != 1:
+        raise Conflict(f"{account.name} was changed meanwhile; nothing was written: try again")
+    history.record(
+        session,
+        account,
+        actor=actor,
+        at=now,
+        kind=HistoryKind.TRANSITION,
+        transition=transition.name,
+        from_stage=account.stage,
+        to_stage=new_stage,
+        note=note,
+        verdicts=verdicts,
+    )
+    return outcome
+
+
+def why(session: Session, ref: str, *, actor: str, now: datetime) -> dict[str, Any]:
+    """Where the account stands and what each move from its stage still needs."""
+    account = find_account(session, ref)
+    definition = get_workflow(account.workflow)
+    owner = session.get(Person, account.owner_id)
+    moves = [] if definition.is_exit(account.stage) else definition.moves_from(account.stage)
+    stage = definition.stage(account.stage)
+    return {
+        "account": account.name,
+        "owner": owner.email if owner else None,
+        "stage": account.stage,
+        "stage_title": definition.title_of(account.stage),
+        "days_in_stage": max(0, (now - account.stage_entered_at).days),
+        "limit_days": stage.limit_days if stage else None,
+        "moves": [
+            {
+                "transition": move.name,
+                "to": move.dest,
+                "to_title": definition.title_of(move.dest),
+                "default": index == 0,
+                "verdicts": [
+                    v.as_dict()
+                    for v in evaluate(session, account, definition, move, actor=actor, now=now)
+                ],
+            }
+            for index, move in enumerate(moves)
+        ],
+    }

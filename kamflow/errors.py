@@ -1,0 +1,66 @@
+"""The errors kamflow reports to its users: one root, a shallow tree."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kamflow.guards import Verdict
+
+
+class KamflowError(Exception):
+    """Root of every error kamflow turns into a one-line message and an exit code."""
+
+    exit_code = 1
+
+    def lines(self) -> list[str]:
+        """The message as the CLI prints it: the first line, then any details."""
+        return [str(self)]
+
+
+class NotFound(KamflowError):
+    """An account, person, role, stage, question, action, KPI or workflow that does not exist."""
+
+
+class InvalidInput(KamflowError):
+    """A value a user gave that kamflow cannot use (a bad date, number, name, or move)."""
+
+
+class ConfigError(KamflowError):
+    """A bad setting in the environment or on the command line."""
+
+
+class DatabaseError(KamflowError):
+    """The database cannot be opened or is not a kamflow database."""
+
+
+class Conflict(KamflowError):
+    """Someone changed the account meanwhile; nothing was written."""
+
+
+class InvalidWorkflow(KamflowError):
+    """A workflow or question-bank file that does not validate; nothing of it is loaded."""
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        count = len(self.problems)
+        noun = "problem" if count == 1 else "problems"
+        super().__init__(f"{source} is not valid ({count} {noun}):")
+
+    def lines(self) -> list[str]:
+        return [str(self), *(f"  {problem}" for problem in self.problems)]
+
+
+class GuardRefused(KamflowError):
+    """A transition whose guards are not all met; every unmet guard is listed."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, unmet: Sequence[Verdict]) -> None:
+        self.unmet = list(unmet)
+        super().__init__(message)
+
+    def lines(self) -> list[str]:
+        return [str(self), *(f"  - {verdict.message}" for verdict in self.unmet)]

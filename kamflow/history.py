@@ -1,0 +1,64 @@
+"""The append-only history of every account: who changed what, when."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from kamflow.guards import Verdict, verdicts_json
+from kamflow.models import Account, HistoryEntry, HistoryKind
+
+
+def record(
+    session: Session,
+    account: Account,
+    *,
+    actor: str,
+    at: datetime,
+    kind: HistoryKind,
+    note: str = "",
+    transition: str | None = None,
+    from_stage: str | None = None,
+    to_stage: str | None = None,
+    verdicts: list[Verdict] | None = None,
+) -> HistoryEntry:
+    """Append one entry (in the caller's transaction)."""
+    entry = HistoryEntry(
+        account_id=account.id,  # type: ignore[arg-type]
+        at=at,
+        actor=actor,
+        kind=kind.value,
+        note=note,
+        transition=transition,
+        from_stage=from_stage,
+        to_stage=to_stage,
+        verdicts=verdicts_json(verdicts or []),
+    )
+    session.add(entry)
+    return entry
+
+
+def entries(session: Session, account: Account) -> list[dict[str, Any]]:
+    """The account's history, oldest first, as plain data."""
+    rows = session.exec(
+        select(HistoryEntry)
+        .where(HistoryEntry.account_id == account.id)
+        .order_by(col(HistoryEntry.at), col(HistoryEntry.id))
+    ).all()
+    return [
+        {
+            "id": row.id,
+            "at": row.at.isoformat(),
+            "actor": row.actor,
+            "kind": row.kind,
+            "transition": row.transition,
+            "from": row.from_stage,
+            "to": row.to_stage,
+            "note": row.note,
+            "verdicts": json.loads(row.verdicts),
+        }
+        for row in rows
+    ]

@@ -1,0 +1,233 @@
+"""The tables of kamflow. The database row is the truth; nothing lives only in memory."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """A timezone-aware datetime stored in UTC; SQLite's naive values come back as UTC."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("kamflow stores only timezone-aware datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def utc_column(*, nullable: bool = False, index: bool = False) -> Any:
+    """A fresh column for a UTC datetime (each table needs its own Column object)."""
+    return sa.Column(UTCDateTime(), nullable=nullable, index=index)
+
+
+class ActionStatus(StrEnum):
+    """Where a plan action stands."""
+
+    OPEN = "open"
+    DONE = "done"
+
+
+class HistoryKind(StrEnum):
+    """What a history entry records."""
+
+    CREATED = "created"
+    TRANSITION = "transition"
+    STRATEGY = "strategy"
+    ROLE = "role"
+    ANSWER = "answer"
+    ACTION = "action"
+    KPI = "kpi"
+    REVIEW = "review"
+
+
+class OutboxStatus(StrEnum):
+    """Where a queued notification stands."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    DEAD = "dead"
+
+
+class Person(SQLModel, table=True):
+    """Someone who owns accounts, holds roles or leads the organisation."""
+
+    __tablename__ = "person"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320, unique=True)
+    name: str = Field(default="", max_length=200)
+    is_leader: bool = Field(default=False)
+    created_at: datetime = Field(sa_column=utc_column())
+
+
+class Account(SQLModel, table=True):
+    """A key account and where it stands in its workflow."""
+
+    __tablename__ = "account"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200, unique=True)
+    owner_id: int = Field(foreign_key="person.id", index=True)
+    workflow: str = Field(max_length=100)
+    kind: str = Field(default="existing", max_length=20)
+    stage: str = Field(max_length=100, index=True)
+    stage_entered_at: datetime = Field(sa_column=utc_column())
+    version: int = Field(default=1)
+    created_at: datetime = Field(sa_column=utc_column())
+
+
+class Strategy(SQLModel, table=True):
+    """What the account plan is trying to do, with whom, and why."""
+
+    __tablename__ = "strategy"
+
+    account_id: int = Field(foreign_key="account.id", primary_key=True)
+    objective: str = Field(default="")
+    stakeholders: str = Field(default="")
+    rationale: str = Field(default="")
+    updated_at: datetime = Field(sa_column=utc_column())
+    updated_by: str = Field(max_length=320)
+
+
+class RoleAssignment(SQLModel, table=True):
+    """One person holding one of the six account-team roles on one account."""
+
+    __tablename__ = "role_assignment"
+    __table_args__ = (sa.UniqueConstraint("account_id", "role", "person_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    role: str = Field(max_length=50)
+    person_id: int = Field(foreign_key="person.id")
+    assigned_at: datetime = Field(sa_column=utc_column())
+
+
+class Answer(SQLModel, table=True):
+    """An answer to a planning question, or its mark as not applicable (with the reason)."""
+
+    __tablename__ = "answer"
+    __table_args__ = (sa.UniqueConstraint("account_id", "question_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    question_id: str = Field(max_length=100)
+    text: str = Field(default="")
+    not_applicable: bool = Field(default=False)
+    answered_at: datetime = Field(sa_column=utc_column())
+    answered_by: str = Field(max_length=320)
+
+
+class Action(SQLModel, table=True):
+    """A task of the action plan: who does what by when, with which resources."""
+
+    __tablename__ = "action"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    title: str = Field(max_length=500)
+    owner_id: int | None = Field(default=None, foreign_key="person.id")
+    due: date | None = Field(default=None)
+    resources: str = Field(default="")
+    status: str = Field(default=ActionStatus.OPEN.value, max_length=20)
+    created_at: datetime = Field(sa_column=utc_column())
+    done_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class Kpi(SQLModel, table=True):
+    """A measure of the account's success, with its target."""
+
+    __tablename__ = "kpi"
+    __table_args__ = (sa.UniqueConstraint("account_id", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    name: str = Field(max_length=200)
+    target: float
+    unit: str = Field(default="", max_length=50)
+    lower_is_better: bool = Field(default=False)
+    created_at: datetime = Field(sa_column=utc_column())
+
+
+class KpiValue(SQLModel, table=True):
+    """A value of a KPI, recorded for a period such as 2027-Q2."""
+
+    __tablename__ = "kpi_value"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kpi_id: int = Field(foreign_key="kpi.id", index=True)
+    value: float
+    period: str = Field(max_length=50)
+    recorded_at: datetime = Field(sa_column=utc_column())
+    recorded_by: str = Field(max_length=320)
+
+
+class Review(SQLModel, table=True):
+    """The written conclusion of one pass through Review."""
+
+    __tablename__ = "review"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    conclusion: str
+    written_at: datetime = Field(sa_column=utc_column())
+    written_by: str = Field(max_length=320)
+
+
+class HistoryEntry(SQLModel, table=True):
+    """One change to an account: who, when, what; never updated or deleted."""
+
+    __tablename__ = "history"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    at: datetime = Field(sa_column=utc_column())
+    actor: str = Field(max_length=320)
+    kind: str = Field(max_length=20)
+    transition: str | None = Field(default=None, max_length=100)
+    from_stage: str | None = Field(default=None, max_length=100)
+    to_stage: str | None = Field(default=None, max_length=100)
+    note: str = Field(default="")
+    verdicts: str = Field(default="[]")
+
+
+class Notification(SQLModel, table=True):
+    """A queued email: inserted once per idempotency key, delivered at least once."""
+
+    __tablename__ = "outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=300, unique=True)
+    account_id: int | None = Field(default=None, foreign_key="account.id", index=True)
+    kind: str = Field(max_length=50)
+    recipients: str
+    cc: str = Field(default="")
+    subject: str
+    body_text: str
+    body_html: str = Field(default="")
+    status: str = Field(default=OutboxStatus.PENDING.value, max_length=20, index=True)
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime = Field(sa_column=utc_column(index=True))
+    lease_owner: str | None = Field(default=None, max_length=100)
+    lease_until: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    last_error: str = Field(default="")
+    created_at: datetime = Field(sa_column=utc_column())
+    sent_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))

@@ -1,0 +1,59 @@
+"""People: account owners, role holders and leaders, known by email."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, func, select
+
+from kamflow.errors import InvalidInput, NotFound
+from kamflow.models import Person
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def normalise_email(email: str) -> str:
+    """Emails are compared without case and surrounding blanks; a malformed one is refused."""
+    cleaned = email.strip().lower()
+    if not EMAIL.match(cleaned):
+        raise InvalidInput(f"{email!r} is not an email address")
+    return cleaned
+
+
+def add_person(
+    session: Session, email: str, *, name: str = "", leader: bool = False, now: datetime
+) -> Person:
+    address = normalise_email(email)
+    if find_person(session, address) is not None:
+        raise InvalidInput(f"{address} is already known")
+    person = Person(email=address, name=_one_line(name), is_leader=leader, created_at=now)
+    session.add(person)
+    session.flush()
+    return person
+
+
+def find_person(session: Session, email: str) -> Person | None:
+    return session.exec(
+        select(Person).where(func.lower(Person.email) == email.strip().lower())
+    ).first()
+
+
+def get_person(session: Session, email: str) -> Person:
+    person = find_person(session, email)
+    if person is None:
+        raise NotFound(f"no person {email.strip()!r} (add them: kamflow person add EMAIL)")
+    return person
+
+
+def list_people(session: Session) -> list[dict[str, Any]]:
+    return [person_view(p) for p in session.exec(select(Person).order_by(col(Person.email))).all()]
+
+
+def person_view(person: Person) -> dict[str, Any]:
+    return {"email": person.email, "name": person.name, "leader": person.is_leader}
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

@@ -1,0 +1,465 @@
+"""The account plan: strategy, team roles, answers to the questions, actions, KPIs, reviews."""
+
+from __future__ import annotations
+
+import math
+from datetime import date, datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from kamflow import defaults, history
+from kamflow.accounts import clean_text, editable, find_account, touch
+from kamflow.errors import InvalidInput, NotFound
+from kamflow.models import (
+    Account,
+    Action,
+    ActionStatus,
+    Answer,
+    HistoryKind,
+    Kpi,
+    KpiValue,
+    Person,
+    Review,
+    RoleAssignment,
+    Strategy,
+)
+from kamflow.people import get_person
+from kamflow.workflow import get_workflow
+
+
+def _changed(
+    session: Session, account: Account, kind: HistoryKind, note: str, *, actor: str, now: datetime
+) -> None:
+    touch(session, account)
+    history.record(session, account, actor=actor, at=now, kind=kind, note=note)
+
+
+# --- strategy -----------------------------------------------------------------------------
+
+
+def set_strategy(
+    session: Session, ref: str, *, objective: str, who: str, why: str, actor: str, now: datetime
+) -> Strategy:
+    account, _ = editable(session, ref)
+    values = {
+        "objective": clean_text(objective, "--objective"),
+        "stakeholders": clean_text(who, "--who"),
+        "rationale": clean_text(why, "--why"),
+    }
+    strategy = session.get(Strategy, account.id)
+    if strategy is None:
+        strategy = Strategy(account_id=account.id, updated_at=now, updated_by=actor, **values)  # type: ignore[arg-type]
+        session.add(strategy)
+    else:
+        for field, value in values.items():
+            setattr(strategy, field, value)
+        strategy.updated_at, strategy.updated_by = now, actor
+    _changed(session, account, HistoryKind.STRATEGY, "strategy set", actor=actor, now=now)
+    return strategy
+
+
+# --- roles --------------------------------------------------------------------------------
+
+
+def _role(role: str) -> str:
+    cleaned = role.strip().lower().replace("_", "-").replace(" ", "-")
+    if cleaned not in defaults.ROLES:
+        raise NotFound(f"no role {role!r} (roles: {', '.join(defaults.ROLES)})")
+    return cleaned
+
+
+def assign_role(
+    session: Session, ref: str, role: str, email: str, *, actor: str, now: datetime
+) -> None:
+    account, _ = editable(session, ref)
+    role = _role(role)
+    person = get_person(session, email)
+    existing = session.exec(
+        select(RoleAssignment).where(
+            RoleAssignment.account_id == account.id,
+            RoleAssignment.role == role,
+            RoleAssignment.person_id == person.id,
+        )
+    ).first()
+    if existing is not None:
+        raise InvalidInput(f"{person.email} already holds {role} on {account.name}")
+    session.add(
+        RoleAssignment(account_id=account.id, role=role, person_id=person.id, assigned_at=now)  # type: ignore[arg-type]
+    )
+    _changed(
+        session, account, HistoryKind.ROLE, f"{person.email} holds {role}", actor=actor, now=now
+    )
+
+
+def unassign_role(
+    session: Session, ref: str, role: str, email: str, *, actor: str, now: datetime
+) -> None:
+    account, _ = editable(session, ref)
+    role = _role(role)
+    person = get_person(session, email)
+    existing = session.exec(
+        select(RoleAssignment).where(
+            RoleAssignment.account_id == account.id,
+            RoleAssignment.role == role,
+            RoleAssignment.person_id == person.id,
+        )
+    ).first()
+    if existing is None:
+        raise NotFound(f"{person.email} does not hold {role} on {account.name}")
+    session.delete(existing)
+    _changed(
+        session,
+        account,
+        HistoryKind.ROLE,
+        f"{person.email} no longer holds {role}",
+        actor=actor,
+        now=now,
+    )
+
+
+def roles_view(session: Session, account: Account) -> dict[str, list[str]]:
+    rows = session.exec(
+        select(RoleAssignment.role, Person.email)
+        .join(Person, col(RoleAssignment.person_id) == col(Person.id))
+        .where(RoleAssignment.account_id == account.id)
+        .order_by(col(Person.email))
+    ).all()
+    holders: dict[str, list[str]] = {role: [] for role in defaults.ROLES}
+    for role, email in rows:
+        holders.setdefault(role, []).append(email)
+    return holders
+
+
+# --- questions and answers ------------------------------------------------------------------
+
+
+def questions_view(session: Session, ref: str) -> list[dict[str, Any]]:
+    account = find_account(session, ref)
+    bank = get_workflow(account.workflow).questions
+    answers = {
+        a.question_id: a
+        for a in session.exec(select(Answer).where(Answer.account_id == account.id)).all()
+    }
+    rows = []
+    for question in bank.questions:
+        answer = answers.get(question.id)
+        rows.append(
+            {
+                "id": question.id,
+                "category": question.category,
+                "category_title": bank.category_title(question.category),
+                "text": question.text,
+                "hint": question.hint,
+                "required": question.required,
+                "status": (
+                    "open" if answer is None else "n/a" if answer.not_applicable else "answered"
+                ),
+                "answer": answer.text if answer else None,
+            }
+        )
+    return rows
+
+
+def _store_answer(
+    session: Session,
+    ref: str,
+    question_id: str,
+    *,
+    text: str,
+    not_applicable: bool,
+    actor: str,
+    now: datetime,
+) -> Answer:
+    account, definition = editable(session, ref)
+    question = definition.questions.question(question_id.strip())
+    if not_applicable and question.required:
+        raise InvalidInput(f"{question.id} is required: it must be answered, not marked n/a")
+    answer = session.exec(
+        select(Answer).where(Answer.account_id == account.id, Answer.question_id == question.id)
+    ).first()
+    if answer is None:
+        answer = Answer(
+            account_id=account.id,  # type: ignore[arg-type]
+            question_id=question.id,
+            answered_at=now,
+            answered_by=actor,
+        )
+        session.add(answer)
+    answer.text, answer.not_applicable = text, not_applicable
+    answer.answered_at, answer.answered_by = now, actor
+    what = (
+        f"marked {question.id} not applicable: {text}"
+        if not_applicable
+        else f"answered {question.id}"
+    )
+    _changed(session, account, HistoryKind.ANSWER, what, actor=actor, now=now)
+    return answer
+
+
+def answer_question(
+    session: Session, ref: str, question_id: str, text: str, *, actor: str, now: datetime
+) -> Answer:
+    cleaned = text.strip()
+    if not cleaned:
+        raise InvalidInput("an answer must not be empty")
+    return _store_answer(
+        session, ref, question_id, text=cleaned, not_applicable=False, actor=actor, now=now
+    )
+
+
+def mark_not_applicable(
+    session: Session, ref: str, question_id: str, *, reason: str, actor: str, now: datetime
+) -> Answer:
+    return _store_answer(
+        session,
+        ref,
+        question_id,
+        text=clean_text(reason, "--reason"),
+        not_applicable=True,
+        actor=actor,
+        now=now,
+    )
+
+
+# --- actions --------------------------------------------------------------------------------
+
+
+def parse_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidInput(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def add_action(
+    session: Session,
+    ref: str,
+    title: str,
+    *,
+    owner: str,
+    due: str,
+    resources: str = "",
+    actor: str,
+    now: datetime,
+) -> Action:
+    account, _ = editable(session, ref)
+    title = clean_text(title, "an action's title")
+    due_date = parse_date(due)
+    person = get_person(session, owner)
+    action = Action(
+        account_id=account.id,  # type: ignore[arg-type]
+        title=title,
+        owner_id=person.id,
+        due=due_date,
+        resources=clean_text(resources, "--resources", required=False),
+        created_at=now,
+    )
+    session.add(action)
+    session.flush()
+    _changed(
+        session,
+        account,
+        HistoryKind.ACTION,
+        f"action #{action.id} added: {title} ({person.email}, due {due_date.isoformat()})",
+        actor=actor,
+        now=now,
+    )
+    return action
+
+
+def complete_action(
+    session: Session, ref: str, action_id: str, *, actor: str, now: datetime
+) -> Action:
+    account, _ = editable(session, ref)
+    action = None
+    if action_id.strip().lstrip("#").isdigit():
+        action = session.get(Action, int(action_id.strip().lstrip("#")))
+    if action is None or action.account_id != account.id:
+        raise NotFound(f"no action {action_id!r} on {account.name} (see: kamflow action list)")
+    if action.status == ActionStatus.DONE:
+        raise InvalidInput(f"action #{action.id} is already done")
+    action.status, action.done_at = ActionStatus.DONE.value, now
+    _changed(
+        session,
+        account,
+        HistoryKind.ACTION,
+        f"action #{action.id} done: {action.title}",
+        actor=actor,
+        now=now,
+    )
+    return action
+
+
+def actions_view(session: Session, ref: str, *, today: date) -> list[dict[str, Any]]:
+    account = find_account(session, ref)
+    rows = session.exec(
+        select(Action, Person)
+        .join(Person, col(Action.owner_id) == col(Person.id), isouter=True)
+        .where(Action.account_id == account.id)
+        .order_by(col(Action.due), col(Action.id))
+    ).all()
+    return [
+        {
+            "id": action.id,
+            "title": action.title,
+            "owner": person.email if person else None,
+            "due": action.due.isoformat() if action.due else None,
+            "resources": action.resources,
+            "status": action.status,
+            "overdue": action.status == ActionStatus.OPEN
+            and action.due is not None
+            and action.due < today,
+        }
+        for action, person in rows
+    ]
+
+
+# --- KPIs and reviews -------------------------------------------------------------------------
+
+
+def parse_number(text: str, what: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise InvalidInput(f"{what} {text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise InvalidInput(f"{what} {text!r} is not a finite number")
+    return value
+
+
+def format_number(value: float) -> str:
+    """1800000.0 -> 1,800,000; 3.5 -> 3.5."""
+    return f"{value:,.0f}" if value.is_integer() else f"{value:,.10g}"
+
+
+def quarter_of(moment: datetime) -> str:
+    return f"{moment.year}-Q{(moment.month - 1) // 3 + 1}"
+
+
+def add_kpi(
+    session: Session,
+    ref: str,
+    name: str,
+    *,
+    target: str,
+    unit: str = "",
+    lower_is_better: bool = False,
+    actor: str,
+    now: datetime,
+) -> Kpi:
+    account, _ = editable(session, ref)
+    name = clean_text(name, "a KPI's name")
+    value = parse_number(target, "--target")
+    if _find_kpi(session, account, name) is not None:
+        raise InvalidInput(f"{account.name} already has a KPI named {name!r}")
+    kpi = Kpi(
+        account_id=account.id,  # type: ignore[arg-type]
+        name=name,
+        target=value,
+        unit=clean_text(unit, "--unit", required=False),
+        lower_is_better=lower_is_better,
+        created_at=now,
+    )
+    session.add(kpi)
+    direction = "lower" if lower_is_better else "higher"
+    _changed(
+        session,
+        account,
+        HistoryKind.KPI,
+        f"KPI {name} added: target {format_number(value)}{(' ' + kpi.unit) if kpi.unit else ''}, "
+        f"{direction} is better",
+        actor=actor,
+        now=now,
+    )
+    return kpi
+
+
+def _find_kpi(session: Session, account: Account, name: str) -> Kpi | None:
+    for kpi in session.exec(select(Kpi).where(Kpi.account_id == account.id)).all():
+        if kpi.name.lower() == name.strip().lower():
+            return kpi
+    return None
+
+
+def record_kpi(
+    session: Session,
+    ref: str,
+    name: str,
+    value: str,
+    *,
+    period: str | None = None,
+    actor: str,
+    now: datetime,
+) -> KpiValue:
+    account, _ = editable(session, ref)
+    kpi = _find_kpi(session, account, name)
+    if kpi is None:
+        raise NotFound(f"{account.name} has no KPI {name!r} (see: kamflow account show)")
+    number = parse_number(value, "value")
+    label = clean_text(period, "--period") if period is not None else quarter_of(now)
+    row = KpiValue(kpi_id=kpi.id, value=number, period=label, recorded_at=now, recorded_by=actor)  # type: ignore[arg-type]
+    session.add(row)
+    _changed(
+        session,
+        account,
+        HistoryKind.KPI,
+        f"{kpi.name} = {format_number(number)} for {label}",
+        actor=actor,
+        now=now,
+    )
+    return row
+
+
+def write_review(
+    session: Session, ref: str, *, conclusion: str, actor: str, now: datetime
+) -> Review:
+    account, _ = editable(session, ref)
+    review = Review(
+        account_id=account.id,  # type: ignore[arg-type]
+        conclusion=clean_text(conclusion, "--conclusion"),
+        written_at=now,
+        written_by=actor,
+    )
+    session.add(review)
+    _changed(
+        session, account, HistoryKind.REVIEW, f"review: {review.conclusion}", actor=actor, now=now
+    )
+    return review
+
+
+def kpis_view(session: Session, account: Account) -> list[dict[str, Any]]:
+    kpis = session.exec(select(Kpi).where(Kpi.account_id == account.id).order_by(col(Kpi.id))).all()
+    views = []
+    for kpi in kpis:
+        latest = session.exec(
+            select(KpiValue)
+            .where(KpiValue.kpi_id == kpi.id)
+            .order_by(col(KpiValue.recorded_at).desc(), col(KpiValue.id).desc())
+        ).first()
+        on_target = None
+        if latest is not None:
+            on_target = (
+                latest.value <= kpi.target if kpi.lower_is_better else latest.value >= kpi.target
+            )
+        views.append(
+            {
+                "name": kpi.name,
+                "target": kpi.target,
+                "unit": kpi.unit,
+                "lower_is_better": kpi.lower_is_better,
+                "latest": latest.value if latest else None,
+                "period": latest.period if latest else None,
+                "recorded_at": latest.recorded_at.isoformat() if latest else None,
+                "on_target": on_target,
+            }
+        )
+    return views
+
+
+def latest_review(session: Session, account: Account) -> Review | None:
+    return session.exec(
+        select(Review)
+        .where(Review.account_id == account.id)
+        .order_by(col(Review.written_at).desc(), col(Review.id).desc())
+    ).first()

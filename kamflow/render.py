@@ -1,0 +1,143 @@
+"""Plain-text renderings of kamflow's reports (the CLI prints them; JSON needs none of this)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kamflow.plan import format_number
+from kamflow.workflow import Workflow
+
+
+def _mark(ok: bool) -> str:
+    return "[ok]     " if ok else "[missing]"
+
+
+def render_moves(moves: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for move in moves:
+        default = " (default)" if move["default"] and len(moves) > 1 else ""
+        lines.append(f"To {move['transition']} to {move['to_title']}{default}:")
+        if not move["verdicts"]:
+            lines.append("  nothing to check")
+        for verdict in move["verdicts"]:
+            lines.append(f"  {_mark(verdict['ok'])} {verdict['message']}")
+    return lines
+
+
+def render_why(report: dict[str, Any]) -> str:
+    limit = f" of {report['limit_days']}" if report["limit_days"] else ""
+    lines = [
+        f"{report['account']} is in {report['stage_title']} "
+        f"(day {report['days_in_stage']}{limit}), owned by {report['owner']}."
+    ]
+    if not report["moves"]:
+        lines.append("It no longer moves.")
+    lines += render_moves(report["moves"])
+    return "\n".join(lines)
+
+
+def render_account(d: dict[str, Any]) -> str:
+    limit = f" of {d['limit_days']}" if d["limit_days"] else ""
+    lines = [
+        f"{d['name']}  (#{d['id']}, {d['kind']} key account, workflow {d['workflow']})",
+        f"  owner:    {d['owner']}",
+        f"  stage:    {d['stage_title']}, day {d['days_in_stage']}{limit}",
+        "",
+        "Strategy:",
+    ]
+    strategy = d["strategy"]
+    if strategy:
+        lines += [
+            f"  what: {strategy['objective']}",
+            f"  who:  {strategy['who']}",
+            f"  why:  {strategy['why']}",
+        ]
+    else:
+        lines.append("  (not set)")
+    lines.append("Account team:")
+    for role, holders in d["roles"].items():
+        lines.append(f"  {role:<18} {', '.join(holders) if holders else '-- nobody --'}")
+    p = d["plan"]
+    lines += [
+        "Plan:",
+        f"  {p['answered']} of {p['questions']} questions answered, {p['not_applicable']} not "
+        f"applicable; {p['required_answered']} of {p['required']} required answered",
+        "Actions:",
+    ]
+    if not d["actions"]:
+        lines.append("  (none)")
+    for a in d["actions"]:
+        overdue = " OVERDUE" if a["overdue"] else ""
+        lines.append(
+            f"  #{a['id']} [{a['status']}{overdue}] {a['title']} -- {a['owner']}, due {a['due']}"
+        )
+    lines.append("KPIs:")
+    if not d["kpis"]:
+        lines.append("  (none)")
+    for k in d["kpis"]:
+        unit = f" {k['unit']}" if k["unit"] else ""
+        latest = (
+            "no value yet"
+            if k["latest"] is None
+            else f"latest {format_number(k['latest'])}{unit} ({k['period']})"
+        )
+        state = (
+            "" if k["on_target"] is None else (" on target" if k["on_target"] else " OFF TARGET")
+        )
+        lines.append(f"  {k['name']}: target {format_number(k['target'])}{unit}, {latest}{state}")
+    if d["latest_review"]:
+        lines.append(f"Latest review: {d['latest_review']['conclusion']}")
+    lines.append("")
+    lines += render_moves(d["next"]) or ["It no longer moves."]
+    return "\n".join(lines)
+
+
+def history_rows(rows: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+    out = []
+    for row in rows:
+        when = row["at"][:16].replace("T", " ")
+        if row["kind"] == "transition":
+            what = f"{row['transition']}: {row['from']} -> {row['to']}"
+        elif row["kind"] == "created":
+            what = f"created at {row['to']}"
+        else:
+            what = row["kind"]
+        out.append((when, row["actor"], what, row["note"]))
+    return out
+
+
+def render_workflow(definition: Workflow) -> str:
+    spec = definition.spec
+    lines = [
+        f"{spec.name}: {spec.title}",
+        f"  file: {definition.path}",
+        "",
+        "Stages (limit in days):",
+    ]
+    for stage in spec.stages:
+        initial = "  (start)" if stage.name == definition.initial else ""
+        lines.append(f"  {stage.name:<14} {stage.limit_days:>4}  {stage.title}{initial}")
+    if spec.exits:
+        lines.append("Exits: " + ", ".join(e.name for e in spec.exits))
+    lines.append("Transitions:")
+    for t in spec.transitions:
+        guards = ", ".join(
+            g.name + (f"({', '.join(f'{k}={v}' for k, v in g.params.items())})" if g.params else "")
+            for g in t.guards
+        )
+        extra = []
+        if t.allowed:
+            extra.append("only " + "/".join(t.allowed))
+        if t.reason_required:
+            extra.append("needs a reason")
+        lines.append(
+            f"  {t.name:<11} {','.join(t.source):<12} -> {t.dest:<13}"
+            + (f" guards: {guards}" if guards else "")
+            + (f"  [{'; '.join(extra)}]" if extra else "")
+        )
+    lines.append(
+        f"Questions: {len(definition.questions.questions)} in "
+        f"{len(definition.questions.categories)} categories "
+        f"({len(definition.questions.required)} required)"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,106 @@
+"""Loading YAML definitions whole or not at all; problems name the file, the line and the field."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from kamflow.errors import InvalidWorkflow
+
+Loc = tuple[str | int, ...]
+Problem = tuple[Loc, str]
+SpecT = TypeVar("SpecT", bound=BaseModel)
+
+
+class Spec(BaseModel):
+    """A part of a definition file: unknown fields are errors, values never change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def describe(path: Path) -> str:
+    """The file's path as a user would recognise it (relative to the current folder if inside)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def place(loc: Loc) -> str:
+    """``('transitions', 3, 'to')`` -> ``transitions[3].to``."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "the file"
+
+
+def line_of(node: yaml.Node | None, loc: Loc) -> int:
+    """The line (1-based) of the deepest part of ``loc`` that exists in the YAML node tree."""
+    if node is None:
+        return 1
+    line = node.start_mark.line + 1
+    for part in loc:
+        child: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode) and isinstance(part, str):
+            child = next((value for key, value in node.value if key.value == part), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            child = node.value[part] if 0 <= part < len(node.value) else None
+        if child is None:
+            break
+        node = child
+        line = node.start_mark.line + 1
+    return line
+
+
+def _message(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind == "missing":
+        return "missing field"
+    return str(error["msg"])[:1].lower() + str(error["msg"])[1:]
+
+
+def validation_problems(error: ValidationError, prefix: Loc = ()) -> list[Problem]:
+    """Pydantic's errors as (place, message) pairs."""
+    return [((*prefix, *err["loc"]), _message(err)) for err in error.errors()]
+
+
+def load(
+    path: Path,
+    model: type[SpecT],
+    check: Callable[[SpecT], Sequence[Problem]] | None = None,
+) -> SpecT:
+    """Parse and validate ``path`` as ``model``, then ``check`` it; raise naming every problem."""
+    source = describe(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise InvalidWorkflow(source, [f"cannot read the file: {reason}"]) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark else 1
+        raise InvalidWorkflow(source, [f"line {line}: bad YAML: {error.problem}"]) from None
+    except yaml.YAMLError as error:
+        raise InvalidWorkflow(source, [f"bad YAML: {error}"]) from None
+    if not isinstance(data, dict):
+        raise InvalidWorkflow(source, ["line 1: expected a mapping of fields at the top"])
+    try:
+        spec = model.model_validate(data)
+    except ValidationError as error:
+        problems = validation_problems(error)
+    else:
+        problems = list(check(spec)) if check else []
+    if problems:
+        raise InvalidWorkflow(
+            source, [f"line {line_of(node, loc)}, {place(loc)}: {msg}" for loc, msg in problems]
+        )
+    return spec

@@ -1,0 +1,45 @@
+"""Everything about one account, gathered for `account show`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from kamflow import accounts, engine, plan
+from kamflow.models import Person, Strategy
+from kamflow.workflow import get_workflow
+
+
+def account_details(session: Session, ref: str, *, actor: str, now: datetime) -> dict[str, Any]:
+    account = accounts.find_account(session, ref)
+    definition = get_workflow(account.workflow)
+    owner = session.get(Person, account.owner_id)
+    assert owner is not None
+    details = accounts.summary(account, owner, definition, now)
+    strategy = session.get(Strategy, account.id)
+    details["strategy"] = (
+        {"objective": strategy.objective, "who": strategy.stakeholders, "why": strategy.rationale}
+        if strategy
+        else None
+    )
+    details["roles"] = plan.roles_view(session, account)
+    questions = plan.questions_view(session, ref)
+    details["plan"] = {
+        "questions": len(questions),
+        "answered": sum(q["status"] == "answered" for q in questions),
+        "not_applicable": sum(q["status"] == "n/a" for q in questions),
+        "required": sum(q["required"] for q in questions),
+        "required_answered": sum(q["required"] and q["status"] == "answered" for q in questions),
+    }
+    details["actions"] = plan.actions_view(session, ref, today=now.date())
+    details["kpis"] = plan.kpis_view(session, account)
+    review = plan.latest_review(session, account)
+    details["latest_review"] = (
+        {"conclusion": review.conclusion, "written_at": review.written_at.isoformat()}
+        if review
+        else None
+    )
+    details["next"] = engine.why(session, ref, actor=actor, now=now)["moves"]
+    return details

@@ -1,0 +1,338 @@
+"""Workflow definitions: YAML validated on load, one shared transitions.Machine per definition."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from transitions import Machine
+
+from kamflow import defaults, specfile
+from kamflow.errors import InvalidWorkflow, NotFound
+from kamflow.guards import REGISTRY, NoParams
+from kamflow.questions import QuestionBank, load_bank
+from kamflow.specfile import Problem, Spec
+
+NAME = r"^[a-z][a-z0-9_]*$"
+EVERY_STAGE = "*"
+OWNER, LEADER, ROLE_PREFIX = "owner", "leader", "role:"
+
+
+class PlaceSpec(Spec):
+    """Somewhere an account can be: a stage of the cycle or an exit."""
+
+    name: str = Field(pattern=NAME)
+    title: str = ""
+    description: str = ""
+
+
+class StageSpec(PlaceSpec):
+    limit_days: int = Field(gt=0)
+
+
+class ExitSpec(PlaceSpec):
+    pass
+
+
+class GuardSpec(Spec):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TransitionSpec(Spec):
+    name: str = Field(pattern=NAME)
+    source: list[str] = Field(alias="from", min_length=1)
+    dest: str = Field(alias="to")
+    guards: list[GuardSpec] = Field(default_factory=list)
+    allowed: list[str] = Field(default_factory=list)
+    reason_required: bool = False
+    description: str = ""
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("guards", mode="before")
+    @classmethod
+    def guard_shorthand(cls, value: Any) -> Any:
+        """Accept ``- name`` and ``- name: {param: value}`` as well as the long form."""
+        if not isinstance(value, list):
+            return value
+        expanded = []
+        for item in value:
+            if isinstance(item, str):
+                item = {"name": item}
+            elif isinstance(item, dict) and len(item) == 1 and "name" not in item:
+                ((name, params),) = item.items()
+                item = {"name": name, "params": params or {}}
+            expanded.append(item)
+        return expanded
+
+
+class WorkflowSpec(Spec):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    title: str = Field(min_length=1)
+    description: str = ""
+    questions: str = "questions.yaml"
+    initial: str | None = None
+    stages: list[StageSpec] = Field(min_length=1)
+    exits: list[ExitSpec] = Field(default_factory=list)
+    transitions: list[TransitionSpec] = Field(min_length=1)
+
+
+def _check(spec: WorkflowSpec, path: Path) -> list[Problem]:
+    problems: list[Problem] = []
+    if spec.name != path.stem:
+        problems.append((("name",), f"must match the file name {path.stem!r}"))
+    stages = [stage.name for stage in spec.stages]
+    exits = [exit_.name for exit_ in spec.exits]
+    known = stages + exits
+    seen: set[str] = set()
+    for group, names in (("stages", stages), ("exits", exits)):
+        for index, name in enumerate(names):
+            if name in seen:
+                problems.append(((group, index, "name"), f"{name!r} is defined twice"))
+            seen.add(name)
+    initial = spec.initial or stages[0]
+    if initial not in stages:
+        problems.append((("initial",), f"unknown stage {initial!r} ({_known(stages)})"))
+
+    pairs: dict[tuple[str, str], int] = {}
+    for index, transition in enumerate(spec.transitions):
+        at: tuple[str | int, ...] = ("transitions", index)
+        for position, source in enumerate(transition.source):
+            if source != EVERY_STAGE and source not in known:
+                problems.append(
+                    ((*at, "from", position), f"unknown stage {source!r} ({_known(known)})")
+                )
+            elif source in exits:
+                problems.append(
+                    ((*at, "from", position), f"{source!r} is an exit: nothing leaves it")
+                )
+        if transition.dest not in known:
+            problems.append(((*at, "to"), f"unknown stage {transition.dest!r} ({_known(known)})"))
+        for source in _sources(transition, stages):
+            for key in ((transition.name, source), (f"->{transition.dest}", source)):
+                if key in pairs and transition.dest not in exits:
+                    what = "name" if not key[0].startswith("->") else "target"
+                    problems.append(
+                        (
+                            (*at, "name"),
+                            f"transitions[{pairs[key]}] already leaves {source!r} with the same "
+                            f"{what}: a move must be unambiguous",
+                        )
+                    )
+                pairs.setdefault(key, index)
+        for position, guard_spec in enumerate(transition.guards):
+            problems += _check_guard(guard_spec, (*at, "guards", position), known)
+        for position, who in enumerate(transition.allowed):
+            role = who.removeprefix(ROLE_PREFIX)
+            if who not in (OWNER, LEADER) and not (
+                who.startswith(ROLE_PREFIX) and role in defaults.ROLES
+            ):
+                problems.append(
+                    (
+                        (*at, "allowed", position),
+                        f"{who!r} is not owner, leader or role:ROLE "
+                        f"(roles: {', '.join(defaults.ROLES)})",
+                    )
+                )
+    if not problems:
+        problems += _unreachable(spec, initial, stages)
+    return problems
+
+
+def _known(names: Iterable[str]) -> str:
+    return "known: " + ", ".join(names)
+
+
+def _sources(transition: TransitionSpec, stages: list[str]) -> list[str]:
+    return stages if EVERY_STAGE in transition.source else transition.source
+
+
+def _check_guard(
+    guard_spec: GuardSpec, at: tuple[str | int, ...], known: list[str]
+) -> list[Problem]:
+    found = REGISTRY.get(guard_spec.name)
+    if found is None:
+        return [((*at,), f"unknown guard {guard_spec.name!r} ({_known(sorted(REGISTRY))})")]
+    try:
+        params = found.params.model_validate(guard_spec.params)
+    except ValidationError as error:
+        return specfile.validation_problems(error, (*at, guard_spec.name))
+    return [
+        ((*at, guard_spec.name, name), f"unknown stage {stage!r} ({_known(known)})")
+        for name, stage in params.stage_refs()
+        if stage not in known
+    ]
+
+
+def _unreachable(spec: WorkflowSpec, initial: str, stages: list[str]) -> list[Problem]:
+    edges: dict[str, set[str]] = {}
+    for transition in spec.transitions:
+        for source in _sources(transition, stages):
+            edges.setdefault(source, set()).add(transition.dest)
+    reached, queue = {initial}, deque([initial])
+    while queue:
+        for target in edges.get(queue.popleft(), ()):
+            if target not in reached:
+                reached.add(target)
+                queue.append(target)
+    problems: list[Problem] = []
+    groups: list[tuple[str, Sequence[PlaceSpec]]] = [("stages", spec.stages), ("exits", spec.exits)]
+    for group, items in groups:
+        for index, item in enumerate(items):
+            if item.name not in reached:
+                problems.append(((group, index, "name"), f"no transition reaches {item.name!r}"))
+    return problems
+
+
+@dataclass(frozen=True)
+class BoundGuard:
+    """A guard of a transition with its validated parameters."""
+
+    name: str
+    params: NoParams
+
+
+class _Position:
+    """What transitions moves: just a stage name, so no table row is ever a machine model."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A validated definition and the one Machine shared by every account that follows it."""
+
+    spec: WorkflowSpec
+    path: Path
+    questions: QuestionBank
+    machine: Machine = field(compare=False, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def initial(self) -> str:
+        return self.spec.initial or self.spec.stages[0].name
+
+    @property
+    def stage_names(self) -> list[str]:
+        return [stage.name for stage in self.spec.stages]
+
+    @property
+    def exit_names(self) -> list[str]:
+        return [exit_.name for exit_ in self.spec.exits]
+
+    def is_exit(self, name: str) -> bool:
+        return name in self.exit_names
+
+    def stage(self, name: str) -> StageSpec | None:
+        return next((stage for stage in self.spec.stages if stage.name == name), None)
+
+    def title_of(self, name: str) -> str:
+        places: list[PlaceSpec] = [*self.spec.stages, *self.spec.exits]
+        for item in places:
+            if item.name == name:
+                return item.title or name.replace("_", " ").capitalize()
+        return name
+
+    def resolve_stage(self, text: str) -> str:
+        """A stage or exit by name or title, in any case (``Action plan``, ``action-plan``)."""
+        wanted = text.strip().lower().replace("-", "_").replace(" ", "_")
+        for name in (*self.stage_names, *self.exit_names):
+            if wanted in (name, self.title_of(name).lower().replace(" ", "_")):
+                return name
+        raise NotFound(
+            f"no stage {text!r} in workflow {self.name} "
+            f"(stages: {', '.join(self.stage_names + self.exit_names)})"
+        )
+
+    def transitions_from(self, stage: str) -> list[TransitionSpec]:
+        return [t for t in self.spec.transitions if stage in _sources(t, self.stage_names)]
+
+    def moves_from(self, stage: str) -> list[TransitionSpec]:
+        """Transitions to another stage of the cycle (not to an exit), in file order."""
+        return [t for t in self.transitions_from(stage) if not self.is_exit(t.dest)]
+
+    def bound_guards(self, transition: TransitionSpec) -> list[BoundGuard]:
+        return [
+            BoundGuard(g.name, REGISTRY[g.name].params.model_validate(g.params))
+            for g in transition.guards
+        ]
+
+    def fire(self, transition: TransitionSpec, stage: str) -> str:
+        """Let the shared machine perform the move from ``stage``; returns the new stage."""
+        position = _Position(stage)
+        self.machine.events[transition.name].trigger(position)
+        return position.stage
+
+
+def _machine(spec: WorkflowSpec, initial: str) -> Machine:
+    stages = [stage.name for stage in spec.stages]
+    return Machine(
+        model=None,
+        states=stages + [exit_.name for exit_ in spec.exits],
+        initial=initial,
+        transitions=[
+            {"trigger": t.name, "source": _sources(t, stages), "dest": t.dest}
+            for t in spec.transitions
+        ],
+        auto_transitions=False,
+        model_attribute="stage",
+    )
+
+
+@functools.cache
+def load_workflow(path: Path) -> Workflow:
+    """Load and validate one workflow file and its question bank; nothing is half loaded."""
+    spec = specfile.load(path, WorkflowSpec, lambda s: _check(s, path))
+    bank_path = path.parent / spec.questions
+    if not bank_path.is_file():
+        raise InvalidWorkflow(
+            specfile.describe(path),
+            [f"questions: no question bank at {specfile.describe(bank_path)}"],
+        )
+    bank = load_bank(bank_path)
+    initial = spec.initial or spec.stages[0].name
+    return Workflow(spec, path, bank, _machine(spec, initial))
+
+
+def search_path() -> list[Path]:
+    """Where workflows are looked for: KAMFLOW_WORKFLOWS folders first, then the shipped ones."""
+    folders = [Path(p) for p in os.environ.get(defaults.ENV_WORKFLOWS, "").split(os.pathsep) if p]
+    here = Path(__file__).resolve().parent
+    # Installed wheel: the definitions ship inside the package; a checkout keeps them at the top.
+    for shipped in (here / "workflows", here.parent / "workflows"):
+        if shipped.is_dir():
+            folders.append(shipped)
+            break
+    return folders
+
+
+def available() -> dict[str, Path]:
+    """Every workflow name found on the search path, the first folder winning."""
+    found: dict[str, Path] = {}
+    for folder in search_path():
+        for path in sorted(folder.glob("*.yaml")):
+            if path.name != "questions.yaml":
+                found.setdefault(path.stem, path)
+    return found
+
+
+def get_workflow(name: str) -> Workflow:
+    """The workflow called ``name``, validated."""
+    paths = available()
+    if name not in paths:
+        raise NotFound(f"no workflow {name!r} (available: {', '.join(sorted(paths)) or 'none'})")
+    return load_workflow(paths[name])

@@ -1,0 +1,138 @@
+"""Shared fixtures: every database test runs on a real SQLite file and on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner, Result
+from sqlalchemy.engine import Engine
+
+from kamflow import db
+from kamflow.cli import app
+from kamflow.clock import FixedClock
+
+#: The PostgreSQL server the suite uses; .ci/run makes sure it is up.
+PG_URL = os.environ.get("KAMFLOW_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+#: In CI a missing PostgreSQL is a failure, not a skip.
+REQUIRE_PG = bool(os.environ.get("CI") or os.environ.get("KAMFLOW_REQUIRE_PG"))
+#: When the tests' story starts: a Monday morning.
+START = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
+
+
+def _postgres_available() -> str | None:
+    try:
+        engine = sa.create_engine(PG_URL, connect_args={"connect_timeout": 3})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as error:
+        return str(error).splitlines()[0]
+    return None
+
+
+_PG_PROBLEM: str | bool | None = False  # False: not probed yet
+
+
+def _require_postgres() -> None:
+    global _PG_PROBLEM
+    if _PG_PROBLEM is False:
+        _PG_PROBLEM = _postgres_available()
+    if _PG_PROBLEM:
+        message = f"PostgreSQL not reachable at {PG_URL}: {_PG_PROBLEM}"
+        if REQUIRE_PG:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Any) -> str:
+    return f"sqlite:///{tmp_path / 'kamflow.db'}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL whose search_path is a fresh schema of its own, dropped afterwards."""
+    _require_postgres()
+    schema = f"kf_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_URL)
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+    try:
+        yield url
+    finally:
+        dispose(url)
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+
+
+def dispose(url: str) -> None:
+    """Close the cached engine of ``url`` so its connections do not outlive the test."""
+    db.engine_for(url).dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database: a SQLite file, then a PostgreSQL schema."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
+@pytest.fixture
+def engine(database_url: str) -> Engine:
+    return db.ready_engine(database_url)
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(START)
+
+
+Runner = Callable[..., Any]
+
+
+@pytest.fixture
+def run(engine: Engine, clock: FixedClock) -> Runner:
+    """Call a core function in one transaction as ``actor``, at the clock's time."""
+
+    def call(
+        function: Callable[..., Any], *args: Any, actor: str = "owner@example.com", **kw: Any
+    ) -> Any:
+        with db.session_scope(engine) as session:
+            return function(session, *args, actor=actor, now=clock.now(), **kw)
+
+    return call
+
+
+@pytest.fixture
+def cli(database_url: str, clock: FixedClock) -> Callable[..., Result]:
+    """Run the kamflow CLI in-process on the test database, at the clock's time."""
+    runner = CliRunner()
+
+    def invoke(
+        *args: str, actor: str = "owner@example.com", env: dict[str, str] | None = None
+    ) -> Result:
+        environment = {"KAMFLOW_NOW": clock.now().isoformat(), "KAMFLOW_USER": actor, **(env or {})}
+        return runner.invoke(
+            app, ["--db", database_url, *args], env=environment, catch_exceptions=False
+        )
+
+    return invoke
+
+
+def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every kamflow table, to prove that a refused command changed nothing."""
+    metadata = sa.MetaData()
+    metadata.reflect(engine)
+    with engine.connect() as connection:
+        return {
+            name: sorted(map(tuple, connection.execute(table.select()).all()), key=repr)
+            for name, table in sorted(metadata.tables.items())
+        }
