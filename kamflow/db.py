@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
 from kamflow import defaults
-from kamflow.errors import DatabaseError
+from kamflow.errors import Conflict, DatabaseError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -92,13 +92,16 @@ def upgrade(engine: Engine) -> tuple[str | None, str | None]:
     from alembic import command
     from alembic.runtime.migration import MigrationContext
 
-    with engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            # Two first uses at once must not both create the tables.
-            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(4242001)")
-        before = MigrationContext.configure(connection).get_current_revision()
-        command.upgrade(_alembic_config(connection), "head")
-        after = MigrationContext.configure(connection).get_current_revision()
+    try:
+        with engine.begin() as connection:
+            if connection.dialect.name == "postgresql":
+                # Two first uses at once must not both create the tables.
+                connection.exec_driver_sql("SELECT pg_advisory_xact_lock(4242001)")
+            before = MigrationContext.configure(connection).get_current_revision()
+            command.upgrade(_alembic_config(connection), "head")
+            after = MigrationContext.configure(connection).get_current_revision()
+    except exc.OperationalError as error:
+        raise DatabaseError(f"cannot open database {_safe(engine)}: {_reason(error)}") from None
     return before, after
 
 
@@ -108,10 +111,10 @@ def ready_engine(url: str) -> Engine:
     engine = engine_for(url)
     try:
         current, head = schema_revisions(engine)
-        if current != head:
-            upgrade(engine)
     except exc.OperationalError as error:
         raise DatabaseError(f"cannot open database {_safe(engine)}: {_reason(error)}") from None
+    if current != head:
+        upgrade(engine)
     return engine
 
 
@@ -121,6 +124,11 @@ def session_scope(engine: Engine) -> Iterator[Session]:
     try:
         with Session(engine, expire_on_commit=False) as session, session.begin():
             yield session
+    except exc.IntegrityError as error:
+        # Two writers raced to create the same thing; the checks before the insert passed for both.
+        raise Conflict(
+            f"the change collides with one made meanwhile; nothing was written ({_reason(error)})"
+        ) from None
     except exc.OperationalError as error:
         raise DatabaseError(f"database error on {_safe(engine)}: {_reason(error)}") from None
 

@@ -83,6 +83,8 @@ class Account(SQLModel, table=True):
     """A key account and where it stands in its workflow."""
 
     __tablename__ = "account"
+    # Accounts are looked up by name in any case; the index keeps that one probe, not a scan.
+    __table_args__ = (sa.Index("ix_account_name_lower", sa.text("lower(name)"), unique=True),)
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=200, unique=True)

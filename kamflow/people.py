@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, col, select
 
 from kamflow.errors import InvalidInput, NotFound
 from kamflow.models import Person
@@ -35,9 +35,8 @@ def add_person(
 
 
 def find_person(session: Session, email: str) -> Person | None:
-    return session.exec(
-        select(Person).where(func.lower(Person.email) == email.strip().lower())
-    ).first()
+    # Emails are stored lower-cased, so the unique index answers this.
+    return session.exec(select(Person).where(Person.email == email.strip().lower())).first()
 
 
 def get_person(session: Session, email: str) -> Person:

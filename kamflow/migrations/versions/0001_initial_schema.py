@@ -53,6 +53,7 @@ def upgrade() -> None:
     with op.batch_alter_table("account", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_account_owner_id"), ["owner_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_account_stage"), ["stage"], unique=False)
+    op.create_index("ix_account_name_lower", "account", [sa.text("lower(name)")], unique=True)
 
     op.create_table(
         "action",
