@@ -10,6 +10,7 @@ from sqlmodel import Session, col, func, select
 
 from kamflow import defaults, history
 from kamflow.errors import InvalidInput, NotFound
+from kamflow.ladder import position
 from kamflow.models import Account, HistoryKind, Person
 from kamflow.people import get_person
 from kamflow.workflow import Workflow, available, get_workflow
@@ -120,6 +121,11 @@ def normalise_stage(text: str) -> str:
 def summary(account: Account, owner: Person, definition: Workflow, now: datetime) -> dict[str, Any]:
     """The one-line facts about an account, as shown by `account list`."""
     stage = definition.stage(account.stage)
+    where = (
+        position(account.stage_entered_at, stage.limit_days, definition.ladder_for(stage), now)
+        if stage
+        else None
+    )
     return {
         "id": account.id,
         "name": account.name,
@@ -131,6 +137,7 @@ def summary(account: Account, owner: Person, definition: Workflow, now: datetime
         "stage_entered_at": account.stage_entered_at.isoformat(),
         "days_in_stage": days_between(account.stage_entered_at, now),
         "limit_days": stage.limit_days if stage else None,
+        "status": where.status.value if where else "closed",
     }
 
 

@@ -79,6 +79,16 @@ def act(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return function(session, *args, actor=config.actor, now=config.clock.now(), **kwargs)
 
 
+def act_on(function: Callable[..., T], ref: str, *args: Any, **kwargs: Any) -> tuple[str, T]:
+    """Like act() for a change to account ``ref``; also returns the account's name as stored."""
+    from kamflow.accounts import find_account
+
+    config = settings()
+    with transaction() as session:
+        result = function(session, ref, *args, actor=config.actor, now=config.clock.now(), **kwargs)
+        return find_account(session, ref).name, result
+
+
 def read(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     with transaction() as session:
         return function(session, *args, **kwargs)
@@ -224,8 +234,11 @@ def account_list(stage: str | None, as_json: bool) -> None:
         emit_json(rows)
         return
     table(
-        [(r["id"], r["name"], r["stage_title"], _days(r), r["owner"], r["workflow"]) for r in rows],
-        ["id", "account", "stage", "days", "owner", "workflow"],
+        [
+            (r["id"], r["name"], r["stage_title"], _days(r), r["status"], r["owner"], r["workflow"])
+            for r in rows
+        ],
+        ["id", "account", "stage", "days", "status", "owner", "workflow"],
     )
 
 
@@ -268,8 +281,8 @@ def strategy_set(name: str, objective: str, who: str, why: str) -> None:
     """Set the account's strategy."""
     from kamflow.plan import set_strategy
 
-    act(set_strategy, name, objective=objective, who=who, why=why)
-    click.echo(f"Strategy of {name} recorded.")
+    account, _ = act_on(set_strategy, name, objective=objective, who=who, why=why)
+    click.echo(f"Strategy of {account} recorded.")
 
 
 @app.group()
@@ -285,8 +298,8 @@ def role_assign(name: str, role_name: str, email: str) -> None:
     """Give ROLE on the account to a person (one person may hold several roles)."""
     from kamflow.plan import assign_role
 
-    act(assign_role, name, role_name, email)
-    click.echo(f"{email} holds {role_name} on {name}.")
+    account, _ = act_on(assign_role, name, role_name, email)
+    click.echo(f"{email} holds {role_name} on {account}.")
 
 
 @role.command("unassign")
@@ -297,8 +310,8 @@ def role_unassign(name: str, role_name: str, email: str) -> None:
     """Take ROLE on the account away from a person."""
     from kamflow.plan import unassign_role
 
-    act(unassign_role, name, role_name, email)
-    click.echo(f"{email} no longer holds {role_name} on {name}.")
+    account, _ = act_on(unassign_role, name, role_name, email)
+    click.echo(f"{email} no longer holds {role_name} on {account}.")
 
 
 @app.group()
@@ -338,8 +351,8 @@ def plan_answer(name: str, question_id: str, text: str) -> None:
     """Answer a planning question."""
     from kamflow.plan import answer_question
 
-    answer = act(answer_question, name, question_id, text)
-    click.echo(f"Answered {answer.question_id}.")
+    account, answer = act_on(answer_question, name, question_id, text)
+    click.echo(f"Answered {answer.question_id} for {account}.")
 
 
 @plan.command("na")
@@ -350,8 +363,8 @@ def plan_na(name: str, question_id: str, reason: str) -> None:
     """Mark a question not applicable to this account."""
     from kamflow.plan import mark_not_applicable
 
-    answer = act(mark_not_applicable, name, question_id, reason=reason)
-    click.echo(f"Marked {answer.question_id} not applicable.")
+    account, answer = act_on(mark_not_applicable, name, question_id, reason=reason)
+    click.echo(f"Marked {answer.question_id} not applicable for {account}.")
 
 
 @app.group()
@@ -369,8 +382,8 @@ def action_add(name: str, title: str, owner: str, due: str, resources: str) -> N
     """Add an action to the plan."""
     from kamflow.plan import add_action
 
-    added = act(add_action, name, title, owner=owner, due=due, resources=resources)
-    click.echo(f"Added action #{added.id}: {added.title} (due {added.due}).")
+    account, added = act_on(add_action, name, title, owner=owner, due=due, resources=resources)
+    click.echo(f"Added action #{added.id} to {account}: {added.title} (due {added.due}).")
 
 
 @action.command("done")
@@ -380,8 +393,8 @@ def action_done(name: str, action_id: str) -> None:
     """Mark an action done."""
     from kamflow.plan import complete_action
 
-    done = act(complete_action, name, action_id)
-    click.echo(f"Action #{done.id} is done.")
+    account, done = act_on(complete_action, name, action_id)
+    click.echo(f"Action #{done.id} of {account} is done.")
 
 
 @action.command("list")
@@ -426,9 +439,11 @@ def kpi_add(name: str, kpi_name: str, target: str, unit: str, lower_is_better: b
     """Define a KPI with its target."""
     from kamflow.plan import add_kpi, format_number
 
-    added = act(add_kpi, name, kpi_name, target=target, unit=unit, lower_is_better=lower_is_better)
+    account, added = act_on(
+        add_kpi, name, kpi_name, target=target, unit=unit, lower_is_better=lower_is_better
+    )
     unit = f" {added.unit}" if added.unit else ""
-    click.echo(f"KPI {added.name} added (target {format_number(added.target)}{unit}).")
+    click.echo(f"KPI {added.name} added to {account} (target {format_number(added.target)}{unit}).")
 
 
 @kpi.command("record")
@@ -440,8 +455,10 @@ def kpi_record(name: str, kpi_name: str, value: str, period: str | None) -> None
     """Record a KPI's value."""
     from kamflow.plan import format_number, record_kpi
 
-    recorded = act(record_kpi, name, kpi_name, value, period=period)
-    click.echo(f"Recorded {kpi_name} = {format_number(recorded.value)} for {recorded.period}.")
+    account, recorded = act_on(record_kpi, name, kpi_name, value, period=period)
+    click.echo(
+        f"Recorded {kpi_name} = {format_number(recorded.value)} for {recorded.period} on {account}."
+    )
 
 
 @kpi.command("review")
@@ -451,8 +468,8 @@ def kpi_review(name: str, conclusion: str) -> None:
     """Write the conclusion of this pass through Review."""
     from kamflow.plan import write_review
 
-    act(write_review, name, conclusion=conclusion)
-    click.echo(f"Review of {name} written.")
+    account, _ = act_on(write_review, name, conclusion=conclusion)
+    click.echo(f"Review of {account} written.")
 
 
 # --- stage changes -------------------------------------------------------------------------------
@@ -613,6 +630,157 @@ def workflow_validate(file: str) -> None:
         f"{len(definition.spec.transitions)} transitions, "
         f"{len(definition.questions.questions)} questions."
     )
+
+
+# --- reminders, escalations and the daemon -------------------------------------------------
+
+
+def _whole_number(text: str, what: str) -> int:
+    from kamflow.errors import InvalidInput
+
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise InvalidInput(f"{what} {text!r} is not a whole number") from None
+
+
+@app.command()
+@click.argument("name")
+@click.option("--days", required=True, metavar="N", help="How long to pause (at most 30 days).")
+@click.option("--reason", required=True, help="Why the account may wait.")
+def snooze(name: str, days: str, reason: str) -> None:
+    """Pause the reminders and escalations of an account (the owner or a leader)."""
+    from kamflow.escalation import snooze as snooze_account
+
+    account, paused = act_on(
+        snooze_account, name, days=_whole_number(days, "--days"), reason=reason
+    )
+    click.echo(f"Reminders for {account} paused until {paused.until.date().isoformat()}.")
+
+
+@app.command()
+@click.option("--dry-run", is_flag=True, help="Only list what would be queued; change nothing.")
+@json_option
+def tick(dry_run: bool, as_json: bool) -> None:
+    """Run every step once: queue reminders, escalations and digests, then deliver the outbox."""
+    from kamflow.config import MailSettings, Schedule
+    from kamflow.daemon import tick as run_tick
+    from kamflow.db import ready_engine
+
+    schedule, mail = Schedule.load(), MailSettings.load()
+    report = run_tick(
+        ready_engine(settings().database_url), now_(), schedule, mail, dry_run=dry_run
+    )
+    if as_json:
+        emit_json(
+            {
+                "dry_run": dry_run,
+                "queued": [item for step in report.steps for item in step.queued],
+                "delivery": None if report.delivery is None else vars(report.delivery),
+            }
+        )
+    else:
+        for step in report.steps:
+            click.echo(step.summary())
+            for item in step.queued:
+                click.echo(f"  {'would queue' if dry_run else 'queued'}: {item['subject']}")
+        if report.delivery is not None:
+            click.echo(report.delivery.summary())
+            if report.delivery.sent and mail.transport == "file":
+                click.echo(f"  the messages are in {mail.outbox_dir}/")
+    if report.delivery is not None and report.delivery.stopped:
+        sys.exit(1)
+
+
+@app.command()
+def daemon() -> None:
+    """Run in the foreground: notice stalls, remind, escalate, deliver mail, send digests.
+
+    Stops cleanly on SIGTERM or Ctrl-C (a second signal stops at once).
+    """
+    import logging
+
+    from kamflow.config import MailSettings, Schedule
+    from kamflow.daemon import Daemon
+    from kamflow.db import ready_engine
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    schedule, mail = Schedule.load(), MailSettings.load()
+    config = settings()
+    Daemon(ready_engine(config.database_url), config.clock, schedule, mail).run()
+
+
+@app.command()
+@json_option
+def status(as_json: bool) -> None:
+    """The daemon's last tick, the outbox, and how many accounts are behind or stuck."""
+    from kamflow.daemon import status as daemon_status
+
+    report = read(daemon_status, now_())
+    if as_json:
+        emit_json(report)
+        return
+    from kamflow.render import render_status
+
+    click.echo(render_status(report))
+
+
+@app.command()
+@click.option("--days", default="14", show_default=True, metavar="N", help="How far ahead.")
+@json_option
+def forecast(days: str, as_json: bool) -> None:
+    """Which reminders and escalations would fire in the next N days if nothing changed."""
+    from kamflow.config import Schedule
+    from kamflow.daemon import forecast as make_forecast
+
+    schedule = Schedule.load()
+    rows = read(make_forecast, now_(), _whole_number(days, "--days"), schedule)
+    if as_json:
+        emit_json(rows)
+        return
+    table(
+        [
+            (r["at"][:10], r["kind"], r["account"], r.get("action") or r["stage"], r["repeat"] + 1)
+            for r in rows
+        ],
+        ["date", "kind", "account", "stage or action", "number"],
+    )
+
+
+@app.group()
+def outbox() -> None:
+    """The queued, sent and dead messages."""
+
+
+@outbox.command("list")
+@click.option("--status", "only", help="pending, sent or dead.")
+@json_option
+def outbox_list(only: str | None, as_json: bool) -> None:
+    """List the newest messages (100 at most)."""
+    from kamflow.delivery import list_messages
+
+    rows = read(list_messages, status=only)
+    if as_json:
+        emit_json(rows)
+        return
+    table(
+        [
+            (r["id"], r["status"], r["kind"], r["to"], r["subject"], r["attempts"], r["last_error"])
+            for r in rows
+        ],
+        ["id", "status", "kind", "to", "subject", "tries", "last error"],
+    )
+
+
+@outbox.command("retry")
+@click.argument("message_id", metavar="ID")
+def outbox_retry(message_id: str) -> None:
+    """Queue a dead message again."""
+    from kamflow.delivery import retry
+
+    row = read(retry, message_id, now=now_())
+    click.echo(f"Message {row.id} is queued again: {row.subject}")
 
 
 # --- the demo ------------------------------------------------------------------------------------

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import getpass
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kamflow import defaults
 from kamflow.clock import Clock, clock_from
+from kamflow.errors import ConfigError
+
+if TYPE_CHECKING:
+    from kamflow.notify.transports import Transport
 
 
 @dataclass(frozen=True)
@@ -32,3 +40,163 @@ def _login_name() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def _env(name: str, environ: Mapping[str, str]) -> str | None:
+    value = environ.get(name)
+    return value.strip() if value and value.strip() else None
+
+
+def parse_seconds(text: str, *, source: str) -> int:
+    """``90``, ``90s``, ``5m``, ``2h`` -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    cleaned = text.strip().lower()
+    factor = units.get(cleaned[-1:])
+    number = cleaned[:-1] if factor else cleaned
+    try:
+        value = float(number) * (factor or 1)
+    except ValueError:
+        raise ConfigError(f"{source}={text!r} is not a duration (e.g. 300, 90s, 5m, 1h)") from None
+    if value <= 0:
+        raise ConfigError(f"{source}={text!r} must be more than zero")
+    return max(1, round(value))
+
+
+def parse_clock_time(
+    text: str, *, source: str, with_day: bool = False
+) -> tuple[str | None, int, int]:
+    """``08:00`` (or ``mon 08:00`` with a day) -> (day, hour, minute)."""
+    parts = text.strip().lower().split()
+    day = None
+    if with_day:
+        if len(parts) != 2 or parts[0] not in DAYS:
+            raise ConfigError(f"{source}={text!r} must look like 'mon 08:00'")
+        day, parts = parts[0], parts[1:]
+    try:
+        hour_text, minute_text = parts[0].split(":")
+        hour, minute = int(hour_text), int(minute_text)
+        if not (0 <= hour < 24 and 0 <= minute < 60) or len(parts) != 1:
+            raise ValueError
+    except (ValueError, IndexError):
+        example = "'mon 08:00'" if with_day else "'08:00'"
+        raise ConfigError(f"{source}={text!r} must look like {example}") from None
+    return day, hour, minute
+
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+TRANSPORTS = ("smtp", "file", "console")
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    """How messages leave: the transport, its settings, and the sender."""
+
+    transport: str
+    sender: str
+    outbox_dir: Path
+    smtp_url: str | None
+    smtp_password: str | None = field(repr=False)
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None) -> MailSettings:
+        env = os.environ if environ is None else environ
+        smtp_url = _env("KAMFLOW_SMTP_URL", env)
+        transport = (
+            _env("KAMFLOW_MAIL_TRANSPORT", env) or ("smtp" if smtp_url else "file")
+        ).lower()
+        if transport not in TRANSPORTS:
+            raise ConfigError(
+                f"KAMFLOW_MAIL_TRANSPORT={transport!r} must be one of {', '.join(TRANSPORTS)}"
+            )
+        if transport == "smtp" and not smtp_url:
+            raise ConfigError("KAMFLOW_MAIL_TRANSPORT=smtp needs KAMFLOW_SMTP_URL")
+        sender = _env("KAMFLOW_MAIL_FROM", env) or defaults.MAIL_FROM
+        if "@" not in sender or any(ch in sender for ch in "\r\n"):
+            raise ConfigError(f"KAMFLOW_MAIL_FROM={sender!r} is not an email address")
+        settings = cls(
+            transport=transport,
+            sender=sender,
+            outbox_dir=Path(_env("KAMFLOW_OUTBOX_DIR", env) or defaults.OUTBOX_DIR),
+            smtp_url=smtp_url,
+            smtp_password=env.get("KAMFLOW_SMTP_PASSWORD"),
+        )
+        settings.make_transport()  # validates the SMTP URL now, not at the first delivery
+        return settings
+
+    def make_transport(self) -> Transport:
+        from kamflow.notify.transports import (
+            ConsoleTransport,
+            FileTransport,
+            SmtpSettings,
+            SmtpTransport,
+        )
+
+        if self.transport == "smtp":
+            assert self.smtp_url is not None
+            return SmtpTransport(SmtpSettings.parse(self.smtp_url, self.smtp_password))
+        if self.transport == "console":
+            return ConsoleTransport()
+        return FileTransport(self.outbox_dir)
+
+    def describe(self) -> str:
+        if self.transport == "smtp":
+            assert self.smtp_url is not None
+            return f"SMTP {self.smtp_url}"
+        if self.transport == "file":
+            return f"files in {self.outbox_dir}/"
+        return "the console"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When the daemon runs each step."""
+
+    timezone: ZoneInfo
+    stall_seconds: int
+    delivery_seconds: int
+    action_every_days: int
+    owner_digest: tuple[int, int]
+    leader_digest: tuple[str, int, int]
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None) -> Schedule:
+        env = os.environ if environ is None else environ
+        zone_name = _env("KAMFLOW_TIMEZONE", env) or defaults.TIMEZONE
+        try:
+            zone = ZoneInfo(zone_name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ConfigError(
+                f"KAMFLOW_TIMEZONE={zone_name!r} is not a time zone (e.g. Europe/Berlin)"
+            ) from None
+        every = _env("KAMFLOW_ACTION_REMIND_EVERY_DAYS", env)
+        try:
+            action_days = int(every) if every else defaults.ACTION_REMIND_EVERY_DAYS
+            if action_days < 1:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(
+                f"KAMFLOW_ACTION_REMIND_EVERY_DAYS={every!r} must be a whole number of days"
+            ) from None
+        _, owner_hour, owner_minute = parse_clock_time(
+            _env("KAMFLOW_OWNER_DIGEST_AT", env) or defaults.OWNER_DIGEST_AT,
+            source="KAMFLOW_OWNER_DIGEST_AT",
+        )
+        day, leader_hour, leader_minute = parse_clock_time(
+            _env("KAMFLOW_LEADER_DIGEST_AT", env) or defaults.LEADER_DIGEST_AT,
+            source="KAMFLOW_LEADER_DIGEST_AT",
+            with_day=True,
+        )
+        return cls(
+            timezone=zone,
+            stall_seconds=parse_seconds(
+                _env("KAMFLOW_STALL_INTERVAL", env) or str(defaults.STALL_INTERVAL_SECONDS),
+                source="KAMFLOW_STALL_INTERVAL",
+            ),
+            delivery_seconds=parse_seconds(
+                _env("KAMFLOW_DELIVERY_INTERVAL", env) or str(defaults.DELIVERY_INTERVAL_SECONDS),
+                source="KAMFLOW_DELIVERY_INTERVAL",
+            ),
+            action_every_days=action_days,
+            owner_digest=(owner_hour, owner_minute),
+            leader_digest=(day or "mon", leader_hour, leader_minute),
+        )

@@ -19,6 +19,33 @@ ROLES = (
     "innovator",
     "result-driver",
 )
+#: The reminder and escalation ladder (KAM.md): remind the owner when a stage's limit is reached
+#: and every N days after; escalate to leadership M days after the limit, then every K days.
+REMIND_EVERY_DAYS = 3
+ESCALATE_AFTER_DAYS = 7
+ESCALATE_EVERY_DAYS = 7
+#: Overdue plan actions: remind the action's owner on the due date, then every N days.
+ACTION_REMIND_EVERY_DAYS = 3
+#: A snooze pauses the ladder for at most this many days.
+MAX_SNOOZE_DAYS = 30
+#: The daemon's schedule (seconds for intervals; HH:MM in KAMFLOW_TIMEZONE for digests).
+STALL_INTERVAL_SECONDS = 5 * 60
+DELIVERY_INTERVAL_SECONDS = 60
+OWNER_DIGEST_AT = "08:00"
+LEADER_DIGEST_AT = "mon 08:00"
+TIMEZONE = "UTC"
+#: APScheduler: run a job that is late by up to this much rather than skipping it.
+MISFIRE_GRACE_SECONDS = 15 * 60
+#: Mail.
+MAIL_FROM = "kamflow@localhost"
+OUTBOX_DIR = "outbox"
+#: Delivery: how many messages one run claims, how long it holds them, how it backs off.
+DELIVERY_BATCH = 50
+LEASE_SECONDS = 5 * 60
+RETRY_FIRST_SECONDS = 60
+RETRY_MAX_SECONDS = 6 * 60 * 60
+MAX_ATTEMPTS = 8
+
 #: The kinds of key account.
 ACCOUNT_KINDS = ("existing", "new")
 #: Environment variables kamflow reads.

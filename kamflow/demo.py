@@ -159,8 +159,16 @@ def _script() -> list[Step | str]:
             ],
         ),
         (23, OWNER, ["advance", a]),
+        "A disqualification needs the owner or a leader.",
+        (24, ENGINEER, ["disqualify", "Northwind Traders", "--reason", "Too small for now"]),
+        (
+            24,
+            LEADER,
+            ["disqualify", "Northwind Traders", "--reason", "The first talks showed no budget"],
+        ),
         "Execution: the work is done and the KPIs measured.",
         (50, ENGINEER, ["action", "done", a, "1"]),
+        (58, OWNER, ["action", "done", a, "2"]),
         (110, OWNER, ["kpi", "record", a, "Annual revenue", "1450000"]),
         (110, OWNER, ["kpi", "record", a, "Order lead time", "3.5"]),
         (112, OWNER, ["advance", a]),
@@ -208,18 +216,26 @@ def _script() -> list[Step | str]:
             ],
         ),
         (178, OWNER, ["advance", a, "--to", "strategy", "--note", "Yearly re-plan"]),
-        "A disqualification needs the owner or a leader.",
-        (179, ENGINEER, ["disqualify", "Northwind Traders", "--reason", "Too small for now"]),
+        "Nobody may stall silently: the daemon's steps remind the owner, then escalate.",
+        (140, OWNER, ["account", "add", "Initech Systems", "--owner", OWNER, "--kind", "new"]),
+        (150, OWNER, ["forecast", "--days", "14"]),
+        (155, OWNER, ["tick"]),
+        (156, OWNER, ["tick"]),
+        (162, OWNER, ["tick"]),
+        (162, OWNER, ["status"]),
         (
-            179,
-            LEADER,
+            163,
+            OWNER,
             [
-                "disqualify",
-                "Northwind Traders",
+                "snooze",
+                "Initech Systems",
+                "--days",
+                "14",
                 "--reason",
-                "The research showed no budget for three years",
+                "Their buying centre reorganises until next month",
             ],
         ),
+        (163, OWNER, ["outbox", "list"]),
         "Where things stand, and what happened.",
         (180, OWNER, ["account", "show", a]),
         (180, OWNER, ["history", a]),
@@ -240,7 +256,9 @@ def run(app: click.Group) -> None:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
     url = f"sqlite:///{database}"
-    saved_now = os.environ.get(defaults.ENV_NOW)
+    saved = {name: os.environ.get(name) for name in (defaults.ENV_NOW, "KAMFLOW_MAIL_TRANSPORT")}
+    # The demo's mail goes to files in ./outbox/, never to a real server.
+    os.environ["KAMFLOW_MAIL_TRANSPORT"] = "file"
     try:
         for step in _script():
             if isinstance(step, str):
@@ -259,12 +277,18 @@ def run(app: click.Group) -> None:
             if code:
                 click.secho(f"(exit code {code})", fg="yellow")
     finally:
-        if saved_now is None:
-            os.environ.pop(defaults.ENV_NOW, None)
-        else:
-            os.environ[defaults.ENV_NOW] = saved_now
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    outbox = os.environ.get("KAMFLOW_OUTBOX_DIR") or defaults.OUTBOX_DIR
     click.echo(
-        f"\nThe demo's database is ./{database}. Explore it, for example:\n"
+        f"\nThe reminders, escalation and digests the daemon's steps sent are in ./{outbox}/ "
+        "(one .eml file each; open them in a mail client or a text editor)."
+    )
+    click.echo(
+        f"The demo's database is ./{database}. Explore it, for example:\n"
         f"  kamflow --db {url} account list\n"
         f'  kamflow --db {url} why "{ACCOUNT}"\n'
         f"  kamflow --db {url} workflow show kam"

@@ -210,13 +210,15 @@ def _perform(
     before_write: Callable[[], None] | None = None,
 ) -> Outcome:
     note = " ".join(note.split())
+    # What the guards judge is the account as read now; the write succeeds only if it still is.
+    stage, version = account.stage, account.version
     if transition.reason_required and not note:
         raise InvalidInput(f"{transition.name} needs a reason (--reason TEXT)")
     verdicts = evaluate(session, account, definition, transition, actor=actor, now=now)
     outcome = Outcome(
         account=account.name,
         transition=transition.name,
-        from_stage=account.stage,
+        from_stage=stage,
         to_stage=transition.dest,
         verdicts=verdicts,
         dry_run=dry_run,
@@ -224,7 +226,7 @@ def _perform(
     unmet = [verdict for verdict in verdicts if not verdict.ok]
     if unmet and not dry_run:
         raise GuardRefused(
-            f"{account.name} cannot {transition.name} from {definition.title_of(account.stage)} "
+            f"{account.name} cannot {transition.name} from {definition.title_of(stage)} "
             f"to {definition.title_of(transition.dest)}; still missing:",
             unmet,
         )
@@ -232,15 +234,15 @@ def _perform(
         return outcome
     if before_write is not None:
         before_write()
-    new_stage = definition.fire(transition, account.stage)
+    new_stage = definition.fire(transition, stage)
     changed: sa.CursorResult[Any] = session.execute(  # type: ignore[assignment]
         sa.update(Account)
         .where(
             col(Account.id) == account.id,
-            col(Account.stage) == account.stage,
-            col(Account.version) == account.version,
+            col(Account.stage) == stage,
+            col(Account.version) == version,
         )
-        .values(stage=new_stage, stage_entered_at=now, version=account.version + 1)
+        .values(stage=new_stage, stage_entered_at=now, version=version + 1)
         .execution_options(synchronize_session=False)
     )
     if changed.rowcount != 1:
@@ -252,7 +254,7 @@ def _perform(
         at=now,
         kind=HistoryKind.TRANSITION,
         transition=transition.name,
-        from_stage=account.stage,
+        from_stage=stage,
         to_stage=new_stage,
         note=note,
         verdicts=verdicts,

@@ -64,3 +64,19 @@ class GuardRefused(KamflowError):
 
     def lines(self) -> list[str]:
         return [str(self), *(f"  - {verdict.message}" for verdict in self.unmet)]
+
+
+class DeliveryError(KamflowError):
+    """A message could not be delivered."""
+
+
+class TransientFailure(DeliveryError):
+    """The server said "not now" (4xx, a timeout): the message is retried later."""
+
+
+class PermanentFailure(DeliveryError):
+    """The server refused the message for good (5xx): it becomes a dead letter."""
+
+
+class TransportDown(DeliveryError):
+    """Not the message's fault (no connection, TLS, authentication): the run stops, nothing dies."""

@@ -57,6 +57,7 @@ class HistoryKind(StrEnum):
     ACTION = "action"
     KPI = "kpi"
     REVIEW = "review"
+    SNOOZE = "snooze"
 
 
 class OutboxStatus(StrEnum):
@@ -233,3 +234,29 @@ class Notification(SQLModel, table=True):
     last_error: str = Field(default="")
     created_at: datetime = Field(sa_column=utc_column())
     sent_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+
+
+class Snooze(SQLModel, table=True):
+    """A pause of the reminder ladder for one stay in one stage."""
+
+    __tablename__ = "snooze"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    stage: str = Field(max_length=100)
+    stage_entered_at: datetime = Field(sa_column=utc_column())
+    until: datetime = Field(sa_column=utc_column())
+    reason: str
+    snoozed_by: str = Field(max_length=320)
+    snoozed_at: datetime = Field(sa_column=utc_column())
+
+
+class Heartbeat(SQLModel, table=True):
+    """The last run of one daemon step, with its counts or the problem that stopped it."""
+
+    __tablename__ = "heartbeat"
+
+    step: str = Field(primary_key=True, max_length=50)
+    at: datetime = Field(sa_column=utc_column())
+    ok: bool = Field(default=True)
+    detail: str = Field(default="")

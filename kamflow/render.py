@@ -41,7 +41,7 @@ def render_account(d: dict[str, Any]) -> str:
     lines = [
         f"{d['name']}  (#{d['id']}, {d['kind']} key account, workflow {d['workflow']})",
         f"  owner:    {d['owner']}",
-        f"  stage:    {d['stage_title']}, day {d['days_in_stage']}{limit}",
+        f"  stage:    {d['stage_title']}, day {d['days_in_stage']}{limit} ({d['status']})",
         "",
         "Strategy:",
     ]
@@ -141,3 +141,29 @@ def render_workflow(definition: Workflow) -> str:
         f"({len(definition.questions.required)} required)"
     )
     return "\n".join(lines)
+
+
+def render_status(report: dict[str, Any]) -> str:
+    def beat(name: str, label: str) -> str:
+        found = report.get(name)
+        if not found:
+            return f"{label}: never"
+        state = "ok" if found["ok"] else "PROBLEM"
+        detail = found["detail"]
+        extra = (
+            f" ({detail['stopped']})" if isinstance(detail, dict) and detail.get("stopped") else ""
+        )
+        return f"{label}: {found['at'][:19].replace('T', ' ')} UTC, {state}{extra}"
+
+    box = report["outbox"]
+    accounts = report["accounts"]
+    return "\n".join(
+        [
+            beat("last_tick", "Last tick"),
+            beat("last_delivery", "Last delivery"),
+            f"Outbox: {box['pending']} pending ({report['due_now']} due now), {box['sent']} sent, "
+            f"{box['dead']} dead",
+            f"Accounts: {accounts['behind']} behind, {accounts['stuck']} stuck "
+            f"({accounts['snoozed']} of them snoozed)",
+        ]
+    )

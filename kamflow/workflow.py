@@ -14,7 +14,7 @@ from pydantic import Field, ValidationError, field_validator
 from transitions import Machine
 
 from kamflow import defaults, specfile
-from kamflow.errors import InvalidWorkflow, NotFound
+from kamflow.errors import NotFound
 from kamflow.guards import REGISTRY, NoParams
 from kamflow.questions import QuestionBank, load_bank
 from kamflow.specfile import Problem, Spec
@@ -32,8 +32,30 @@ class PlaceSpec(Spec):
     description: str = ""
 
 
+class LadderOverride(Spec):
+    """A stage's own reminder and escalation timing; what it leaves out comes from the workflow."""
+
+    remind_every_days: int | None = Field(default=None, gt=0)
+    escalate_after_days: int | None = Field(default=None, gt=0)
+    escalate_every_days: int | None = Field(default=None, gt=0)
+
+
+class LadderSpec(Spec):
+    """When an account over its stage's limit reminds its owner and escalates to leadership."""
+
+    remind_every_days: int = Field(default=defaults.REMIND_EVERY_DAYS, gt=0)
+    escalate_after_days: int = Field(default=defaults.ESCALATE_AFTER_DAYS, gt=0)
+    escalate_every_days: int = Field(default=defaults.ESCALATE_EVERY_DAYS, gt=0)
+
+    def merged(self, override: LadderOverride | None) -> LadderSpec:
+        if override is None:
+            return self
+        return self.model_copy(update=override.model_dump(exclude_none=True))
+
+
 class StageSpec(PlaceSpec):
     limit_days: int = Field(gt=0)
+    ladder: LadderOverride | None = None
 
 
 class ExitSpec(PlaceSpec):
@@ -82,6 +104,7 @@ class WorkflowSpec(Spec):
     description: str = ""
     questions: str = "questions.yaml"
     initial: str | None = None
+    ladder: LadderSpec = Field(default_factory=LadderSpec)
     stages: list[StageSpec] = Field(min_length=1)
     exits: list[ExitSpec] = Field(default_factory=list)
     transitions: list[TransitionSpec] = Field(min_length=1)
@@ -119,17 +142,22 @@ def _check(spec: WorkflowSpec, path: Path) -> list[Problem]:
         if transition.dest not in known:
             problems.append(((*at, "to"), f"unknown stage {transition.dest!r} ({_known(known)})"))
         for source in _sources(transition, stages):
-            for key in ((transition.name, source), (f"->{transition.dest}", source)):
-                if key in pairs and transition.dest not in exits:
-                    what = "name" if not key[0].startswith("->") else "target"
-                    problems.append(
-                        (
-                            (*at, "name"),
-                            f"transitions[{pairs[key]}] already leaves {source!r} with the same "
-                            f"{what}: a move must be unambiguous",
-                        )
-                    )
+            clash: tuple[int, str] | None = None
+            for key, what in (
+                ((transition.name, source), "name"),
+                ((f"->{transition.dest}", source), "target"),
+            ):
+                if clash is None and key in pairs and transition.dest not in exits:
+                    clash = (pairs[key], what)
                 pairs.setdefault(key, index)
+            if clash is not None:
+                problems.append(
+                    (
+                        (*at, "name"),
+                        f"transitions[{clash[0]}] already leaves {source!r} with the same "
+                        f"{clash[1]}: a move must be unambiguous",
+                    )
+                )
         for position, guard_spec in enumerate(transition.guards):
             problems += _check_guard(guard_spec, (*at, "guards", position), known)
         for position, who in enumerate(transition.allowed):
@@ -144,6 +172,9 @@ def _check(spec: WorkflowSpec, path: Path) -> list[Problem]:
                         f"(roles: {', '.join(defaults.ROLES)})",
                     )
                 )
+    bank = path.parent / spec.questions
+    if not bank.is_file():
+        problems.append((("questions",), f"no question bank at {specfile.describe(bank)}"))
     if not problems:
         problems += _unreachable(spec, initial, stages)
     return problems
@@ -240,6 +271,9 @@ class Workflow:
     def stage(self, name: str) -> StageSpec | None:
         return next((stage for stage in self.spec.stages if stage.name == name), None)
 
+    def ladder_for(self, stage: StageSpec) -> LadderSpec:
+        return self.spec.ladder.merged(stage.ladder)
+
     def title_of(self, name: str) -> str:
         places: list[PlaceSpec] = [*self.spec.stages, *self.spec.exits]
         for item in places:
@@ -297,13 +331,7 @@ def _machine(spec: WorkflowSpec, initial: str) -> Machine:
 def load_workflow(path: Path) -> Workflow:
     """Load and validate one workflow file and its question bank; nothing is half loaded."""
     spec = specfile.load(path, WorkflowSpec, lambda s: _check(s, path))
-    bank_path = path.parent / spec.questions
-    if not bank_path.is_file():
-        raise InvalidWorkflow(
-            specfile.describe(path),
-            [f"questions: no question bank at {specfile.describe(bank_path)}"],
-        )
-    bank = load_bank(bank_path)
+    bank = load_bank(path.parent / spec.questions)
     initial = spec.initial or spec.stages[0].name
     return Workflow(spec, path, bank, _machine(spec, initial))
 

@@ -1,0 +1,1 @@
+"""Email notifications: messages, transports, and the outbox that delivers them."""

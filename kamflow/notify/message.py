@@ -1,0 +1,47 @@
+"""RFC 5322 messages from outbox rows: stable Message-IDs, clean headers, text and HTML."""
+
+from __future__ import annotations
+
+import hashlib
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from kamflow.models import Notification
+
+
+def clean_header(value: str) -> str:
+    """User data on one line: CR, LF and other control characters never reach a header."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())
+
+
+def domain_of(sender: str) -> str:
+    return sender.rpartition("@")[2] or "localhost"
+
+
+def message_id(key: str, sender: str) -> str:
+    """The same key always gives the same Message-ID, so a resend is recognisably the same mail."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    return f"<{digest}.kamflow@{domain_of(sender)}>"
+
+
+def addresses(field: str) -> list[str]:
+    return [clean_header(a) for a in field.split(",") if a.strip()]
+
+
+def build(row: Notification, sender: str) -> EmailMessage:
+    """The message for an outbox row, the same bytes-for-bytes headers on every attempt."""
+    message = EmailMessage()
+    message["From"] = Address(addr_spec=clean_header(sender)) if "@" in sender else sender
+    message["To"] = ", ".join(addresses(row.recipients))
+    if row.cc.strip():
+        message["Cc"] = ", ".join(addresses(row.cc))
+    message["Subject"] = clean_header(row.subject)
+    message["Date"] = format_datetime(row.created_at)
+    message["Message-ID"] = message_id(row.key, sender)
+    message["X-Kamflow-Kind"] = clean_header(row.kind)
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(row.body_text)
+    if row.body_html:
+        message.add_alternative(row.body_html, subtype="html")
+    return message

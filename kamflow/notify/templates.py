@@ -1,0 +1,32 @@
+"""Jinja2 templates shipped in the package: HTML autoescaped, undefined variables are errors."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+FOLDER = Path(__file__).resolve().parent.parent / "templates"
+
+
+@functools.cache
+def environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(FOLDER),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render(name: str, **context: Any) -> tuple[str, str]:
+    """The plain-text and HTML bodies of template ``name`` (``name.txt`` and ``name.html``)."""
+    env = environment()
+    return (
+        env.get_template(f"{name}.txt").render(**context),
+        env.get_template(f"{name}.html").render(**context),
+    )

@@ -1,0 +1,228 @@
+"""Mail transports behind one small interface: SMTP, .eml files in a folder, or the console."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import smtplib
+import socket
+import ssl
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Protocol, TextIO
+from urllib.parse import unquote, urlsplit
+
+from kamflow.errors import ConfigError, PermanentFailure, TransientFailure, TransportDown
+
+TIMEOUT_SECONDS = 30
+
+
+class Transport(Protocol):
+    """Sends messages; ``session()`` holds one connection for a whole batch."""
+
+    name: str
+
+    def session(self) -> contextlib.AbstractContextManager[Sender]: ...
+
+
+class Sender(Protocol):
+    def send(self, message: EmailMessage) -> None: ...
+
+
+# --- SMTP -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    implicit_tls: bool
+    user: str | None
+    password: str | None
+
+    @classmethod
+    def parse(cls, url: str, password: str | None) -> SmtpSettings:
+        """``smtp://user@host:port`` (STARTTLS when offered) or ``smtps://`` (TLS at once)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ConfigError(
+                "KAMFLOW_SMTP_URL must look like smtp://user@host:587 or smtps://host:465"
+            )
+        try:
+            port = parts.port
+        except ValueError:
+            raise ConfigError("KAMFLOW_SMTP_URL has a bad port") from None
+        implicit = parts.scheme == "smtps"
+        if parts.password:
+            raise ConfigError("put the SMTP password in KAMFLOW_SMTP_PASSWORD, not in the URL")
+        return cls(
+            host=parts.hostname,
+            port=port or (465 if implicit else 25),
+            implicit_tls=implicit,
+            user=unquote(parts.username) if parts.username else None,
+            password=password,
+        )
+
+    def __repr__(self) -> str:  # never show the password
+        return f"SmtpSettings(host={self.host!r}, port={self.port}, user={self.user!r})"
+
+
+class SmtpTransport:
+    name = "smtp"
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings = settings
+
+    def _context(self) -> ssl.SSLContext:
+        # The system's CAs, or the bundle named by SSL_CERT_FILE (OpenSSL reads that variable).
+        return ssl.create_default_context()
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[_SmtpSender]:
+        s = self.settings
+        where = f"{s.host}:{s.port}"
+        try:
+            client: smtplib.SMTP
+            if s.implicit_tls:
+                client = smtplib.SMTP_SSL(
+                    s.host, s.port, timeout=TIMEOUT_SECONDS, context=self._context()
+                )
+            else:
+                client = smtplib.SMTP(s.host, s.port, timeout=TIMEOUT_SECONDS)
+                client.ehlo()
+                if client.has_extn("starttls"):
+                    client.starttls(context=self._context())
+                    client.ehlo()
+            if s.user:
+                if not s.password:
+                    raise TransportDown(
+                        f"SMTP user {s.user} given but KAMFLOW_SMTP_PASSWORD is not set"
+                    )
+                client.login(s.user, s.password)
+        except smtplib.SMTPAuthenticationError as error:
+            raise TransportDown(
+                f"SMTP authentication failed at {where} ({error.smtp_code})"
+            ) from None
+        except ssl.SSLError as error:
+            raise TransportDown(f"TLS with {where} failed: {error.reason or error}") from None
+        except (OSError, smtplib.SMTPException) as error:
+            raise TransportDown(
+                f"cannot connect to SMTP server {where}: {_describe(error)}"
+            ) from None
+        try:
+            yield _SmtpSender(client, where)
+        finally:
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                client.quit()
+
+
+class _SmtpSender:
+    def __init__(self, client: smtplib.SMTP, where: str) -> None:
+        self.client = client
+        self.where = where
+
+    def send(self, message: EmailMessage) -> None:
+        try:
+            refused = self.client.send_message(message)
+        except smtplib.SMTPRecipientsRefused as error:
+            codes = [code for code, _ in error.recipients.values()]
+            _raise_for(min(codes), f"all recipients refused: {_first_reply(error.recipients)}")
+        except (smtplib.SMTPSenderRefused, smtplib.SMTPDataError) as error:
+            _raise_for(error.smtp_code, _reply(error.smtp_error))
+        except smtplib.SMTPResponseException as error:
+            _raise_for(error.smtp_code, _reply(error.smtp_error))
+        except (smtplib.SMTPServerDisconnected, OSError) as error:
+            raise TransportDown(f"lost the SMTP server {self.where}: {_describe(error)}") from None
+        if refused:
+            # Some recipients took it: the message is delivered; the rest is reported in the log.
+            return
+
+
+def _raise_for(code: int, text: str) -> None:
+    if 400 <= code < 500:
+        raise TransientFailure(f"{code} {text}")
+    raise PermanentFailure(f"{code} {text}")
+
+
+def _reply(raw: bytes | str) -> str:
+    text = raw.decode(errors="replace") if isinstance(raw, bytes) else raw
+    return " ".join(text.split())
+
+
+def _first_reply(recipients: dict[str, tuple[int, bytes]]) -> str:
+    address, (code, text) = next(iter(recipients.items()))
+    return f"{address}: {code} {_reply(text)}"
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, socket.timeout | TimeoutError):
+        return "timed out"
+    return str(error) or type(error).__name__
+
+
+# --- files and console ------------------------------------------------------------------------
+
+
+class FileTransport:
+    """Each message becomes ``<folder>/<stable name>.eml``, written whole or not at all."""
+
+    name = "file"
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[FileTransport]:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise TransportDown(
+                f"cannot create the outbox folder {self.folder}: {error.strerror}"
+            ) from None
+        yield self
+
+    def send(self, message: EmailMessage) -> None:
+        target = self.folder / eml_name(message)
+        try:
+            handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=".writing-", suffix=".eml")
+            with os.fdopen(handle, "wb") as out:
+                out.write(message.as_bytes())
+            os.replace(temporary, target)
+        except OSError as error:
+            raise TransportDown(f"cannot write to {self.folder}: {error.strerror}") from None
+
+
+def eml_name(message: EmailMessage) -> str:
+    """A file name that is the same for every delivery of the same message."""
+    digest = hashlib.sha256(str(message["Message-ID"]).encode()).hexdigest()[:16]
+    return f"{message['X-Kamflow-Kind'] or 'message'}-{digest}.eml"
+
+
+class ConsoleTransport:
+    """Prints messages, for trying things out."""
+
+    name = "console"
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[ConsoleTransport]:
+        yield self
+
+    def send(self, message: EmailMessage) -> None:
+        stream = self.stream or sys.stdout
+        body = message.get_body(("plain",))
+        text = body.get_content() if body is not None else ""
+        stream.write(
+            f"--- mail {message['Message-ID']}\n"
+            f"From: {message['From']}\nTo: {message['To']}\n"
+            + (f"Cc: {message['Cc']}\n" if message["Cc"] else "")
+            + f"Subject: {message['Subject']}\n\n{text}\n"
+        )
+        stream.flush()
