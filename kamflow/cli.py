@@ -705,7 +705,8 @@ def daemon() -> None:
     from kamflow.db import ready_engine
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    for noisy in ("apscheduler", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     schedule, mail = Schedule.load(), MailSettings.load()
     config = settings()
     Daemon(ready_engine(config.database_url), config.clock, schedule, mail).run()

@@ -111,7 +111,11 @@ class MailSettings:
         if transport == "smtp" and not smtp_url:
             raise ConfigError("KAMFLOW_MAIL_TRANSPORT=smtp needs KAMFLOW_SMTP_URL")
         sender = _env("KAMFLOW_MAIL_FROM", env) or defaults.MAIL_FROM
-        if "@" not in sender or any(ch in sender for ch in "\r\n"):
+        if any(ch in sender for ch in "\r\n"):
+            raise ConfigError(f"KAMFLOW_MAIL_FROM={sender!r} is not an email address")
+        from kamflow.notify.message import sender_address
+
+        if not sender_address(sender).domain:
             raise ConfigError(f"KAMFLOW_MAIL_FROM={sender!r} is not an email address")
         settings = cls(
             transport=transport,

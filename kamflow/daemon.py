@@ -68,7 +68,10 @@ def queue_due(
             every_days=schedule.action_every_days,
             dry_run=dry_run,
         ),
-        queue_owner_digests(engine, now, schedule, dry_run=dry_run),
+    ]
+    earlier = [item for report in reports for item in report.queued] if dry_run else []
+    reports += [
+        queue_owner_digests(engine, now, schedule, dry_run=dry_run, also_sent=earlier),
         queue_leader_digests(engine, now, schedule, dry_run=dry_run),
     ]
     if not dry_run:

@@ -119,6 +119,7 @@ def deliver(
         except TransportDown as error:
             report.stopped = str(error)
             log.warning("delivery stopped: %s", error)
+        finally:
             for row in rows:
                 if row.id not in done:
                     _finish(engine, row, worker)  # release: the next run tries again

@@ -107,9 +107,17 @@ def _sent_today(session: Session, email: str, since: datetime) -> set[str]:
 
 
 def queue_owner_digests(
-    engine: sa.Engine, now: datetime, schedule: Schedule, *, dry_run: bool = False
+    engine: sa.Engine,
+    now: datetime,
+    schedule: Schedule,
+    *,
+    dry_run: bool = False,
+    also_sent: list[dict[str, Any]] | None = None,
 ) -> StepReport:
-    """Each owner's daily digest of behind/stuck accounts and overdue actions, if any is left."""
+    """Each owner's daily digest of behind/stuck accounts and overdue actions, if any is left.
+
+    ``also_sent``: messages a dry run of this same pass would have queued before the digest.
+    """
     report = StepReport("owner digests")
     zone = schedule.timezone
     at = latest_daily(now, zone, *schedule.owner_digest)
@@ -136,6 +144,7 @@ def queue_owner_digests(
             if already_queued(session, key):
                 continue
             sent = _sent_today(session, person.email, day_start)
+            sent |= {d["key"] for d in also_sent or [] if person.email in [*d["to"], *d["cc"]]}
             accounts = [a for a in items["accounts"] if not _mentions(sent, "stall", a["id"])]
             todo = [a for a in items["actions"] if not _mentions(sent, "action", a["id"])]
             if not accounts and not todo:

@@ -59,9 +59,14 @@ def queue(session: Session, draft: Draft, *, now: datetime) -> bool:
     }
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = insert(Notification).values(**values).on_conflict_do_nothing(index_elements=["key"])
-    result: sa.CursorResult[Any] = session.execute(statement)  # type: ignore[assignment]
-    return result.rowcount == 1
+    statement = (
+        insert(Notification)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(col(Notification.id))
+    )
+    # RETURNING yields a row only when this statement inserted one (rowcount is not reliable here).
+    return session.execute(statement).first() is not None
 
 
 def counts(session: Session) -> dict[str, int]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -348,14 +349,39 @@ def search_path() -> list[Path]:
     return folders
 
 
+_STAGES_KEY = re.compile(r"^stages\s*:", re.MULTILINE)
+
+
+def is_workflow_file(path: Path) -> bool:
+    """Workflow files are the YAML files with a top-level ``stages:`` (not question banks etc.)."""
+    try:
+        return bool(_STAGES_KEY.search(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError):
+        return True  # let loading it report the problem
+
+
 def available() -> dict[str, Path]:
     """Every workflow name found on the search path, the first folder winning."""
+    folders = tuple(search_path())
+    return dict(_scan(folders, tuple(_mtime(folder) for folder in folders)))
+
+
+def _mtime(folder: Path) -> int:
+    try:
+        return folder.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+@functools.cache
+def _scan(folders: tuple[Path, ...], _mtimes: tuple[int, ...]) -> tuple[tuple[str, Path], ...]:
+    """The folders' workflow files (cached until a folder changes)."""
     found: dict[str, Path] = {}
-    for folder in search_path():
+    for folder in folders:
         for path in sorted(folder.glob("*.yaml")):
-            if path.name != "questions.yaml":
-                found.setdefault(path.stem, path)
-    return found
+            if path.stem not in found and is_workflow_file(path):
+                found[path.stem] = path
+    return tuple(found.items())
 
 
 def get_workflow(name: str) -> Workflow:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, parseaddr
 
+from kamflow.errors import ConfigError
 from kamflow.models import Notification
 
 
@@ -15,8 +16,17 @@ def clean_header(value: str) -> str:
     return " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())
 
 
+def sender_address(sender: str) -> Address:
+    """``kamflow@example.com`` or ``kamflow <kamflow@example.com>`` as an Address."""
+    name, address = parseaddr(clean_header(sender))
+    try:
+        return Address(display_name=name, addr_spec=address)
+    except (ValueError, IndexError):
+        raise ConfigError(f"KAMFLOW_MAIL_FROM={sender!r} is not an email address") from None
+
+
 def domain_of(sender: str) -> str:
-    return sender.rpartition("@")[2] or "localhost"
+    return sender_address(sender).domain or "localhost"
 
 
 def message_id(key: str, sender: str) -> str:
@@ -32,7 +42,7 @@ def addresses(field: str) -> list[str]:
 def build(row: Notification, sender: str) -> EmailMessage:
     """The message for an outbox row, the same bytes-for-bytes headers on every attempt."""
     message = EmailMessage()
-    message["From"] = Address(addr_spec=clean_header(sender)) if "@" in sender else sender
+    message["From"] = sender_address(sender)
     message["To"] = ", ".join(addresses(row.recipients))
     if row.cc.strip():
         message["Cc"] = ", ".join(addresses(row.cc))

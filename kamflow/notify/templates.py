@@ -13,7 +13,9 @@ FOLDER = Path(__file__).resolve().parent.parent / "templates"
 
 @functools.cache
 def environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    from kamflow.plan import format_number
+
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(FOLDER),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
         undefined=jinja2.StrictUndefined,
@@ -21,6 +23,8 @@ def environment() -> jinja2.Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    env.filters["number"] = format_number
+    return env
 
 
 def render(name: str, **context: Any) -> tuple[str, str]:

@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
+from email.utils import getaddresses, parseaddr
 from pathlib import Path
 from typing import Protocol, TextIO
 from urllib.parse import unquote, urlsplit
@@ -128,7 +129,16 @@ class _SmtpSender:
 
     def send(self, message: EmailMessage) -> None:
         try:
-            refused = self.client.send_message(message)
+            # Not send_message(): its generator turns a body line "From ..." into ">From ...".
+            envelope_to = [
+                address
+                for _, address in getaddresses(
+                    [str(message[field]) for field in ("To", "Cc") if message[field]]
+                )
+            ]
+            _, envelope_from = parseaddr(str(message["From"]))
+            data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+            refused = self.client.sendmail(envelope_from, envelope_to, data)
         except smtplib.SMTPRecipientsRefused as error:
             codes = [code for code, _ in error.recipients.values()]
             _raise_for(min(codes), f"all recipients refused: {_first_reply(error.recipients)}")
@@ -188,12 +198,16 @@ class FileTransport:
 
     def send(self, message: EmailMessage) -> None:
         target = self.folder / eml_name(message)
+        temporary: str | None = None
         try:
-            handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=".writing-", suffix=".eml")
+            handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=".writing-", suffix=".tmp")
             with os.fdopen(handle, "wb") as out:
                 out.write(message.as_bytes())
             os.replace(temporary, target)
         except OSError as error:
+            if temporary is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(temporary)
             raise TransportDown(f"cannot write to {self.folder}: {error.strerror}") from None
 
 
@@ -217,12 +231,17 @@ class ConsoleTransport:
 
     def send(self, message: EmailMessage) -> None:
         stream = self.stream or sys.stdout
-        body = message.get_body(("plain",))
-        text = body.get_content() if body is not None else ""
+        parts = []
+        for kind in ("plain", "html"):
+            body = message.get_body((kind,))
+            if body is not None:
+                parts.append(("" if kind == "plain" else "--- html part\n") + body.get_content())
         stream.write(
             f"--- mail {message['Message-ID']}\n"
             f"From: {message['From']}\nTo: {message['To']}\n"
             + (f"Cc: {message['Cc']}\n" if message["Cc"] else "")
-            + f"Subject: {message['Subject']}\n\n{text}\n"
+            + f"Subject: {message['Subject']}\n\n"
+            + "\n".join(parts)
+            + "\n"
         )
         stream.flush()
