@@ -9,7 +9,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from kamflow import defaults, history
-from kamflow.errors import InvalidInput, NotFound
+from kamflow.errors import GuardRefused, InvalidInput, NotFound
+from kamflow.guards import REGISTRY, GuardContext, NoParams, Verdict
 from kamflow.ladder import position
 from kamflow.models import Account, HistoryKind, Person
 from kamflow.people import get_person
@@ -31,10 +32,12 @@ def add_account(
     owner: str,
     workflow: str = defaults.WORKFLOW,
     kind: str = "existing",
+    candidate: bool = False,
+    override: str | None = None,
     actor: str,
     now: datetime,
 ) -> Account:
-    """Create a key account at its workflow's first stage."""
+    """Create a candidate, or a key account at its workflow's first stage (within the cap)."""
     name = clean_text(name, "an account's name")
     if name.isdigit():
         raise InvalidInput(f"{name!r} would be taken for an account id: give it a name")
@@ -44,15 +47,27 @@ def add_account(
     person = get_person(session, owner)
     if _by_name(session, name) is not None:
         raise InvalidInput(f"there is already an account named {name!r}")
+    if candidate and not definition.intake_names:
+        raise InvalidInput(f"workflow {definition.name} has no place for candidates")
+    if candidate and override is not None:
+        raise InvalidInput("a candidate is not a key account yet: there is no cap to override")
     account = Account(
         name=name,
         owner_id=person.id,  # type: ignore[arg-type]
         workflow=definition.name,
         kind=kind,
-        stage=definition.initial,
+        stage=definition.intake_names[0] if candidate else definition.initial,
         stage_entered_at=now,
         created_at=now,
     )
+    verdicts = (
+        [] if candidate else [_cap_verdict(session, account, definition, actor, now, override)]
+    )
+    note = f"owner {person.email}, workflow {definition.name}, {kind} account"
+    if candidate:
+        note += ", a candidate"
+    if override:
+        note += f"; cap override: {override}"
     session.add(account)
     session.flush()
     history.record(
@@ -62,9 +77,26 @@ def add_account(
         at=now,
         kind=HistoryKind.CREATED,
         to_stage=account.stage,
-        note=f"owner {person.email}, workflow {definition.name}, {kind} account",
+        note=note,
+        verdicts=verdicts,
     )
     return account
+
+
+def _cap_verdict(
+    session: Session,
+    account: Account,
+    definition: Workflow,
+    actor: str,
+    now: datetime,
+    override: str | None,
+) -> Verdict:
+    """A new key account counts against the cap like a promotion; refused when over it."""
+    context = GuardContext(session, account, definition, now, actor=actor, override=override)
+    verdict = REGISTRY["within_cap"].evaluate(context, NoParams())
+    if not verdict.ok:
+        raise GuardRefused(f"{account.name} cannot be added as a key account:", [verdict])
+    return verdict
 
 
 def _by_name(session: Session, name: str) -> Account | None:
@@ -137,7 +169,13 @@ def summary(account: Account, owner: Person, definition: Workflow, now: datetime
         "stage_entered_at": account.stage_entered_at.isoformat(),
         "days_in_stage": days_between(account.stage_entered_at, now),
         "limit_days": stage.limit_days if stage else None,
-        "status": where.status.value if where else "closed",
+        "status": (
+            where.status.value
+            if where
+            else "candidate"
+            if definition.is_intake(account.stage)
+            else "closed"
+        ),
     }
 
 

@@ -195,7 +195,9 @@ def portfolio(session: Session, now: datetime) -> dict[str, Any]:
                 .group_by(col(Account.stage))
             ).all()
         )
-        for stage in [*definition.stage_names, *definition.exit_names]:
+        if not counted:
+            continue  # a workflow nobody follows adds only zeros
+        for stage in definition.places:
             per_stage.append(
                 {
                     "workflow": name,

@@ -94,13 +94,14 @@ def evaluate(
     *,
     actor: str,
     now: datetime,
+    override: str | None = None,
 ) -> list[Verdict]:
     """Every verdict on ``transition``: who may fire it, then each guard, all of them evaluated."""
     verdicts = []
     restriction = _who_may(session, account, transition, actor)
     if restriction is not None:
         verdicts.append(restriction)
-    context = GuardContext(session, account, definition, now)
+    context = GuardContext(session, account, definition, now, actor=actor, override=override)
     for bound in definition.bound_guards(transition):
         verdicts.append(REGISTRY[bound.name].evaluate(context, bound.params))
     return verdicts
@@ -112,6 +113,11 @@ def choose_move(account: Account, definition: Workflow, to: str | None) -> Trans
     title = definition.title_of
     if definition.is_exit(current):
         raise InvalidInput(f"{account.name} is {title(current).lower()}: it no longer moves")
+    if definition.is_intake(current):
+        raise InvalidInput(
+            f"{account.name} is a {title(current).lower()}, not yet a key account: "
+            f"promote it with kamflow account promote {_shell(account.name)}"
+        )
     moves = definition.moves_from(current)
     if to is None:
         if not moves:
@@ -132,7 +138,11 @@ def choose_move(account: Account, definition: Workflow, to: str | None) -> Trans
     )
 
 
-def _exit_transition(account: Account, definition: Workflow, name: str) -> TransitionSpec:
+def _shell(name: str) -> str:
+    return name if name.replace("-", "").replace("_", "").isalnum() else f'"{name}"'
+
+
+def _named_transition(account: Account, definition: Workflow, name: str) -> TransitionSpec:
     if definition.is_exit(account.stage):
         raise InvalidInput(
             f"{account.name} is already {definition.title_of(account.stage).lower()}"
@@ -191,10 +201,61 @@ def close(
     reason = clean_text(reason, "--reason")
     account = find_account(session, ref)
     definition = get_workflow(account.workflow)
-    transition = _exit_transition(account, definition, transition_name)
+    transition = _named_transition(account, definition, transition_name)
     return _perform(
         session, account, definition, transition, note=reason, actor=actor, now=now, dry_run=dry_run
     )
+
+
+def promote(
+    session: Session,
+    ref: str,
+    *,
+    override: str | None = None,
+    actor: str,
+    now: datetime,
+    dry_run: bool = False,
+) -> Outcome:
+    """Make a scored candidate a key account, within the cap (or over it by a leader's override)."""
+    account = find_account(session, ref)
+    definition = get_workflow(account.workflow)
+    if not definition.is_intake(account.stage):
+        raise InvalidInput(
+            f"{account.name} is in {definition.title_of(account.stage)}, not a candidate"
+        )
+    transition = _named_transition(account, definition, "promote")
+    note = f"cap override: {override}" if override else ""
+    return _perform(
+        session,
+        account,
+        definition,
+        transition,
+        note=note,
+        actor=actor,
+        now=now,
+        dry_run=dry_run,
+        override=override,
+    )
+
+
+def swap(
+    session: Session,
+    out_ref: str,
+    in_ref: str,
+    *,
+    actor: str,
+    now: datetime,
+) -> tuple[Outcome, Outcome]:
+    """Retire one key account and promote a candidate in its place, in one transaction."""
+    leaving = find_account(session, out_ref)
+    coming = find_account(session, in_ref)
+    if leaving.id == coming.id:
+        raise InvalidInput("a swap needs two different accounts")
+    retired = close(
+        session, out_ref, "retire", reason=f"swapped out for {coming.name}", actor=actor, now=now
+    )
+    promoted = promote(session, in_ref, actor=actor, now=now)
+    return retired, promoted
 
 
 def _perform(
@@ -208,13 +269,16 @@ def _perform(
     now: datetime,
     dry_run: bool,
     before_write: Callable[[], None] | None = None,
+    override: str | None = None,
 ) -> Outcome:
     note = " ".join(note.split())
     # What the guards judge is the account as read now; the write succeeds only if it still is.
     stage, version = account.stage, account.version
     if transition.reason_required and not note:
         raise InvalidInput(f"{transition.name} needs a reason (--reason TEXT)")
-    verdicts = evaluate(session, account, definition, transition, actor=actor, now=now)
+    verdicts = evaluate(
+        session, account, definition, transition, actor=actor, now=now, override=override
+    )
     outcome = Outcome(
         account=account.name,
         transition=transition.name,

@@ -21,8 +21,10 @@ from kamflow.models import (
     HistoryKind,
     Kpi,
     KpiValue,
+    Person,
     Review,
     RoleAssignment,
+    Score,
     Strategy,
 )
 
@@ -37,6 +39,8 @@ class Verdict:
     guard: str
     ok: bool
     message: str
+    #: Met, but worth saying (e.g. an owner close to the cap).
+    warning: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,6 +58,9 @@ class GuardContext:
     account: Account
     workflow: Workflow
     now: datetime
+    actor: str = ""
+    #: The reason a leader gave to go over the key-account cap, if any.
+    override: str | None = None
 
     def entered_at(self, stage: str) -> datetime | None:
         """When the account last entered ``stage`` (its current one, or an earlier one)."""
@@ -75,6 +82,10 @@ class NoParams(BaseModel):
         """(parameter, stage name) pairs the workflow must know."""
         return []
 
+    def question_refs(self) -> list[tuple[str, str]]:
+        """(parameter, question id) pairs the question bank must know."""
+        return []
+
 
 CheckFn = Callable[[GuardContext, Any], tuple[bool, str]]
 
@@ -87,8 +98,9 @@ class Guard:
     check: CheckFn
 
     def evaluate(self, context: GuardContext, params: NoParams) -> Verdict:
-        ok, message = self.check(context, params)
-        return Verdict(self.name, ok, message)
+        result = self.check(context, params)
+        ok, message = result
+        return Verdict(self.name, ok, message, warning=isinstance(result, Warn))
 
 
 REGISTRY: dict[str, Guard] = {}
@@ -104,6 +116,13 @@ def guard(
         return check
 
     return register
+
+
+class Warn(tuple[bool, str]):
+    """A met verdict that still deserves the user's attention."""
+
+    def __new__(cls, message: str) -> Warn:
+        return super().__new__(cls, (True, message))
 
 
 def _listing(items: list[str]) -> str:
@@ -179,18 +198,28 @@ def research_done(context: GuardContext, _: NoParams) -> tuple[bool, str]:
     return True, f"all {len(bank.categories)} question categories have answers"
 
 
+class RequiredParams(NoParams):
+    required: list[str] | None = Field(
+        default=None,
+        description="the question ids that must be answered (default: the bank's marks)",
+    )
+
+    def question_refs(self) -> list[tuple[str, str]]:
+        return [("required", question) for question in self.required or []]
+
+
 @guard(
     "plan_complete",
     "required questions answered, at least one action, every open action owned and dated",
+    RequiredParams,
 )
-def plan_complete(context: GuardContext, _: NoParams) -> tuple[bool, str]:
-    bank = context.workflow.questions
+def plan_complete(context: GuardContext, _: RequiredParams) -> tuple[bool, str]:
     answered = _answered_ids(context)
     problems = []
     unanswered = [
-        q.id
-        for q in bank.required
-        if q.id not in answered or answered[q.id].not_applicable or not answered[q.id].text
+        qid
+        for qid in context.workflow.required_questions
+        if qid not in answered or answered[qid].not_applicable or not answered[qid].text
     ]
     if unanswered:
         problems.append(
@@ -317,6 +346,124 @@ def kpis_reviewed(context: GuardContext, params: SinceParams) -> tuple[bool, str
     if problems:
         return False, "the KPIs are not reviewed: " + "; ".join(problems)
     return True, "the KPIs are measured and the review's conclusion is written"
+
+
+# --- selection and the cap ---------------------------------------------------------------------
+
+
+class ThresholdParams(NoParams):
+    threshold: float | None = Field(
+        default=None, ge=0, le=100, description="default: the threshold in portfolio.yaml"
+    )
+
+
+@guard("score_at_least", "the latest selection score reaches the threshold", ThresholdParams)
+def score_at_least(context: GuardContext, params: ThresholdParams) -> tuple[bool, str]:
+    from kamflow.selection import portfolio_config
+
+    threshold = params.threshold
+    if threshold is None:
+        threshold = portfolio_config().selection.threshold
+    latest = latest_scores(context.session, [context.account.id])
+    if context.account.id not in latest:
+        return False, (
+            f"{context.account.name} has no selection score yet: kamflow account score "
+            f"{_quoted(context)} --revenue N --growth N --renewal N --win-now N --effort N "
+            "--relationship N --fit N --logo N"
+        )
+    total = latest[context.account.id]
+    if total < threshold:
+        return False, f"scored {total:g}, below the promotion threshold of {threshold:g}"
+    return True, f"scored {total:g}, at least the threshold of {threshold:g}"
+
+
+def latest_scores(session: Session, account_ids: list[int | None]) -> dict[int | None, float]:
+    """Each account's most recent selection score."""
+    ids = [i for i in account_ids if i is not None]
+    if not ids:
+        return {}
+    newest = (
+        select(Score.account_id, func.max(Score.id).label("newest"))
+        .where(col(Score.account_id).in_(ids))
+        .group_by(col(Score.account_id))
+        .subquery()
+    )
+    rows = session.exec(
+        select(Score.account_id, Score.total).join(newest, col(Score.id) == newest.c.newest)
+    )
+    return {account_id: total for account_id, total in rows.all()}
+
+
+def key_accounts(session: Session, *, owner_id: int | None = None) -> list[Account]:
+    """The accounts in a stage of the cycle (not candidates, not exited), across all workflows."""
+    from kamflow.workflow import available, get_workflow
+
+    outside: set[str] = set()
+    for name in available():
+        definition = get_workflow(name)
+        outside.update(definition.intake_names, definition.exit_names)
+    query = select(Account).where(col(Account.stage).not_in(sorted(outside)))
+    if owner_id is not None:
+        query = query.where(Account.owner_id == owner_id)
+    return list(session.exec(query.order_by(col(Account.name))).all())
+
+
+@guard("within_cap", "the organisation and the owner stay within the key-account cap")
+def within_cap(context: GuardContext, _: NoParams) -> tuple[bool, str]:
+    from kamflow.people import find_person
+    from kamflow.selection import portfolio_config
+
+    cap = portfolio_config().cap
+    account = context.account
+    everyone = [a for a in key_accounts(context.session) if a.id != account.id]
+    owned = [a for a in everyone if a.owner_id == account.owner_id]
+    owner = context.session.get(Person, account.owner_id)
+    owner_name = owner.email if owner else "the owner"
+    over = []
+    if len(everyone) >= cap.organisation:
+        over.append(
+            f"the organisation already has {len(everyone)} key accounts, the cap is "
+            f"{cap.organisation}: {_ranked(context.session, everyone)}"
+        )
+    if len(owned) >= cap.per_owner:
+        over.append(
+            f"{owner_name} already owns {len(owned)} key accounts, the cap is {cap.per_owner}: "
+            f"{_ranked(context.session, owned)}"
+        )
+    if over:
+        if context.override is None:
+            return False, "; ".join(over) + (
+                " (swap one out with kamflow account swap OUT IN, or a leader may override "
+                "with --override --reason TEXT)"
+            )
+        actor = find_person(context.session, context.actor)
+        if actor is None or not actor.is_leader:
+            return False, f"only a leader may override the key-account cap; you are {context.actor}"
+        return Warn(
+            f"over the cap by leader override ({actor.email}: {context.override}): "
+            + "; ".join(over)
+        )
+    if len(owned) + 1 >= cap.warn_per_owner:
+        return Warn(
+            f"{owner_name} will own {len(owned) + 1} key accounts "
+            f"(the cap is {cap.per_owner}; kamflow warns from {cap.warn_per_owner})"
+        )
+    return True, (
+        f"{len(everyone) + 1} of {cap.organisation} key accounts, "
+        f"{len(owned) + 1} of {cap.per_owner} for {owner_name}"
+    )
+
+
+def _ranked(session: Session, accounts: list[Account]) -> str:
+    scores = latest_scores(session, [a.id for a in accounts])
+    ordered = sorted(accounts, key=lambda a: (scores.get(a.id, -1.0), a.name.lower()))
+    listing = ", ".join(
+        f"{a.name} ({scores[a.id]:g})" if a.id in scores else f"{a.name} (not scored)"
+        for a in ordered
+    )
+    lowest = ordered[0]
+    lowest_score = f"{scores[lowest.id]:g}" if lowest.id in scores else "not scored"
+    return f"{listing}; the lowest-scored is {lowest.name} ({lowest_score})"
 
 
 def _quoted(context: GuardContext) -> str:

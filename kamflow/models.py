@@ -58,6 +58,8 @@ class HistoryKind(StrEnum):
     KPI = "kpi"
     REVIEW = "review"
     SNOOZE = "snooze"
+    SCORE = "score"
+    WORKFLOW = "workflow"
 
 
 class OutboxStatus(StrEnum):
@@ -260,3 +262,23 @@ class Heartbeat(SQLModel, table=True):
     at: datetime = Field(sa_column=utc_column())
     ok: bool = Field(default=True)
     detail: str = Field(default="")
+
+
+class Score(SQLModel, table=True):
+    """One scoring of an account on the eight selection factors (1-5); earlier ones are kept."""
+
+    __tablename__ = "score"
+
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id", index=True)
+    revenue: int
+    growth: int
+    renewal: int
+    win_now: int
+    effort: int
+    relationship: int
+    fit: int
+    logo: int
+    total: float
+    scored_at: datetime = Field(sa_column=utc_column())
+    scored_by: str = Field(max_length=320)

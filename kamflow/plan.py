@@ -136,7 +136,8 @@ def roles_view(session: Session, account: Account) -> dict[str, list[str]]:
 
 def questions_view(session: Session, ref: str) -> list[dict[str, Any]]:
     account = find_account(session, ref)
-    bank = get_workflow(account.workflow).questions
+    definition = get_workflow(account.workflow)
+    bank, required = definition.questions, set(definition.required_questions)
     answers = {
         a.question_id: a
         for a in session.exec(select(Answer).where(Answer.account_id == account.id)).all()
@@ -151,7 +152,7 @@ def questions_view(session: Session, ref: str) -> list[dict[str, Any]]:
                 "category_title": bank.category_title(question.category),
                 "text": question.text,
                 "hint": question.hint,
-                "required": question.required,
+                "required": question.id in required,
                 "status": (
                     "open" if answer is None else "n/a" if answer.not_applicable else "answered"
                 ),
@@ -173,7 +174,7 @@ def _store_answer(
 ) -> Answer:
     account, definition = editable(session, ref)
     question = definition.questions.question(question_id.strip())
-    if not_applicable and question.required:
+    if not_applicable and question.id in definition.required_questions:
         raise InvalidInput(f"{question.id} is required: it must be answered, not marked n/a")
     answer = session.exec(
         select(Answer).where(Answer.account_id == account.id, Answer.question_id == question.id)

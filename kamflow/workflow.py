@@ -16,7 +16,7 @@ from transitions import Machine
 
 from kamflow import defaults, specfile
 from kamflow.errors import NotFound
-from kamflow.guards import REGISTRY, NoParams
+from kamflow.guards import REGISTRY, NoParams, RequiredParams
 from kamflow.questions import QuestionBank, load_bank
 from kamflow.specfile import Problem, Spec
 
@@ -106,9 +106,15 @@ class WorkflowSpec(Spec):
     questions: str = "questions.yaml"
     initial: str | None = None
     ladder: LadderSpec = Field(default_factory=LadderSpec)
+    intake: list[PlaceSpec] = Field(default_factory=list)
     stages: list[StageSpec] = Field(min_length=1)
     exits: list[ExitSpec] = Field(default_factory=list)
     transitions: list[TransitionSpec] = Field(min_length=1)
+
+    @property
+    def active(self) -> list[str]:
+        """Where an account can be and move on from: the intake places and the stages."""
+        return [place.name for place in self.intake] + [stage.name for stage in self.stages]
 
 
 def _check(spec: WorkflowSpec, path: Path) -> list[Problem]:
@@ -116,10 +122,12 @@ def _check(spec: WorkflowSpec, path: Path) -> list[Problem]:
     if spec.name != path.stem:
         problems.append((("name",), f"must match the file name {path.stem!r}"))
     stages = [stage.name for stage in spec.stages]
+    intake = [place.name for place in spec.intake]
     exits = [exit_.name for exit_ in spec.exits]
-    known = stages + exits
+    active = spec.active
+    known = active + exits
     seen: set[str] = set()
-    for group, names in (("stages", stages), ("exits", exits)):
+    for group, names in (("intake", intake), ("stages", stages), ("exits", exits)):
         for index, name in enumerate(names):
             if name in seen:
                 problems.append(((group, index, "name"), f"{name!r} is defined twice"))
@@ -142,7 +150,7 @@ def _check(spec: WorkflowSpec, path: Path) -> list[Problem]:
                 )
         if transition.dest not in known:
             problems.append(((*at, "to"), f"unknown stage {transition.dest!r} ({_known(known)})"))
-        for source in _sources(transition, stages):
+        for source in _sources(transition, active):
             clash: tuple[int, str] | None = None
             for key, what in (
                 ((transition.name, source), "name"),
@@ -173,11 +181,33 @@ def _check(spec: WorkflowSpec, path: Path) -> list[Problem]:
                         f"(roles: {', '.join(defaults.ROLES)})",
                     )
                 )
-    bank = path.parent / spec.questions
-    if not bank.is_file():
-        problems.append((("questions",), f"no question bank at {specfile.describe(bank)}"))
+    bank_path = path.parent / spec.questions
+    if not bank_path.is_file():
+        problems.append((("questions",), f"no question bank at {specfile.describe(bank_path)}"))
+    else:
+        problems += _check_question_refs(spec, load_bank(bank_path))
     if not problems:
-        problems += _unreachable(spec, initial, stages)
+        problems += _unreachable(spec, [initial, *intake], active)
+    return problems
+
+
+def _check_question_refs(spec: WorkflowSpec, bank: QuestionBank) -> list[Problem]:
+    """Guard parameters that name questions must name questions of the bank."""
+    known = {question.id for question in bank.questions}
+    problems: list[Problem] = []
+    for index, transition in enumerate(spec.transitions):
+        for position, guard_spec in enumerate(transition.guards):
+            found = REGISTRY.get(guard_spec.name)
+            if found is None:
+                continue
+            try:
+                params = found.params.model_validate(guard_spec.params)
+            except ValidationError:
+                continue
+            for name, question in params.question_refs():
+                if question not in known:
+                    at = ("transitions", index, "guards", position, guard_spec.name, name)
+                    problems.append((at, f"no question {question!r} in {spec.questions}"))
     return problems
 
 
@@ -185,8 +215,9 @@ def _known(names: Iterable[str]) -> str:
     return "known: " + ", ".join(names)
 
 
-def _sources(transition: TransitionSpec, stages: list[str]) -> list[str]:
-    return stages if EVERY_STAGE in transition.source else transition.source
+def _sources(transition: TransitionSpec, active: list[str]) -> list[str]:
+    """The places a transition leaves from; ``*`` means every stage and intake place."""
+    return active if EVERY_STAGE in transition.source else transition.source
 
 
 def _check_guard(
@@ -206,12 +237,12 @@ def _check_guard(
     ]
 
 
-def _unreachable(spec: WorkflowSpec, initial: str, stages: list[str]) -> list[Problem]:
+def _unreachable(spec: WorkflowSpec, starts: list[str], active: list[str]) -> list[Problem]:
     edges: dict[str, set[str]] = {}
     for transition in spec.transitions:
-        for source in _sources(transition, stages):
+        for source in _sources(transition, active):
             edges.setdefault(source, set()).add(transition.dest)
-    reached, queue = {initial}, deque([initial])
+    reached, queue = set(starts), deque(starts)
     while queue:
         for target in edges.get(queue.popleft(), ()):
             if target not in reached:
@@ -275,8 +306,20 @@ class Workflow:
     def ladder_for(self, stage: StageSpec) -> LadderSpec:
         return self.spec.ladder.merged(stage.ladder)
 
+    @property
+    def intake_names(self) -> list[str]:
+        return [place.name for place in self.spec.intake]
+
+    def is_intake(self, name: str) -> bool:
+        return name in self.intake_names
+
+    @property
+    def places(self) -> list[str]:
+        """Every place an account can be, in order: intake, stages, exits."""
+        return [*self.intake_names, *self.stage_names, *self.exit_names]
+
     def title_of(self, name: str) -> str:
-        places: list[PlaceSpec] = [*self.spec.stages, *self.spec.exits]
+        places: list[PlaceSpec] = [*self.spec.intake, *self.spec.stages, *self.spec.exits]
         for item in places:
             if item.name == name:
                 return item.title or name.replace("_", " ").capitalize()
@@ -285,20 +328,28 @@ class Workflow:
     def resolve_stage(self, text: str) -> str:
         """A stage or exit by name or title, in any case (``Action plan``, ``action-plan``)."""
         wanted = text.strip().lower().replace("-", "_").replace(" ", "_")
-        for name in (*self.stage_names, *self.exit_names):
+        for name in self.places:
             if wanted in (name, self.title_of(name).lower().replace(" ", "_")):
                 return name
         raise NotFound(
-            f"no stage {text!r} in workflow {self.name} "
-            f"(stages: {', '.join(self.stage_names + self.exit_names)})"
+            f"no stage {text!r} in workflow {self.name} (stages: {', '.join(self.places)})"
         )
 
     def transitions_from(self, stage: str) -> list[TransitionSpec]:
-        return [t for t in self.spec.transitions if stage in _sources(t, self.stage_names)]
+        return [t for t in self.spec.transitions if stage in _sources(t, self.spec.active)]
 
     def moves_from(self, stage: str) -> list[TransitionSpec]:
         """Transitions to another stage of the cycle (not to an exit), in file order."""
         return [t for t in self.transitions_from(stage) if not self.is_exit(t.dest)]
+
+    @functools.cached_property
+    def required_questions(self) -> tuple[str, ...]:
+        """The questions this workflow requires: plan_complete's ``required``, else the bank's."""
+        for transition in self.spec.transitions:
+            for bound in self.bound_guards(transition):
+                if isinstance(bound.params, RequiredParams) and bound.params.required is not None:
+                    return tuple(bound.params.required)
+        return tuple(question.id for question in self.questions.required)
 
     def bound_guards(self, transition: TransitionSpec) -> list[BoundGuard]:
         return [
@@ -314,13 +365,12 @@ class Workflow:
 
 
 def _machine(spec: WorkflowSpec, initial: str) -> Machine:
-    stages = [stage.name for stage in spec.stages]
     return Machine(
         model=None,
-        states=stages + [exit_.name for exit_ in spec.exits],
+        states=spec.active + [exit_.name for exit_ in spec.exits],
         initial=initial,
         transitions=[
-            {"trigger": t.name, "source": _sources(t, stages), "dest": t.dest}
+            {"trigger": t.name, "source": _sources(t, spec.active), "dest": t.dest}
             for t in spec.transitions
         ],
         auto_transitions=False,

@@ -591,7 +591,12 @@ def test_why_says_what_each_move_still_needs(cli: Cli) -> None:
     [move] = report["moves"]
     assert move["to"] == "research"
     assert move["verdicts"] == [
-        {"guard": "strategy_defined", "ok": False, "message": move["verdicts"][0]["message"]}
+        {
+            "guard": "strategy_defined",
+            "ok": False,
+            "message": move["verdicts"][0]["message"],
+            "warning": False,
+        }
     ]
     set_strategy(cli)
     report = as_json(cli("why", ACME, "--json"))

@@ -268,6 +268,7 @@ def test_a_transition_writes_one_history_row_and_bumps_version_and_entry_time(
             "guard": "strategy_defined",
             "ok": True,
             "message": "the strategy says what, with whom and why",
+            "warning": False,
         }
     ]
     after = account_row(engine)

@@ -138,8 +138,9 @@ def test_the_installed_package_is_the_one_imported(target: Path, outside: Path) 
 def test_installed_workflow_list_and_show(target: Path, outside: Path) -> None:
     shipped = target / "kamflow" / "workflows" / "kam.yaml"
     listed = ok(kamflow_cli("workflow", "list", "--json", target=target, cwd=outside))
-    (kam,) = json.loads(listed)
-    assert kam["name"] == "kam"
+    workflows = {item["name"]: item for item in json.loads(listed)}
+    assert sorted(workflows) == ["kam", "kam-lite"]
+    kam = workflows["kam"]
     assert Path(kam["path"]) == shipped
     assert kam["stages"] == ["strategy", "research", "action_plan", "execution", "review"]
 

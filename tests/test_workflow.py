@@ -117,6 +117,7 @@ def test_shipped_workflow_names_the_issue_guards_on_each_transition() -> None:
         for t in kam.spec.transitions
     }
     assert guards == {
+        ("promote", ("candidate",), "strategy"): {"score_at_least": {}, "within_cap": {}},
         ("advance", ("strategy",), "research"): {"strategy_defined": {}},
         ("advance", ("research",), "action_plan"): {
             "roles_covered": {"roles": list(defaults.ROLES)},
@@ -395,7 +396,7 @@ def test_cli_validate_accepts_the_shipped_workflow(tmp_path: Path) -> None:
     result = invoke("--db", f"sqlite:///{unused}", "workflow", "validate", str(KAM))
     assert result.exit_code == 0, result.stderr
     assert result.stdout.strip() == (
-        f"{KAM} is valid: workflow kam, 5 stages, 8 transitions, 57 questions."
+        f"{KAM} is valid: workflow kam, 5 stages, 9 transitions, 57 questions."
     )
     assert result.stderr == ""
     assert not unused.exists(), "validating a file must not create a database"
@@ -483,7 +484,13 @@ def test_cli_workflow_show_json() -> None:
     ]
     assert [s["limit_days"] for s in shown["stages"]] == [14, 21, 21, 90, 14]
     assert [e["name"] for e in shown["exits"]] == ["disqualified", "retired"]
-    first = shown["transitions"][0]
+    assert [p["name"] for p in shown["intake"]] == ["candidate"]
+    promote, first = shown["transitions"][:2]
+    assert (promote["name"], promote["from"], promote["to"]) == (
+        "promote",
+        ["candidate"],
+        "strategy",
+    )
     assert (first["from"], first["to"]) == (["strategy"], "research")
     assert first["guards"] == [{"name": "strategy_defined", "params": {}}]
 
