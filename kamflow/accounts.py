@@ -14,15 +14,8 @@ from kamflow.guards import REGISTRY, GuardContext, NoParams, Verdict
 from kamflow.ladder import position
 from kamflow.models import Account, HistoryKind, Person
 from kamflow.people import get_person
+from kamflow.text import MAX_NAME, clean_text
 from kamflow.workflow import Workflow, available, get_workflow
-
-
-def clean_text(text: str, what: str, *, required: bool = True) -> str:
-    """One line of text without surrounding blanks; refused when required and empty."""
-    cleaned = " ".join(text.split())
-    if required and not cleaned:
-        raise InvalidInput(f"{what} must not be empty")
-    return cleaned
 
 
 def add_account(
@@ -38,7 +31,7 @@ def add_account(
     now: datetime,
 ) -> Account:
     """Create a candidate, or a key account at its workflow's first stage (within the cap)."""
-    name = clean_text(name, "an account's name")
+    name = clean_text(name, "an account's name", max_length=MAX_NAME)
     if name.isdigit():
         raise InvalidInput(f"{name!r} would be taken for an account id: give it a name")
     if kind not in defaults.ACCOUNT_KINDS:

@@ -40,8 +40,9 @@ class KamflowGroup(click.Group):
         except Exception as error:  # a bug: still one line, never a traceback
             if os.environ.get("KAMFLOW_DEBUG"):
                 raise
+            first = (str(error).strip().splitlines() or [""])[0]
             fail(
-                [f"internal error: {type(error).__name__}: {error} (KAMFLOW_DEBUG=1 shows more)"],
+                [f"internal error: {type(error).__name__}: {first} (KAMFLOW_DEBUG=1 shows more)"],
                 EXIT_INTERNAL,
             )
 
@@ -146,8 +147,9 @@ def init() -> None:
     """Create the database, or upgrade it to this version's schema."""
     from kamflow.db import engine_for, upgrade
 
-    url = settings().database_url
-    before, after = upgrade(engine_for(url))
+    engine = engine_for(settings().database_url)
+    url = engine.url.render_as_string(hide_password=True)
+    before, after = upgrade(engine)
     if before == after:
         click.echo(f"Database {url} is up to date (schema {after}).")
     elif before is None:
@@ -689,7 +691,7 @@ def tick(dry_run: bool, as_json: bool) -> None:
             if report.delivery.sent and mail.transport == "file":
                 click.echo(f"  the messages are in {mail.outbox_dir}/")
     if report.delivery is not None and report.delivery.stopped:
-        sys.exit(1)
+        fail([f"delivery stopped: {report.delivery.stopped}"], 1)
 
 
 @app.command()

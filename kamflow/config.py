@@ -32,7 +32,10 @@ class Settings:
         url = database or os.environ.get(defaults.ENV_DATABASE) or defaults.DATABASE_URL
         who = actor or os.environ.get(defaults.ENV_USER) or _login_name()
         clock = clock_from(os.environ.get(defaults.ENV_NOW), source=defaults.ENV_NOW)
-        return cls(database_url=url, actor=" ".join(who.split()).lower(), clock=clock)
+        actor = " ".join(who.split()).lower()
+        if len(actor) > 320:
+            raise ConfigError("--as (or KAMFLOW_USER) is too long to be an email address")
+        return cls(database_url=url, actor=actor, clock=clock)
 
 
 def _login_name() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -46,14 +47,25 @@ def _tune_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def dialect_insert(session: Any) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    name = session.get_bind().dialect.name
+    return postgresql.insert if name == "postgresql" else sqlite.insert
+
+
 @functools.cache
 def engine_for(url: str) -> Engine:
     """The engine for ``url`` (one per process), with kamflow's settings applied."""
     url = normalise_url(url)
     try:
         parsed = sa.engine.make_url(url)
-    except exc.ArgumentError:
-        raise DatabaseError(f"{url!r} is not a database URL (e.g. sqlite:///kamflow.db)") from None
+    except (exc.ArgumentError, ValueError):
+        shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+        raise DatabaseError(
+            f"{shown!r} is not a database URL (e.g. sqlite:///kamflow.db)"
+        ) from None
     try:
         if parsed.get_backend_name() == "sqlite":
             engine = sa.create_engine(
@@ -80,11 +92,30 @@ def schema_revisions(engine: Engine) -> tuple[str | None, str | None]:
     """The database's current schema revision and the newest one this kamflow ships."""
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
 
-    with engine.connect() as connection:
+    with _database_errors(engine), engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_revision()
-        head = ScriptDirectory.from_config(_alembic_config(connection)).get_current_head()
+        scripts = ScriptDirectory.from_config(_alembic_config(connection))
+        head = scripts.get_current_head()
+        if current is not None:
+            try:
+                scripts.get_revision(current)
+            except CommandError:
+                raise DatabaseError(
+                    f"the database {_safe(engine)} has schema {current}, newer than this kamflow "
+                    f"knows (up to {head}): upgrade kamflow"
+                ) from None
     return current, head
+
+
+@contextmanager
+def _database_errors(engine: Engine) -> Iterator[None]:
+    """Driver errors while opening or migrating, as one line naming the database."""
+    try:
+        yield
+    except exc.DBAPIError as error:
+        raise DatabaseError(f"cannot open database {_safe(engine)}: {_reason(error)}") from None
 
 
 def upgrade(engine: Engine) -> tuple[str | None, str | None]:
@@ -92,16 +123,14 @@ def upgrade(engine: Engine) -> tuple[str | None, str | None]:
     from alembic import command
     from alembic.runtime.migration import MigrationContext
 
-    try:
-        with engine.begin() as connection:
-            if connection.dialect.name == "postgresql":
-                # Two first uses at once must not both create the tables.
-                connection.exec_driver_sql("SELECT pg_advisory_xact_lock(4242001)")
-            before = MigrationContext.configure(connection).get_current_revision()
-            command.upgrade(_alembic_config(connection), "head")
-            after = MigrationContext.configure(connection).get_current_revision()
-    except exc.OperationalError as error:
-        raise DatabaseError(f"cannot open database {_safe(engine)}: {_reason(error)}") from None
+    schema_revisions(engine)  # refuses a schema newer than this kamflow
+    with _database_errors(engine), engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Two first uses at once must not both create the tables.
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(4242001)")
+        before = MigrationContext.configure(connection).get_current_revision()
+        command.upgrade(_alembic_config(connection), "head")
+        after = MigrationContext.configure(connection).get_current_revision()
     return before, after
 
 
@@ -109,10 +138,7 @@ def upgrade(engine: Engine) -> tuple[str | None, str | None]:
 def ready_engine(url: str) -> Engine:
     """The engine for ``url`` with the schema at the newest revision (upgraded on first use)."""
     engine = engine_for(url)
-    try:
-        current, head = schema_revisions(engine)
-    except exc.OperationalError as error:
-        raise DatabaseError(f"cannot open database {_safe(engine)}: {_reason(error)}") from None
+    current, head = schema_revisions(engine)
     if current != head:
         upgrade(engine)
     return engine
@@ -129,8 +155,13 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         raise Conflict(
             f"the change collides with one made meanwhile; nothing was written ({_reason(error)})"
         ) from None
-    except exc.OperationalError as error:
+    except exc.DBAPIError as error:
         raise DatabaseError(f"database error on {_safe(engine)}: {_reason(error)}") from None
+
+
+def safe_url(url: str) -> str:
+    """A database URL fit to print: the password hidden."""
+    return _safe(engine_for(url))
 
 
 def _safe(engine: Engine) -> str:

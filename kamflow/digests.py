@@ -22,13 +22,13 @@ from kamflow.escalation import (
     active_snooze,
     leaders,
     overdue_accounts,
-    quote,
     stall_position,
 )
 from kamflow.ladder import Status
 from kamflow.models import Account, Action, ActionStatus, Kpi, KpiValue, Notification, Person
 from kamflow.notify.templates import render
 from kamflow.outbox import Draft, already_queued, queue
+from kamflow.text import shell_quote
 from kamflow.workflow import available, get_workflow
 
 
@@ -64,7 +64,7 @@ def _stalled(session: Session, now: datetime) -> list[dict[str, Any]]:
                 "limit": stage.limit_days,
                 "status": where.status.value,
                 "snoozed": active_snooze(session, account, now) is not None,
-                "command": f"kamflow why {quote(account.name)}",
+                "command": f"kamflow why {shell_quote(account.name)}",
             }
         )
     return found
@@ -89,7 +89,7 @@ def _overdue_actions(session: Session, today: Any) -> list[dict[str, Any]]:
                 "title": action.title,
                 "due": action.due.isoformat(),
                 "days_late": (today - action.due).days,
-                "command": f"kamflow action done {quote(account.name)} {action.id}",
+                "command": f"kamflow action done {shell_quote(account.name)} {action.id}",
             }
         )
     return found

@@ -11,11 +11,12 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from kamflow import history
-from kamflow.accounts import clean_text, find_account
+from kamflow.accounts import find_account
 from kamflow.errors import Conflict, GuardRefused, InvalidInput
 from kamflow.guards import REGISTRY, GuardContext, Verdict
 from kamflow.models import Account, HistoryKind, Person, RoleAssignment
 from kamflow.people import find_person
+from kamflow.text import clean_text, one_line, shell_quote
 from kamflow.workflow import LEADER, OWNER, ROLE_PREFIX, TransitionSpec, Workflow, get_workflow
 
 
@@ -116,7 +117,7 @@ def choose_move(account: Account, definition: Workflow, to: str | None) -> Trans
     if definition.is_intake(current):
         raise InvalidInput(
             f"{account.name} is a {title(current).lower()}, not yet a key account: "
-            f"promote it with kamflow account promote {_shell(account.name)}"
+            f"promote it with kamflow account promote {shell_quote(account.name)}"
         )
     moves = definition.moves_from(current)
     if to is None:
@@ -136,10 +137,6 @@ def choose_move(account: Account, definition: Workflow, to: str | None) -> Trans
         f"{account.name} is in {title(current)}: it cannot move to {title(target)} from there "
         f"(it can move to {possible})"
     )
-
-
-def _shell(name: str) -> str:
-    return name if name.replace("-", "").replace("_", "").isalnum() else f'"{name}"'
 
 
 def _named_transition(account: Account, definition: Workflow, name: str) -> TransitionSpec:
@@ -271,7 +268,7 @@ def _perform(
     before_write: Callable[[], None] | None = None,
     override: str | None = None,
 ) -> Outcome:
-    note = " ".join(note.split())
+    note = one_line(note)
     # What the guards judge is the account as read now; the write succeeds only if it still is.
     stage, version = account.stage, account.version
     if transition.reason_required and not note:

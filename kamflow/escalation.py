@@ -35,6 +35,7 @@ from kamflow.notify.message import clean_header
 from kamflow.notify.templates import render
 from kamflow.outbox import Draft, already_queued, queue
 from kamflow.people import find_person
+from kamflow.text import one_line, shell_quote
 from kamflow.workflow import StageSpec, Workflow, available, get_workflow
 
 
@@ -48,11 +49,6 @@ class StepReport:
 
     def summary(self) -> str:
         return f"{self.step}: examined {self.examined}, queued {len(self.queued)}"
-
-
-def quote(name: str) -> str:
-    """An account name as it would be typed in a shell command."""
-    return name if name.replace("-", "").replace("_", "").isalnum() else f'"{name}"'
 
 
 # --- snoozes ------------------------------------------------------------------------------------
@@ -81,7 +77,7 @@ def snooze(
         raise InvalidInput(f"{account.name} is {definition.title_of(account.stage).lower()}")
     if not 1 <= days <= defaults.MAX_SNOOZE_DAYS:
         raise InvalidInput(f"a snooze lasts 1 to {defaults.MAX_SNOOZE_DAYS} days, not {days}")
-    reason = " ".join(reason.split())
+    reason = one_line(reason)
     if not reason:
         raise InvalidInput("a snooze needs a reason (--reason TEXT)")
     person = find_person(session, actor)
@@ -200,9 +196,9 @@ def stall_draft(
         "no_leaders": escalation and not heads,
         "reminders_sent": _reminders_so_far(session, account) if escalation else 0,
         "repeat": where.repeat,
-        "why_command": f"kamflow why {quote(account.name)}",
-        "advance_command": f"kamflow advance {quote(account.name)}",
-        "snooze_command": f"kamflow snooze {quote(account.name)} --days 7 --reason TEXT",
+        "why_command": f"kamflow why {shell_quote(account.name)}",
+        "advance_command": f"kamflow advance {shell_quote(account.name)}",
+        "snooze_command": f"kamflow snooze {shell_quote(account.name)} --days 7 --reason TEXT",
     }
     text, html = render("stall", **context)
     prefix = "Escalation: " if escalation else ""
@@ -268,8 +264,8 @@ def action_draft(
         "days_late": days_late,
         "resources": action.resources,
         "owner": owner.email,
-        "done_command": f"kamflow action done {quote(account.name)} {action.id}",
-        "list_command": f"kamflow action list {quote(account.name)}",
+        "done_command": f"kamflow action done {shell_quote(account.name)} {action.id}",
+        "list_command": f"kamflow action list {shell_quote(account.name)}",
     }
     text, html = render("action", **context)
     when = "due today" if days_late == 0 else f"{days_late} days overdue"

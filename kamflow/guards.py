@@ -27,6 +27,7 @@ from kamflow.models import (
     Score,
     Strategy,
 )
+from kamflow.text import shell_quote
 
 if TYPE_CHECKING:
     from kamflow.workflow import Workflow
@@ -61,6 +62,11 @@ class GuardContext:
     actor: str = ""
     #: The reason a leader gave to go over the key-account cap, if any.
     override: str | None = None
+
+    @property
+    def typed(self) -> str:
+        """The account's name as typed in a command that a message suggests."""
+        return shell_quote(self.account.name)
 
     def entered_at(self, stage: str) -> datetime | None:
         """When the account last entered ``stage`` (its current one, or an earlier one)."""
@@ -143,7 +149,7 @@ def strategy_defined(context: GuardContext, _: NoParams) -> tuple[bool, str]:
     if missing:
         return False, (
             f"the strategy lacks {_listing(missing)}: "
-            f"kamflow strategy set {_quoted(context)} --objective ... --who ... --why ..."
+            f"kamflow strategy set {context.typed} --objective ... --who ... --why ..."
         )
     return True, "the strategy says what, with whom and why"
 
@@ -171,7 +177,7 @@ def roles_covered(context: GuardContext, params: RolesParams) -> tuple[bool, str
     if missing:
         return False, (
             f"no one holds the role{'s' if len(missing) > 1 else ''} {_listing(missing)}: "
-            f"kamflow role assign {_quoted(context)} ROLE EMAIL"
+            f"kamflow role assign {context.typed} ROLE EMAIL"
         )
     return True, f"all {len(params.roles)} roles are held"
 
@@ -231,7 +237,7 @@ def plan_complete(context: GuardContext, _: RequiredParams) -> tuple[bool, str]:
     ).all()
     if not actions:
         problems.append(
-            f"the plan has no action yet (kamflow action add {_quoted(context)} TITLE "
+            f"the plan has no action yet (kamflow action add {context.typed} TITLE "
             "--owner EMAIL --due YYYY-MM-DD)"
         )
     loose = [
@@ -258,7 +264,7 @@ def kpis_defined(context: GuardContext, params: CountParams) -> tuple[bool, str]
     if count < params.at_least:
         return False, (
             f"{count} KPI{'s' if count != 1 else ''} defined, {params.at_least} needed "
-            f"(kamflow kpi add {_quoted(context)} KPI --target NUMBER)"
+            f"(kamflow kpi add {context.typed} KPI --target NUMBER)"
         )
     return True, f"{count} KPI{'s' if count != 1 else ''} with targets"
 
@@ -311,7 +317,7 @@ def kpis_recorded(context: GuardContext, params: SinceParams) -> tuple[bool, str
     if missing:
         return False, (
             f"no value recorded since entering {title} for: {_listing(missing)} "
-            f"(kamflow kpi record {_quoted(context)} KPI VALUE)"
+            f"(kamflow kpi record {context.typed} KPI VALUE)"
         )
     return True, f"every KPI has a value recorded since entering {title}"
 
@@ -341,7 +347,7 @@ def kpis_reviewed(context: GuardContext, params: SinceParams) -> tuple[bool, str
     if not written:
         problems.append(
             "no review conclusion written yet in this stage "
-            f"(kamflow kpi review {_quoted(context)} --conclusion TEXT)"
+            f"(kamflow kpi review {context.typed} --conclusion TEXT)"
         )
     if problems:
         return False, "the KPIs are not reviewed: " + "; ".join(problems)
@@ -368,7 +374,7 @@ def score_at_least(context: GuardContext, params: ThresholdParams) -> tuple[bool
     if context.account.id not in latest:
         return False, (
             f"{context.account.name} has no selection score yet: kamflow account score "
-            f"{_quoted(context)} --revenue N --growth N --renewal N --win-now N --effort N "
+            f"{context.typed} --revenue N --growth N --renewal N --win-now N --effort N "
             "--relationship N --fit N --logo N"
         )
     total = latest[context.account.id]
@@ -464,8 +470,3 @@ def _ranked(session: Session, accounts: list[Account]) -> str:
     lowest = ordered[0]
     lowest_score = f"{scores[lowest.id]:g}" if lowest.id in scores else "not scored"
     return f"{listing}; the lowest-scored is {lowest.name} ({lowest_score})"
-
-
-def _quoted(context: GuardContext) -> str:
-    name = context.account.name
-    return name if name.replace("-", "").replace("_", "").isalnum() else f'"{name}"'

@@ -10,14 +10,18 @@ from sqlmodel import Session, col, select
 
 from kamflow.errors import InvalidInput, NotFound
 from kamflow.models import Person
+from kamflow.text import MAX_EMAIL, MAX_NAME, clean_text
 
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+EMAIL = re.compile(r"^[a-z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-z0-9-]+(\.[a-z0-9-]+)+$")
 
 
 def normalise_email(email: str) -> str:
-    """Emails are compared without case and surrounding blanks; a malformed one is refused."""
+    """Emails are compared without case and surrounding blanks; a malformed one is refused.
+
+    Plain ASCII addresses only (``name@domain.tld``): they go into mail headers and envelopes.
+    """
     cleaned = email.strip().lower()
-    if not EMAIL.match(cleaned):
+    if len(cleaned) > MAX_EMAIL or not EMAIL.match(cleaned):
         raise InvalidInput(f"{email!r} is not an email address")
     return cleaned
 
@@ -28,7 +32,12 @@ def add_person(
     address = normalise_email(email)
     if find_person(session, address) is not None:
         raise InvalidInput(f"{address} is already known")
-    person = Person(email=address, name=_one_line(name), is_leader=leader, created_at=now)
+    person = Person(
+        email=address,
+        name=clean_text(name, "--name", required=False, max_length=MAX_NAME),
+        is_leader=leader,
+        created_at=now,
+    )
     session.add(person)
     session.flush()
     return person
@@ -52,7 +61,3 @@ def list_people(session: Session) -> list[dict[str, Any]]:
 
 def person_view(person: Person) -> dict[str, Any]:
     return {"email": person.email, "name": person.name, "leader": person.is_leader}
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())

@@ -9,7 +9,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from kamflow import defaults, history
-from kamflow.accounts import clean_text, editable, find_account, touch
+from kamflow.accounts import editable, find_account, touch
 from kamflow.errors import InvalidInput, NotFound
 from kamflow.models import (
     Account,
@@ -25,6 +25,7 @@ from kamflow.models import (
     Strategy,
 )
 from kamflow.people import get_person
+from kamflow.text import MAX_LABEL, MAX_NAME, MAX_TITLE, clean_text
 from kamflow.workflow import get_workflow
 
 
@@ -245,7 +246,7 @@ def add_action(
     now: datetime,
 ) -> Action:
     account, _ = editable(session, ref)
-    title = clean_text(title, "an action's title")
+    title = clean_text(title, "an action's title", max_length=MAX_TITLE)
     due_date = parse_date(due)
     person = get_person(session, owner)
     action = Action(
@@ -350,7 +351,7 @@ def add_kpi(
     now: datetime,
 ) -> Kpi:
     account, _ = editable(session, ref)
-    name = clean_text(name, "a KPI's name")
+    name = clean_text(name, "a KPI's name", max_length=MAX_NAME)
     value = parse_number(target, "--target")
     if _find_kpi(session, account, name) is not None:
         raise InvalidInput(f"{account.name} already has a KPI named {name!r}")
@@ -358,7 +359,7 @@ def add_kpi(
         account_id=account.id,  # type: ignore[arg-type]
         name=name,
         target=value,
-        unit=clean_text(unit, "--unit", required=False),
+        unit=clean_text(unit, "--unit", required=False, max_length=MAX_LABEL),
         lower_is_better=lower_is_better,
         created_at=now,
     )
@@ -398,7 +399,9 @@ def record_kpi(
     if kpi is None:
         raise NotFound(f"{account.name} has no KPI {name!r} (see: kamflow account show)")
     number = parse_number(value, "value")
-    label = clean_text(period, "--period") if period is not None else quarter_of(now)
+    label = quarter_of(now)
+    if period is not None:
+        label = clean_text(period, "--period", max_length=MAX_LABEL)
     row = KpiValue(kpi_id=kpi.id, value=number, period=label, recorded_at=now, recorded_by=actor)  # type: ignore[arg-type]
     session.add(row)
     _changed(

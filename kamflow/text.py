@@ -1,0 +1,35 @@
+"""Small text rules shared by every part of kamflow."""
+
+from __future__ import annotations
+
+import shlex
+
+from kamflow.errors import InvalidInput
+
+#: The longest one-line text kamflow stores (names, titles, reasons stay well below it).
+MAX_LINE = 2000
+#: Limits the database enforces on some fields (PostgreSQL checks them; SQLite would not).
+MAX_NAME = 200
+MAX_EMAIL = 320
+MAX_TITLE = 500
+MAX_LABEL = 50
+
+
+def one_line(text: str) -> str:
+    """Blanks, tabs and line breaks folded into single spaces, none at the ends."""
+    return " ".join(text.split())
+
+
+def clean_text(text: str, what: str, *, required: bool = True, max_length: int = MAX_LINE) -> str:
+    """One line of text; refused when required and empty, or longer than ``max_length``."""
+    cleaned = one_line(text)
+    if required and not cleaned:
+        raise InvalidInput(f"{what} must not be empty")
+    if len(cleaned) > max_length:
+        raise InvalidInput(f"{what} is too long ({len(cleaned)} characters, at most {max_length})")
+    return cleaned
+
+
+def shell_quote(word: str) -> str:
+    """A word as it can be pasted into a shell command safely (an account name, say)."""
+    return shlex.quote(word)
