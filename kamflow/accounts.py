@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from kamflow import defaults, history
-from kamflow.errors import GuardRefused, InvalidInput, NotFound
-from kamflow.guards import REGISTRY, GuardContext, NoParams, Verdict
+from kamflow.errors import GuardRefused, InvalidInput, KamflowError, NotFound
+from kamflow.guards import REGISTRY, GuardContext, NoParams, Verdict, overridden
 from kamflow.ladder import position
 from kamflow.models import Account, HistoryKind, Person
 from kamflow.people import get_person
@@ -59,7 +59,7 @@ def add_account(
     note = f"owner {person.email}, workflow {definition.name}, {kind} account"
     if candidate:
         note += ", a candidate"
-    if override:
+    if overridden(verdicts):
         note += f"; cap override: {override}"
     session.add(account)
     session.flush()
@@ -138,7 +138,7 @@ def normalise_stage(text: str) -> str:
     for name in sorted(available()):
         try:
             return get_workflow(name).resolve_stage(wanted)
-        except NotFound:
+        except KamflowError:  # not in this workflow, or its file does not load
             continue
     raise NotFound(f"no stage {text!r} in any workflow")
 

@@ -109,11 +109,39 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
     if not rows:
         click.echo("(none)")
         return
-    click.echo(tabulate(rows, headers=[h.upper() for h in headers], tablefmt="simple"))
+    # Numbers are already formatted (1,800,000): tabulate must not re-parse them.
+    click.echo(
+        tabulate(
+            rows, headers=[h.upper() for h in headers], tablefmt="simple", disable_numparse=True
+        )
+    )
 
 
 def json_option(function: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(function)
+
+
+def override_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """--override --reason TEXT: a leader goes over the key-account cap, on record."""
+
+    def check(ctx: click.Context, _param: click.Parameter, reason: str | None) -> str | None:
+        wanted = ctx.params.pop("override_flag", False)
+        if wanted and not (reason and reason.strip()):
+            raise click.UsageError("--override needs --reason TEXT")
+        if reason is not None and not wanted:
+            raise click.UsageError("--reason goes with --override")
+        return reason if wanted else None
+
+    function = click.option(
+        "--reason", "override", callback=check, metavar="TEXT", help="Why the cap is overridden."
+    )(function)
+    return click.option(
+        "--override",
+        "override_flag",
+        is_flag=True,
+        is_eager=True,
+        help="Go over the key-account cap (leaders only; needs --reason).",
+    )(function)
 
 
 # --- the root group ------------------------------------------------------------------------------
@@ -213,15 +241,184 @@ def account() -> None:
     show_default=True,
     help="An existing key account or a new one with potential.",
 )
-def account_add(name: str, owner: str, workflow: str, kind: str) -> None:
-    """Add a key account; it starts at its workflow's first stage."""
+@click.option("--candidate", is_flag=True, help="A candidate to score before promoting it.")
+@override_options
+def account_add(
+    name: str, owner: str, workflow: str, kind: str, candidate: bool, override: str | None
+) -> None:
+    """Add a key account at its workflow's first stage (within the cap), or a candidate."""
     from kamflow.accounts import add_account
 
-    added = act(add_account, name, owner=owner, workflow=workflow, kind=kind)
-    click.echo(
-        f"Added {added.name} ({added.kind} key account, workflow {added.workflow}) "
-        f"at {added.stage}."
+    added = act(
+        add_account,
+        name,
+        owner=owner,
+        workflow=workflow,
+        kind=kind,
+        candidate=candidate,
+        override=override,
     )
+    what = "candidate" if candidate else "key account"
+    click.echo(
+        f"Added {added.name} ({added.kind} {what}, workflow {added.workflow}) at {added.stage}."
+    )
+    if not candidate:
+        _warn_from_history(added.name)
+
+
+def _warn_from_history(name: str) -> None:
+    """Print the warnings of the verdicts just recorded for ``name`` (e.g. near the cap)."""
+    from kamflow.accounts import find_account
+    from kamflow.history import entries
+
+    rows = read(lambda session: entries(session, find_account(session, name)))
+    for verdict in rows[-1]["verdicts"] if rows else []:
+        if verdict.get("warning"):
+            click.echo(f"Warning: {verdict['message']}", err=True)
+
+
+@account.command("score")
+@click.argument("name")
+@click.option("--revenue", required=True, metavar="1-5", help="Current revenue.")
+@click.option("--growth", required=True, metavar="1-5", help="Growth potential.")
+@click.option("--renewal", required=True, metavar="1-5", help="Renewal likelihood.")
+@click.option("--win-now", "win_now", required=True, metavar="1-5", help="Win now, grow later.")
+@click.option(
+    "--effort", required=True, metavar="1-5", help="Effort to move forward (more is worse)."
+)
+@click.option("--relationship", required=True, metavar="1-5", help="Relationship strength.")
+@click.option("--fit", required=True, metavar="1-5", help="Fit of offer, culture and industry.")
+@click.option("--logo", required=True, metavar="1-5", help="Logo appeal.")
+def account_score(name: str, **factors: str) -> None:
+    """Score an account on the eight selection factors (0-100; earlier scores are kept)."""
+    from kamflow.portfolio import score_account
+    from kamflow.selection import portfolio_config
+
+    account, scored = act_on(score_account, name, factors)
+    threshold = portfolio_config().selection.threshold
+    verdict = "reaches" if scored.total >= threshold else "is below"
+    click.echo(
+        f"{account} scored {scored.total:g}: {verdict} the promotion threshold of {threshold:g}."
+    )
+
+
+@account.command("promote")
+@click.argument("name")
+@override_options
+@click.option("--dry-run", is_flag=True, help="Only check the guards; change nothing.")
+@json_option
+def account_promote(name: str, override: str | None, dry_run: bool, as_json: bool) -> None:
+    """Make a candidate a key account: its score must reach the threshold, within the cap."""
+    from kamflow.engine import promote
+
+    outcome = act(promote, name, override=override, dry_run=dry_run)
+    _show_outcome(outcome, as_json)
+    _print_warnings(outcome.verdicts)
+
+
+def _print_warnings(verdicts: Any) -> None:
+    for verdict in verdicts:
+        if verdict.ok and verdict.warning:
+            click.echo(f"Warning: {verdict.message}", err=True)
+
+
+@account.command("swap")
+@click.argument("out_name", metavar="OUT")
+@click.argument("in_name", metavar="IN")
+def account_swap(out_name: str, in_name: str) -> None:
+    """Retire key account OUT and promote candidate IN, in one transaction (one in, one out)."""
+    from kamflow.engine import swap
+
+    retired, promoted = act(swap, out_name, in_name)
+    click.echo(f"{retired.account} retired; {promoted.account} promoted to {promoted.to_stage}.")
+    _print_warnings(promoted.verdicts)
+
+
+@account.command("rank")
+@json_option
+def account_rank(as_json: bool) -> None:
+    """Candidates and key accounts by their latest score."""
+    from kamflow.portfolio import rank
+
+    rows = read(rank, now=now_())
+    if as_json:
+        emit_json(rows)
+        return
+    table(
+        [
+            (
+                r["rank"],
+                r["name"],
+                "key account" if r["key_account"] else "candidate",
+                r["stage_title"],
+                "-" if r["score"] is None else f"{r['score']:g}",
+                "yes" if r["above_threshold"] else "",
+                r["owner"],
+            )
+            for r in rows
+        ],
+        ["#", "account", "kind", "stage", "score", "above threshold", "owner"],
+    )
+
+
+@account.command("set-workflow")
+@click.argument("name")
+@click.argument("workflow_name", metavar="WORKFLOW")
+def account_set_workflow(name: str, workflow_name: str) -> None:
+    """Move an account to another workflow (e.g. kam-lite), keeping its stage, data and history."""
+    from kamflow.portfolio import set_workflow
+
+    moved = act(set_workflow, name, workflow_name)
+    click.echo(f"{moved.name} now follows workflow {moved.workflow} (still in {moved.stage}).")
+
+
+@account.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--candidate", is_flag=True, help="Import every row as a candidate.")
+@override_options
+def account_import(file: str, candidate: bool, override: str | None) -> None:
+    """Import accounts from CSV (name,owner,kind and optionally the eight factor scores).
+
+    Every row is checked first, the cap included; one bad row imports nothing.
+    """
+    from kamflow.transfer import import_accounts, read_rows
+
+    rows = read_rows(file)
+    options: dict[str, Any] = {"candidate": candidate, "override": override, "source": file}
+    # click's progress bar on a pipe prints only its label: show it on a terminal only.
+    if sys.stdout.isatty() and len(rows) > 50:
+        with click.progressbar(length=len(rows), label="Importing") as bar:
+            result = act(import_accounts, rows, progress=bar.update, **options)
+    else:
+        result = act(import_accounts, rows, **options)
+    click.echo(
+        f"Imported {result.imported} account{'s' if result.imported != 1 else ''} from {file} "
+        f"({result.candidates} candidates, {result.key_accounts} key accounts, "
+        f"{result.scored} scored)."
+    )
+    for warning in result.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+
+
+@account.command("export")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+def account_export(file: str | None) -> None:
+    """Write every account as CSV (the import's columns, plus stage and latest score)."""
+    from kamflow.transfer import export_accounts
+
+    text = read(export_accounts)
+    if file is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        # With a byte-order mark, so that spreadsheets read accented names right.
+        with open(file, "w", encoding="utf-8-sig", newline="") as out:
+            out.write(text)
+    except OSError as error:
+        from kamflow.errors import InvalidInput
+
+        raise InvalidInput(f"cannot write {file}: {error.strerror}") from None
+    click.echo(f"Wrote {text.count(chr(10)) - 1} accounts to {file}.")
 
 
 @account.command("list")
@@ -605,15 +802,27 @@ def workflow_list(as_json: bool) -> None:
 
 @workflow.command("show")
 @click.argument("name")
+@click.option(
+    "--format",
+    "form",
+    type=click.Choice(["text", "mermaid", "json"]),
+    default="text",
+    show_default=True,
+    help="Plain text, a Mermaid state diagram, or JSON.",
+)
 @json_option
-def workflow_show(name: str, as_json: bool) -> None:
+def workflow_show(name: str, form: str, as_json: bool) -> None:
     """Show a workflow's stages, limits and transitions with their guards."""
     from kamflow.render import render_workflow
     from kamflow.workflow import get_workflow
 
     definition = get_workflow(name)
-    if as_json:
+    if as_json or form == "json":
         emit_json(definition.spec.model_dump(by_alias=True))
+    elif form == "mermaid":
+        from kamflow.diagram import mermaid
+
+        click.echo(mermaid(definition))
     else:
         click.echo(render_workflow(definition))
 
@@ -632,6 +841,110 @@ def workflow_validate(file: str) -> None:
         f"{len(definition.spec.transitions)} transitions, "
         f"{len(definition.questions.questions)} questions."
     )
+
+
+# --- the portfolio --------------------------------------------------------------------------
+
+
+@app.command()
+@json_option
+def portfolio(as_json: bool) -> None:
+    """The board: candidates and key accounts by stage, with owner, days, status and score."""
+    from kamflow.portfolio import board
+
+    rows = read(board, now=now_())
+    if as_json:
+        emit_json(rows)
+        return
+    table(
+        [
+            (
+                r["stage_title"],
+                r["name"],
+                r["owner"],
+                _days(r),
+                r["status"],
+                "-" if r["score"] is None else f"{r['score']:g}",
+                r["workflow"],
+            )
+            for r in rows
+        ],
+        ["stage", "account", "owner", "days", "status", "score", "workflow"],
+    )
+
+
+@app.command()
+@json_option
+def coverage(as_json: bool) -> None:
+    """Key accounts x the six account-team roles: who holds each, and the gaps."""
+    from kamflow import defaults
+    from kamflow.portfolio import coverage as role_coverage
+
+    rows = read(role_coverage)
+    if as_json:
+        emit_json(rows)
+        return
+    table(
+        [
+            (r["account"], *(", ".join(r["roles"][role]) or "-- GAP --" for role in defaults.ROLES))
+            for r in rows
+        ],
+        ["account", *defaults.ROLES],
+    )
+    gaps = sum(len(r["gaps"]) for r in rows)
+    click.echo(f"\n{gaps} gap{'s' if gaps != 1 else ''} in {len(rows)} key accounts.")
+
+
+@app.command()
+@json_option
+def kpis(as_json: bool) -> None:
+    """Every key account's KPIs: target against the latest value, off target marked."""
+    from kamflow.plan import format_number
+    from kamflow.portfolio import kpi_report
+
+    rows = read(kpi_report)
+    if as_json:
+        emit_json(rows)
+        return
+    table(
+        [
+            (
+                r["account"],
+                r["name"],
+                ("<= " if r["lower_is_better"] else ">= ") + format_number(r["target"]),
+                "-" if r["latest"] is None else format_number(r["latest"]),
+                r["unit"],
+                r["period"] or "",
+                "OFF TARGET"
+                if r["off_target"]
+                else ("on target" if r["on_target"] else "no value"),
+            )
+            for r in rows
+        ],
+        ["account", "kpi", "target", "latest", "unit", "period", "state"],
+    )
+
+
+@app.command()
+@click.option(
+    "--html",
+    "html_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Where to write the report.",
+)
+@json_option
+def report(html_file: str, as_json: bool) -> None:
+    """Write the portfolio as one self-contained HTML page (board, charts, workflow, coverage)."""
+    from kamflow.report import build_report, write_report
+
+    data = read(build_report, now=now_())
+    path = write_report(data, html_file)
+    if as_json:
+        emit_json({"file": str(path), **data})
+    else:
+        click.echo(f"Wrote {path} ({len(data['board'])} accounts). Open it in a browser.")
 
 
 # --- reminders, escalations and the daemon -------------------------------------------------
@@ -757,7 +1070,7 @@ def outbox() -> None:
 
 
 @outbox.command("list")
-@click.option("--status", "only", help="pending, sent or dead.")
+@click.option("--status", "only", help="pending, sent, dead or obsolete.")
 @json_option
 def outbox_list(only: str | None, as_json: bool) -> None:
     """List the newest messages (100 at most)."""
@@ -794,7 +1107,25 @@ def demo() -> None:
     """A scripted walk-through on a fresh database of its own (./kamflow-demo.db)."""
     from kamflow.demo import run
 
-    run(app)
+    styles: dict[str, dict[str, Any]] = {
+        "title": {"bold": True},
+        "command": {"fg": "cyan"},
+        "note": {"fg": "yellow"},
+        "text": {},
+    }
+
+    def invoke(args: list[str]) -> int:
+        sys.stdout.flush()
+        try:
+            app.main(args=args, prog_name="kamflow", standalone_mode=False)
+        except SystemExit as stop:
+            return stop.code if isinstance(stop.code, int) else 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        return 0
+
+    run(invoke, lambda text, style: click.secho(text, **styles[style]))
 
 
 def main() -> None:

@@ -29,16 +29,18 @@ from kamflow.escalation import (
     action_key,
     action_repeat,
     active_snooze,
+    has_exited,
     overdue_accounts,
     queue_action_reminders,
     queue_stalls,
     stall_position,
 )
-from kamflow.ladder import Status, stall_key
+from kamflow.ladder import Status, position, stall_key
 from kamflow.ladder import schedule as ladder_schedule
 from kamflow.models import Account, Action, ActionStatus, Notification, OutboxStatus
 from kamflow.outbox import already_queued, counts
-from kamflow.workflow import available, get_workflow
+from kamflow.text import first_line
+from kamflow.workflow import workflows_in_use
 
 log = logging.getLogger("kamflow.daemon")
 
@@ -55,11 +57,15 @@ class TickReport:
         return found
 
 
-def queue_due(
+#: The heartbeat each queuing step records (delivery records "delivery" itself).
+TICK, OWNER_DIGEST, LEADER_DIGEST = "tick", "owner_digest", "leader_digest"
+
+
+def queue_reminders(
     engine: sa.Engine, now: datetime, schedule: Schedule, *, dry_run: bool = False
 ) -> list[StepReport]:
-    """Every queuing step once: stalls, overdue actions, digests."""
-    reports = [
+    """The frequent steps: stalled accounts, then overdue actions."""
+    return [
         queue_stalls(engine, now, dry_run=dry_run),
         queue_action_reminders(
             engine,
@@ -69,19 +75,27 @@ def queue_due(
             dry_run=dry_run,
         ),
     ]
+
+
+def record_steps(engine: sa.Engine, beat: str, now: datetime, reports: list[StepReport]) -> None:
+    """A heartbeat saying these steps ran, with their counts."""
+    detail = {r.step: {"examined": r.examined, "queued": len(r.queued)} for r in reports}
+    record_heartbeat(engine, beat, now, ok=True, detail=detail)
+
+
+def queue_due(
+    engine: sa.Engine, now: datetime, schedule: Schedule, *, dry_run: bool = False
+) -> list[StepReport]:
+    """Every queuing step once: stalls, overdue actions, digests."""
+    reports = queue_reminders(engine, now, schedule, dry_run=dry_run)
     earlier = [item for report in reports for item in report.queued] if dry_run else []
-    reports += [
-        queue_owner_digests(engine, now, schedule, dry_run=dry_run, also_sent=earlier),
-        queue_leader_digests(engine, now, schedule, dry_run=dry_run),
-    ]
+    owners = queue_owner_digests(engine, now, schedule, dry_run=dry_run, also_sent=earlier)
+    heads = queue_leader_digests(engine, now, schedule, dry_run=dry_run)
+    reports += [owners, heads]
     if not dry_run:
-        record_heartbeat(
-            engine,
-            "tick",
-            now,
-            ok=True,
-            detail={r.step: {"examined": r.examined, "queued": len(r.queued)} for r in reports},
-        )
+        record_steps(engine, TICK, now, reports)
+        record_steps(engine, OWNER_DIGEST, now, [owners])
+        record_steps(engine, LEADER_DIGEST, now, [heads])
     return reports
 
 
@@ -122,12 +136,23 @@ def status(session: Session, now: datetime) -> dict[str, Any]:
     beats = heartbeats(session)
     return {
         "now": now.isoformat(),
-        "last_tick": beats.get("tick"),
+        "last_tick": _last_tick(beats),
         "last_delivery": beats.get("delivery"),
         "outbox": counts(session),
         "due_now": due,
         "accounts": {**stalled, "snoozed": snoozed},
     }
+
+
+def _last_tick(beats: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The tick's heartbeat, showing a digest step's failure until that step runs well again."""
+    found = beats.get(TICK)
+    for name in (OWNER_DIGEST, LEADER_DIGEST):
+        beat = beats.get(name)
+        if beat is not None and not beat["ok"]:
+            at = max(beat["at"], found["at"]) if found else beat["at"]
+            return {**beat, "at": at}
+    return found
 
 
 def forecast(
@@ -136,12 +161,11 @@ def forecast(
     """Reminders and escalations that would fire in the next ``days`` if nothing changed."""
     end = now + timedelta(days=days)
     found: list[dict[str, Any]] = []
-    for name in sorted(available()):
-        definition = get_workflow(name)
+    for definition in workflows_in_use(session):
         for stage in definition.spec.stages:
             accounts = session.exec(
                 select(Account).where(
-                    Account.workflow == name,
+                    Account.workflow == definition.name,
                     Account.stage == stage.name,
                     col(Account.stage_entered_at) <= end - timedelta(days=stage.limit_days),
                 )
@@ -149,26 +173,24 @@ def forecast(
             ladder = definition.ladder_for(stage)
             for account in accounts:
                 snooze = active_snooze(session, account, now)
-                start = snooze.until if snooze else now
-                for at, rung, repeat in ladder_schedule(
-                    account.stage_entered_at,
-                    stage.limit_days,
-                    ladder,
-                    start - timedelta(seconds=1),
-                    end,
-                ):
-                    key = stall_key(
-                        account.id,  # type: ignore[arg-type]
-                        account.stage,
-                        account.stage_entered_at,
-                        rung,
-                        repeat,
-                    )
+                begin = snooze.until if snooze else now
+                if begin > end:
+                    continue
+                entered = account.stage_entered_at
+                # What is due when the window opens (now, or when the snooze ends) fires then:
+                # the latest rung only, as the stall step sends it; then each later rung.
+                rungs = []
+                current = position(entered, stage.limit_days, ladder, begin)
+                if current.rung is not None:
+                    rungs.append((begin, current.rung, current.repeat))
+                rungs += ladder_schedule(entered, stage.limit_days, ladder, begin, end)
+                for at, rung, repeat in rungs:
+                    key = stall_key(account.id, account.stage, entered, rung, repeat)  # type: ignore[arg-type]
                     if already_queued(session, key):
                         continue
                     found.append(
                         {
-                            "at": max(at, now).isoformat(),
+                            "at": at.isoformat(),
                             "account": account.name,
                             "stage": definition.title_of(stage.name),
                             "kind": "escalation" if rung == "escalate" else "reminder",
@@ -184,7 +206,7 @@ def forecast(
         .where(Action.status == ActionStatus.OPEN, col(Action.due) <= last_day)
     ).all()
     for action, account in actions:
-        if action.due is None or get_workflow(account.workflow).is_exit(account.stage):
+        if action.due is None or has_exited(account) is not False:
             continue
         day = max(action.due, today)
         while day <= last_day:
@@ -221,33 +243,39 @@ class Daemon:
         self.stop = threading.Event()
         self._signals = 0
 
-    def _step(self, name: str, function: Callable[[], list[str]]) -> None:
+    def run_step(self, name: str) -> None:
+        """Run one step now, logging its lines; a failure is logged and shown by `kamflow status`
+        (its heartbeat says what went wrong), and the step's next run tries again."""
         if self.stop.is_set():
             return
+        beat, function = self.steps[name]
         try:
             for line in function():
                 log.info(line)
-        except Exception:  # a failing step is logged; the next run tries again
+        except Exception as error:
             log.exception("step %s failed", name)
+            problem = f"{name} failed: {first_line(error)}"
+            try:
+                record_heartbeat(
+                    self.engine, beat, self.clock.now(), ok=False, detail={"stopped": problem}
+                )
+            except Exception:  # the database itself may be what failed
+                log.exception("cannot record the failure of step %s", name)
+
+    @property
+    def steps(self) -> dict[str, tuple[str, Callable[[], list[str]]]]:
+        """Each step by name, with the heartbeat it records."""
+        return {
+            "queue": (TICK, self.queue_step),
+            "delivery": ("delivery", self.delivery_step),
+            "owner digest": (OWNER_DIGEST, self.owner_digest_step),
+            "leader digest": (LEADER_DIGEST, self.leader_digest_step),
+        }
 
     def queue_step(self) -> list[str]:
         now = self.clock.now()
-        reports = [queue_stalls(self.engine, now)]
-        reports.append(
-            queue_action_reminders(
-                self.engine,
-                now,
-                timezone=self.schedule.timezone,
-                every_days=self.schedule.action_every_days,
-            )
-        )
-        record_heartbeat(
-            self.engine,
-            "tick",
-            now,
-            ok=True,
-            detail={r.step: {"examined": r.examined, "queued": len(r.queued)} for r in reports},
-        )
+        reports = queue_reminders(self.engine, now, self.schedule)
+        record_steps(self.engine, TICK, now, reports)
         return [r.summary() for r in reports]
 
     def delivery_step(self) -> list[str]:
@@ -261,10 +289,16 @@ class Daemon:
         return [report.summary()]
 
     def owner_digest_step(self) -> list[str]:
-        return [queue_owner_digests(self.engine, self.clock.now(), self.schedule).summary()]
+        now = self.clock.now()
+        report = queue_owner_digests(self.engine, now, self.schedule)
+        record_steps(self.engine, OWNER_DIGEST, now, [report])
+        return [report.summary()]
 
     def leader_digest_step(self) -> list[str]:
-        return [queue_leader_digests(self.engine, self.clock.now(), self.schedule).summary()]
+        now = self.clock.now()
+        report = queue_leader_digests(self.engine, now, self.schedule)
+        record_steps(self.engine, LEADER_DIGEST, now, [report])
+        return [report.summary()]
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signals += 1
@@ -287,10 +321,8 @@ class Daemon:
             self.mail.describe(),
         )
         # One full pass at start-up, then the schedule.
-        self._step("queue", self.queue_step)
-        self._step("owner digest", self.owner_digest_step)
-        self._step("leader digest", self.leader_digest_step)
-        self._step("delivery", self.delivery_step)
+        for name in ("queue", "owner digest", "leader digest", "delivery"):
+            self.run_step(name)
         zone = self.schedule.timezone
         scheduler = BackgroundScheduler(
             timezone=zone,
@@ -302,26 +334,16 @@ class Daemon:
         )
         hour, minute = self.schedule.owner_digest
         day, leader_hour, leader_minute = self.schedule.leader_digest
-        jobs: list[tuple[str, Callable[[], list[str]], Any]] = [
-            ("queue", self.queue_step, IntervalTrigger(seconds=self.schedule.stall_seconds)),
-            (
-                "delivery",
-                self.delivery_step,
-                IntervalTrigger(seconds=self.schedule.delivery_seconds),
+        triggers: dict[str, Any] = {
+            "queue": IntervalTrigger(seconds=self.schedule.stall_seconds),
+            "delivery": IntervalTrigger(seconds=self.schedule.delivery_seconds),
+            "owner digest": CronTrigger(hour=hour, minute=minute, timezone=zone),
+            "leader digest": CronTrigger(
+                day_of_week=day, hour=leader_hour, minute=leader_minute, timezone=zone
             ),
-            (
-                "owner digest",
-                self.owner_digest_step,
-                CronTrigger(hour=hour, minute=minute, timezone=zone),
-            ),
-            (
-                "leader digest",
-                self.leader_digest_step,
-                CronTrigger(day_of_week=day, hour=leader_hour, minute=leader_minute, timezone=zone),
-            ),
-        ]
-        for name, function, trigger in jobs:
-            scheduler.add_job(self._step, trigger, args=[name, function], id=name, name=name)
+        }
+        for name, trigger in triggers.items():
+            scheduler.add_job(self.run_step, trigger, args=[name], id=name, name=name)
         scheduler.start()
         try:
             self.stop.wait()

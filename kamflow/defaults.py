@@ -42,6 +42,8 @@ OUTBOX_DIR = "outbox"
 #: Delivery: how many messages one run claims, how long it holds them, how it backs off.
 DELIVERY_BATCH = 50
 LEASE_SECONDS = 5 * 60
+#: A delivery run stops sending once this share of its lease has passed (another may reclaim).
+LEASE_SHARE = 0.8
 RETRY_FIRST_SECONDS = 60
 RETRY_MAX_SECONDS = 6 * 60 * 60
 MAX_ATTEMPTS = 8

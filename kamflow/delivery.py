@@ -11,23 +11,34 @@ import json
 import logging
 import os
 import socket
+import time
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, or_, select
 
 from kamflow import defaults
-from kamflow.db import session_scope
-from kamflow.errors import NotFound, PermanentFailure, TransientFailure, TransportDown
+from kamflow.db import dialect_insert, session_scope
+from kamflow.errors import (
+    InvalidInput,
+    NotFound,
+    PermanentFailure,
+    TransientFailure,
+    TransportDown,
+)
+from kamflow.escalation import obsolete_reason
 from kamflow.models import Heartbeat, Notification, OutboxStatus
-from kamflow.notify.message import build
-from kamflow.notify.transports import Transport
+from kamflow.notify.message import build, sender_address
+from kamflow.notify.transports import Sender, Transport
+from kamflow.text import first_line
 
 log = logging.getLogger("kamflow.delivery")
+
+#: A run stops sending once this share of its lease is gone, so that no message it still holds
+#: can be claimed (and sent again) by another daemon whose clock says the lease is over.
 
 
 def worker_name() -> str:
@@ -41,6 +52,8 @@ class DeliveryReport:
     retried: int = 0
     dead: int = 0
     lost_lease: int = 0
+    obsolete: int = 0
+    released: int = 0
     stopped: str | None = None
 
     def summary(self) -> str:
@@ -48,6 +61,10 @@ class DeliveryReport:
             f"delivery: claimed {self.claimed}, sent {self.sent}, retry later {self.retried}, "
             f"dead {self.dead}"
         )
+        if self.obsolete:
+            text += f", obsolete {self.obsolete}"
+        if self.released:
+            text += f"; {self.released} left for the next run (the lease was running out)"
         return text + (f"; stopped: {self.stopped}" if self.stopped else "")
 
 
@@ -105,8 +122,10 @@ def deliver(
     lease_seconds: int = defaults.LEASE_SECONDS,
 ) -> DeliveryReport:
     """Send what is due, over one connection; returns what happened."""
+    sender_address(sender)  # a bad sender is a setting to fix, not a reason to kill messages
     worker = worker or worker_name()
     report = DeliveryReport()
+    started = time.monotonic()  # real time: the lease protects us only while it really lasts
     rows = claim(engine, now, worker, batch=batch, lease_seconds=lease_seconds)
     report.claimed = len(rows)
     if rows:
@@ -114,6 +133,16 @@ def deliver(
         try:
             with transport.session() as connection:
                 for row in rows:
+                    if time.monotonic() - started > defaults.LEASE_SHARE * lease_seconds:
+                        report.released = len(rows) - len(done)
+                        log.warning(
+                            "delivery: %s of %s messages left for the next run: the lease of "
+                            "%s s was running out",
+                            report.released,
+                            len(rows),
+                            lease_seconds,
+                        )
+                        break
                     _send_one(engine, connection, row, worker, sender, now, report)
                     done.add(row.id)
         except TransportDown as error:
@@ -129,15 +158,24 @@ def deliver(
 
 def _send_one(
     engine: sa.Engine,
-    connection: Any,
+    connection: Sender,
     row: Notification,
     worker: str,
     sender: str,
     now: datetime,
     report: DeliveryReport,
 ) -> None:
+    with session_scope(engine) as session:
+        reason = obsolete_reason(session, row.key, now)
+    if reason is not None:
+        if _finish(engine, row, worker, status=OutboxStatus.OBSOLETE.value, last_error=reason):
+            report.obsolete += 1
+            log.info("message %s not sent, no longer true: %s", row.id, reason)
+        else:
+            report.lost_lease += 1
+        return
     try:
-        connection.send(build(row, sender))
+        note = connection.send(build(row, sender))
     except TransientFailure as error:
         attempts = row.attempts + 1
         if attempts >= defaults.MAX_ATTEMPTS:
@@ -163,16 +201,13 @@ def _send_one(
             report.retried += 1
         log.info("message %s not delivered (%s)", row.id, error)
     except PermanentFailure as error:
-        _finish(
-            engine,
-            row,
-            worker,
-            status=OutboxStatus.DEAD.value,
-            attempts=row.attempts + 1,
-            last_error=str(error),
-        )
-        report.dead += 1
-        log.warning("message %s is dead: %s", row.id, error)
+        _kill(engine, row, worker, str(error), report)
+    except TransportDown:
+        raise  # not this message's fault: the run stops, the rest is released
+    except Exception as error:
+        # The message cannot be built or sent (bad data in the row, an address the server cannot
+        # take): retrying will not help, and it must not hold up the messages behind it.
+        _kill(engine, row, worker, f"{type(error).__name__}: {first_line(error)}", report)
     else:
         if _finish(
             engine,
@@ -181,11 +216,29 @@ def _send_one(
             status=OutboxStatus.SENT.value,
             attempts=row.attempts + 1,
             sent_at=now,
-            last_error="",
+            last_error=note or "",
         ):
             report.sent += 1
+            if note:
+                log.warning("message %s delivered, but %s", row.id, note)
         else:
             report.lost_lease += 1
+
+
+def _kill(
+    engine: sa.Engine, row: Notification, worker: str, error: str, report: DeliveryReport
+) -> None:
+    """Make the message a dead letter, listed by `kamflow outbox list --status dead`."""
+    _finish(
+        engine,
+        row,
+        worker,
+        status=OutboxStatus.DEAD.value,
+        attempts=row.attempts + 1,
+        last_error=error,
+    )
+    report.dead += 1
+    log.warning("message %s is dead: %s", row.id, error)
 
 
 def record_heartbeat(
@@ -193,9 +246,7 @@ def record_heartbeat(
 ) -> None:
     values = {"step": step, "at": now, "ok": ok, "detail": json.dumps(detail, default=str)}
     with session_scope(engine) as session:
-        dialect = session.get_bind().dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = insert(Heartbeat).values(**values)
+        statement = dialect_insert(session)(Heartbeat).values(**values)
         session.execute(
             statement.on_conflict_do_update(
                 index_elements=["step"],
@@ -217,7 +268,8 @@ def list_messages(
     query = select(Notification).order_by(col(Notification.id).desc()).limit(limit)
     if status:
         if status not in {s.value for s in OutboxStatus}:
-            raise NotFound(f"no status {status!r} (statuses: pending, sent, dead)")
+            known = ", ".join(s.value for s in OutboxStatus)
+            raise NotFound(f"no status {status!r} (statuses: {known})")
         query = query.where(Notification.status == status)
     return [
         {
@@ -244,8 +296,6 @@ def retry(session: Session, message_id: str, *, now: datetime) -> Notification:
     if row is None:
         raise NotFound(f"no message {message_id!r} in the outbox (see: kamflow outbox list)")
     if row.status != OutboxStatus.DEAD:
-        from kamflow.errors import InvalidInput
-
         raise InvalidInput(f"message {row.id} is {row.status}, not dead: nothing to retry")
     row.status, row.attempts, row.next_attempt_at = OutboxStatus.PENDING.value, 0, now
     row.lease_owner, row.lease_until = None, None

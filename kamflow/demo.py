@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import os
 import shlex
-import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import click
 
 from kamflow import defaults
 
@@ -21,6 +19,15 @@ LEADER = "cso@example.com"
 ENGINEER = "engineer@example.com"
 DELIVERY = "delivery@example.com"
 ACCOUNT = "Acme Corp"
+
+IMPORT_FILE = "kamflow-demo-accounts.csv"
+REPORT_FILE = "kamflow-report.html"
+#: Two more key accounts, as a spreadsheet would export them (with a byte-order mark).
+IMPORT_CSV = (
+    "\ufeffname,owner,kind,revenue,growth,renewal,win_now,effort,relationship,fit,logo\r\n"
+    f"Blue Harbor Foods,{OWNER},existing,4,3,5,2,3,4,4,2\r\n"
+    f"Larkspur Energy,{OWNER},new,2,4,3,3,4,2,3,3\r\n"
+)
 
 Step = tuple[int, str, list[str]]  # (day of the story, who acts, the command's arguments)
 
@@ -201,21 +208,6 @@ def _script() -> list[Step | str]:
             ],
         ),
         (117, OWNER, ["advance", a]),
-        (175, OWNER, ["kpi", "record", a, "Annual revenue", "1820000"]),
-        (175, OWNER, ["kpi", "record", a, "Order lead time", "2.8"]),
-        (176, OWNER, ["advance", a]),
-        (
-            178,
-            OWNER,
-            [
-                "kpi",
-                "review",
-                a,
-                "--conclusion",
-                "Targets met; a new strategy for the group-wide rollout is due",
-            ],
-        ),
-        (178, OWNER, ["advance", a, "--to", "strategy", "--note", "Yearly re-plan"]),
         "Nobody may stall silently: the daemon's steps remind the owner, then escalate.",
         (140, OWNER, ["account", "add", "Initech Systems", "--owner", OWNER, "--kind", "new"]),
         (150, OWNER, ["forecast", "--days", "14"]),
@@ -236,9 +228,49 @@ def _script() -> list[Step | str]:
             ],
         ),
         (163, OWNER, ["outbox", "list"]),
+        "Back to Acme Corp: the second round ends in a re-plan.",
+        (175, OWNER, ["kpi", "record", a, "Annual revenue", "1820000"]),
+        (175, OWNER, ["kpi", "record", a, "Order lead time", "2.8"]),
+        (176, OWNER, ["advance", a]),
+        (
+            178,
+            OWNER,
+            [
+                "kpi",
+                "review",
+                a,
+                "--conclusion",
+                "Targets met; a new strategy for the group-wide rollout is due",
+            ],
+        ),
+        (178, OWNER, ["advance", a, "--to", "strategy", "--note", "Yearly re-plan"]),
+        "Choosing key accounts: candidates are scored, promoted within the cap, or swapped in.",
+        (179, OWNER, ["account", "add", "Meridian Health Group", "--owner", OWNER, "--candidate"]),
+        (179, OWNER, ["account", "promote", "Meridian Health Group"]),
+        (
+            179,
+            OWNER,
+            ["account", "score", "Meridian Health Group", *_factors(5, 4, 4, 3, 2, 4, 5, 3)],
+        ),
+        (179, OWNER, ["account", "promote", "Meridian Health Group"]),
+        (179, OWNER, ["account", "import", IMPORT_FILE]),
+        (180, OWNER, ["account", "add", "Quarry Lane Logistics", "--owner", OWNER, "--candidate"]),
+        (
+            180,
+            OWNER,
+            ["account", "score", "Quarry Lane Logistics", *_factors(5, 5, 4, 4, 2, 3, 4, 4)],
+        ),
+        (180, OWNER, ["account", "promote", "Quarry Lane Logistics"]),
+        (180, OWNER, ["account", "rank"]),
+        (180, OWNER, ["account", "swap", "Larkspur Energy", "Quarry Lane Logistics"]),
+        (180, OWNER, ["account", "set-workflow", "Blue Harbor Foods", "kam-lite"]),
+        (180, OWNER, ["portfolio"]),
+        (180, OWNER, ["coverage"]),
+        (180, OWNER, ["kpis"]),
         "Where things stand, and what happened.",
         (180, OWNER, ["account", "show", a]),
         (180, OWNER, ["history", a]),
+        (180, OWNER, ["report", "--html", REPORT_FILE]),
     ]
     return steps
 
@@ -246,36 +278,50 @@ def _script() -> list[Step | str]:
 _START = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0) - timedelta(days=180)
 
 
+def _factors(*values: int) -> list[str]:
+    """The score options for revenue, growth, renewal, win-now, effort, relationship, fit, logo."""
+    names = ("revenue", "growth", "renewal", "win-now", "effort", "relationship", "fit", "logo")
+    return [
+        part
+        for name, value in zip(names, values, strict=True)
+        for part in (f"--{name}", str(value))
+    ]
+
+
 def _date(day: int) -> str:
     return (_START + timedelta(days=day)).date().isoformat()
 
 
-def run(app: click.Group) -> None:
-    """Play the script against a fresh ./kamflow-demo.db; the user's own database is untouched."""
+Invoke = Callable[[list[str]], int]
+Say = Callable[[str, str], None]
+
+
+def run(invoke: Invoke, say: Say) -> None:
+    """Play the script against a fresh ./kamflow-demo.db; the user's own database is untouched.
+
+    ``invoke`` runs one kamflow command line and returns its exit code; ``say`` prints a line in
+    a style: "title", "command", "note" or "text" (the CLI decides how those look).
+    """
     database = Path(defaults.DEMO_DATABASE_FILE)
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
     url = f"sqlite:///{database}"
+    Path(IMPORT_FILE).write_text(IMPORT_CSV, encoding="utf-8", newline="")
     saved = {name: os.environ.get(name) for name in (defaults.ENV_NOW, "KAMFLOW_MAIL_TRANSPORT")}
     # The demo's mail goes to files in ./outbox/, never to a real server.
     os.environ["KAMFLOW_MAIL_TRANSPORT"] = "file"
     try:
         for step in _script():
             if isinstance(step, str):
-                click.secho(f"\n== {step}", bold=True)
+                say(f"\n== {step}", "title")
                 continue
             day, actor, args = step
             at = _START + timedelta(days=day)
             os.environ[defaults.ENV_NOW] = at.isoformat()
-            click.secho(
-                f"\n[{at.date().isoformat()}] $ kamflow --as {actor} {shlex.join(args)}", fg="cyan"
-            )
-            sys.stdout.flush()
-            code = _invoke(app, ["--db", url, "--as", actor, *args])
-            sys.stdout.flush()
-            sys.stderr.flush()
+            say(f"\n[{at.date().isoformat()}] $ kamflow --as {actor} {shlex.join(args)}", "command")
+            code = invoke(["--db", url, "--as", actor, *args])
             if code:
-                click.secho(f"(exit code {code})", fg="yellow")
+                say(f"(exit code {code})", "note")
     finally:
         for name, value in saved.items():
             if value is None:
@@ -283,21 +329,20 @@ def run(app: click.Group) -> None:
             else:
                 os.environ[name] = value
     outbox = os.environ.get("KAMFLOW_OUTBOX_DIR") or defaults.OUTBOX_DIR
-    click.echo(
+    say(
         f"\nThe reminders, escalation and digests the daemon's steps sent are in ./{outbox}/ "
-        "(one .eml file each; open them in a mail client or a text editor)."
+        "(one .eml file each; open them in a mail client or a text editor).",
+        "text",
     )
-    click.echo(
+    say(
+        f"The portfolio report is ./{REPORT_FILE}: open it in a browser "
+        f"(the accounts imported came from ./{IMPORT_FILE}).",
+        "text",
+    )
+    say(
         f"The demo's database is ./{database}. Explore it, for example:\n"
         f"  kamflow --db {url} account list\n"
         f'  kamflow --db {url} why "{ACCOUNT}"\n'
-        f"  kamflow --db {url} workflow show kam"
+        f"  kamflow --db {url} workflow show kam",
+        "text",
     )
-
-
-def _invoke(app: click.Group, args: list[str]) -> int:
-    try:
-        app.main(args=args, prog_name="kamflow", standalone_mode=False)
-    except SystemExit as stop:
-        return stop.code if isinstance(stop.code, int) else 1
-    return 0

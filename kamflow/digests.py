@@ -20,16 +20,26 @@ from kamflow.db import session_scope
 from kamflow.escalation import (
     StepReport,
     active_snooze,
+    has_exited,
     leaders,
     overdue_accounts,
     stall_position,
 )
 from kamflow.ladder import Status
-from kamflow.models import Account, Action, ActionStatus, Kpi, KpiValue, Notification, Person
+from kamflow.models import (
+    Account,
+    Action,
+    ActionStatus,
+    Kpi,
+    KpiValue,
+    Notification,
+    OutboxStatus,
+    Person,
+)
 from kamflow.notify.templates import render
 from kamflow.outbox import Draft, already_queued, queue
 from kamflow.text import shell_quote
-from kamflow.workflow import available, get_workflow
+from kamflow.workflow import workflows_in_use
 
 
 def latest_daily(now: datetime, zone: ZoneInfo, hour: int, minute: int) -> datetime:
@@ -79,7 +89,7 @@ def _overdue_actions(session: Session, today: Any) -> list[dict[str, Any]]:
     ).all()
     found = []
     for action, account in rows:
-        if get_workflow(account.workflow).is_exit(account.stage) or action.due is None:
+        if has_exited(account) is not False or action.due is None:
             continue
         found.append(
             {
@@ -96,11 +106,13 @@ def _overdue_actions(session: Session, today: Any) -> list[dict[str, Any]]:
 
 
 def _sent_today(session: Session, email: str, since: datetime) -> set[str]:
-    """Keys of the stall and action messages that went to ``email`` since ``since``."""
+    """Keys of the stall and action messages queued for ``email`` since ``since``, sent or about
+    to be (a dead or obsolete one never reached the owner: the digest still names its subject)."""
     rows = session.exec(
         select(Notification.key, Notification.recipients, Notification.cc).where(
             col(Notification.created_at) >= since,
             col(Notification.kind).in_(["reminder", "escalation", "action"]),
+            col(Notification.status).in_([OutboxStatus.PENDING.value, OutboxStatus.SENT.value]),
         )
     ).all()
     return {key for key, to, cc in rows if email in f"{to}, {cc}".split(", ")}
@@ -123,6 +135,9 @@ def queue_owner_digests(
     at = latest_daily(now, zone, *schedule.owner_digest)
     day_start = at.replace(hour=0, minute=0)
     with session_scope(engine) as session:
+        owners = _may_need_digest(session, now, at)
+        if _all_queued(session, [_owner_key(person_id, at) for person_id in owners]):
+            return report  # every owner who may need one has today's: nothing to build
         stalled = _stalled(session, now)
         actions = _overdue_actions(session, at.date())
         people: dict[int, dict[str, list[dict[str, Any]]]] = defaultdict(
@@ -140,7 +155,7 @@ def queue_owner_digests(
             person = session.get(Person, person_id)
             if person is None:
                 continue
-            key = f"digest:owner:{person_id}:{at.date().isoformat()}"
+            key = _owner_key(person_id, at)
             if already_queued(session, key):
                 continue
             sent = _sent_today(session, person.email, day_start)
@@ -179,6 +194,40 @@ def queue_owner_digests(
     return report
 
 
+def _owner_key(person_id: int, at: datetime) -> str:
+    return f"digest:owner:{person_id}:{at.date().isoformat()}"
+
+
+def _leader_key(person_id: int | None, label: str) -> str:
+    return f"digest:leaders:{person_id}:{label}"
+
+
+def _all_queued(session: Session, keys: list[str]) -> bool:
+    """Whether every one of ``keys`` is in the outbox already (one query)."""
+    if not keys:
+        return True
+    found = session.exec(
+        select(func.count()).select_from(Notification).where(col(Notification.key).in_(keys))
+    ).one()
+    return found == len(set(keys))
+
+
+def _may_need_digest(session: Session, now: datetime, at: datetime) -> set[int]:
+    """Owners of an account past its stage's limit or of an open action due by ``at``'s day: a
+    superset of those who get a digest, found without building one."""
+    owners = {account.owner_id for account, _, _ in overdue_accounts(session, now)}
+    owners.update(
+        owner
+        for owner in session.exec(
+            select(Action.owner_id)
+            .distinct()
+            .where(Action.status == ActionStatus.OPEN, col(Action.due) <= at.date())
+        ).all()
+        if owner is not None
+    )
+    return owners
+
+
 def _mentions(keys: set[str], kind: str, item_id: int) -> bool:
     return any(key.startswith(f"{kind}:{item_id}:") for key in keys)
 
@@ -186,21 +235,18 @@ def _mentions(keys: set[str], kind: str, item_id: int) -> bool:
 def portfolio(session: Session, now: datetime) -> dict[str, Any]:
     """The leadership view: accounts per stage, who is behind or stuck, KPIs off target."""
     per_stage: list[dict[str, Any]] = []
-    for name in sorted(available()):
-        definition = get_workflow(name)
+    for definition in workflows_in_use(session):
         counted = dict(
             session.exec(
                 select(Account.stage, func.count())
-                .where(Account.workflow == name)
+                .where(Account.workflow == definition.name)
                 .group_by(col(Account.stage))
             ).all()
         )
-        if not counted:
-            continue  # a workflow nobody follows adds only zeros
         for stage in definition.places:
             per_stage.append(
                 {
-                    "workflow": name,
+                    "workflow": definition.name,
                     "stage": definition.title_of(stage),
                     "count": counted.get(stage, 0),
                 }
@@ -212,7 +258,7 @@ def portfolio(session: Session, now: datetime) -> dict[str, Any]:
         select(Kpi, Account).join(Account, col(Kpi.account_id) == col(Account.id))
     ).all()
     for kpi, account in kpis:
-        if get_workflow(account.workflow).is_exit(account.stage):
+        if has_exited(account) is not False:  # exited, or its workflow cannot be loaded
             continue
         latest = session.exec(
             select(KpiValue)
@@ -251,14 +297,14 @@ def queue_leader_digests(
     label = f"{year}-W{week:02d}"
     with session_scope(engine) as session:
         heads = [(p.id, p.email) for p in leaders(session)]
-        if not heads:
-            return report
+        if _all_queued(session, [_leader_key(person_id, label) for person_id, _ in heads]):
+            return report  # this week's digests are all queued: nothing to build
         view = portfolio(session, now)
     text, html = render("leader_digest", week=label, **view)
     for person_id, email in heads:
         report.examined += 1
         with session_scope(engine) as session:
-            key = f"digest:leaders:{person_id}:{label}"
+            key = _leader_key(person_id, label)
             if already_queued(session, key):
                 continue
             draft = Draft(

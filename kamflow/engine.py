@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 from kamflow import history
 from kamflow.accounts import find_account
 from kamflow.errors import Conflict, GuardRefused, InvalidInput
-from kamflow.guards import REGISTRY, GuardContext, Verdict
+from kamflow.guards import REGISTRY, GuardContext, Verdict, overridden
 from kamflow.models import Account, HistoryKind, Person, RoleAssignment
 from kamflow.people import find_person
 from kamflow.text import clean_text, one_line, shell_quote
@@ -212,8 +212,12 @@ def promote(
     actor: str,
     now: datetime,
     dry_run: bool = False,
+    before_write: Callable[[], None] | None = None,
 ) -> Outcome:
-    """Make a scored candidate a key account, within the cap (or over it by a leader's override)."""
+    """Make a scored candidate a key account, within the cap (or over it by a leader's override).
+
+    ``before_write`` runs after the guards, before the write (for tests that race two promotions).
+    """
     account = find_account(session, ref)
     definition = get_workflow(account.workflow)
     if not definition.is_intake(account.stage):
@@ -221,17 +225,17 @@ def promote(
             f"{account.name} is in {definition.title_of(account.stage)}, not a candidate"
         )
     transition = _named_transition(account, definition, "promote")
-    note = f"cap override: {override}" if override else ""
     return _perform(
         session,
         account,
         definition,
         transition,
-        note=note,
+        note="",
         actor=actor,
         now=now,
         dry_run=dry_run,
         override=override,
+        before_write=before_write,
     )
 
 
@@ -248,6 +252,10 @@ def swap(
     coming = find_account(session, in_ref)
     if leaving.id == coming.id:
         raise InvalidInput("a swap needs two different accounts")
+    out_workflow = get_workflow(leaving.workflow)
+    if leaving.stage not in out_workflow.stage_names:
+        where = out_workflow.title_of(leaving.stage).lower()
+        raise InvalidInput(f"{leaving.name} is not a key account ({where}): nothing to swap out")
     retired = close(
         session, out_ref, "retire", reason=f"swapped out for {coming.name}", actor=actor, now=now
     )
@@ -284,6 +292,8 @@ def _perform(
         verdicts=verdicts,
         dry_run=dry_run,
     )
+    if overridden(verdicts):
+        note = "; ".join(filter(None, [note, f"cap override: {override}"]))
     unmet = [verdict for verdict in verdicts if not verdict.ok]
     if unmet and not dry_run:
         raise GuardRefused(

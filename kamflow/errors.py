@@ -39,18 +39,24 @@ class Conflict(KamflowError):
     """Someone changed the account meanwhile; nothing was written."""
 
 
-class InvalidWorkflow(KamflowError):
-    """A workflow or question-bank file that does not validate; nothing of it is loaded."""
+class _Problems(KamflowError):
+    """An error about one file that lists each of its problems on a line of its own."""
+
+    summary = "is not valid"
 
     def __init__(self, source: str, problems: Sequence[str]) -> None:
         self.source = source
         self.problems = list(problems)
         count = len(self.problems)
         noun = "problem" if count == 1 else "problems"
-        super().__init__(f"{source} is not valid ({count} {noun}):")
+        super().__init__(f"{source} {self.summary} ({count} {noun}):")
 
     def lines(self) -> list[str]:
         return [str(self), *(f"  {problem}" for problem in self.problems)]
+
+
+class InvalidWorkflow(_Problems):
+    """A workflow or question-bank file that does not validate; nothing of it is loaded."""
 
 
 class GuardRefused(KamflowError):
@@ -80,3 +86,9 @@ class PermanentFailure(DeliveryError):
 
 class TransportDown(DeliveryError):
     """Not the message's fault (no connection, TLS, authentication): the run stops, nothing dies."""
+
+
+class InvalidFile(_Problems):
+    """An input file (e.g. a CSV to import) with problems; every one is named, nothing is done."""
+
+    summary = "was not imported"

@@ -7,6 +7,7 @@ twice, or in two daemons at once, queues nothing twice.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from kamflow import defaults, history
 from kamflow.accounts import find_account
 from kamflow.db import session_scope
 from kamflow.engine import evaluate
-from kamflow.errors import GuardRefused, InvalidInput, NotFound
+from kamflow.errors import GuardRefused, InvalidInput, KamflowError
 from kamflow.guards import Verdict
 from kamflow.ladder import Position, Rung, Status, position
 from kamflow.models import (
@@ -36,7 +37,9 @@ from kamflow.notify.templates import render
 from kamflow.outbox import Draft, already_queued, queue
 from kamflow.people import find_person
 from kamflow.text import one_line, shell_quote
-from kamflow.workflow import StageSpec, Workflow, available, get_workflow
+from kamflow.workflow import StageSpec, Workflow, get_workflow, workflows_in_use
+
+log = logging.getLogger("kamflow.escalation")
 
 
 @dataclass
@@ -121,7 +124,7 @@ def status_of(account: Account, now: datetime) -> Status | None:
     """on_track / behind / stuck for an account in a stage of the cycle; None once it has exited."""
     try:
         definition = get_workflow(account.workflow)
-    except NotFound:
+    except KamflowError:  # its workflow file is missing or broken
         return None
     found = stall_position(account, definition, now)
     return found.status if found else None
@@ -130,13 +133,12 @@ def status_of(account: Account, now: datetime) -> Status | None:
 def overdue_accounts(session: Session, now: datetime) -> list[tuple[Account, Workflow, StageSpec]]:
     """Accounts past their stage's limit, found with one query per stage (never all accounts)."""
     found = []
-    for name in sorted(available()):
-        definition = get_workflow(name)
+    for definition in workflows_in_use(session):
         for stage in definition.spec.stages:
             rows = session.exec(
                 select(Account)
                 .where(
-                    Account.workflow == name,
+                    Account.workflow == definition.name,
                     Account.stage == stage.name,
                     col(Account.stage_entered_at) <= now - timedelta(days=stage.limit_days),
                 )
@@ -144,6 +146,14 @@ def overdue_accounts(session: Session, now: datetime) -> list[tuple[Account, Wor
             ).all()
             found += [(account, definition, stage) for account in rows]
     return found
+
+
+def has_exited(account: Account) -> bool | None:
+    """Whether the account has left the cycle; None when its workflow cannot be loaded."""
+    try:
+        return get_workflow(account.workflow).is_exit(account.stage)
+    except KamflowError:
+        return None
 
 
 def _reminders_so_far(session: Session, account: Account) -> int:
@@ -179,7 +189,7 @@ def stall_draft(
     escalation = where.rung == Rung.ESCALATE
     heads = leaders(session)
     to = [p.email for p in heads] if escalation and heads else [owner.email]
-    cc = [owner.email] if escalation and heads else []
+    cc = [] if owner.email in to else [owner.email]  # an owner who leads gets it once
     name = clean_header(account.name)
     stage_title = definition.title_of(account.stage)
     context = {
@@ -308,10 +318,7 @@ def queue_action_reminders(
             owner = session.get(Person, action.owner_id) if action.owner_id else None
             if account is None or owner is None:
                 continue
-            try:
-                if get_workflow(account.workflow).is_exit(account.stage):
-                    continue
-            except NotFound:
+            if has_exited(account) is not False:  # exited, or its workflow cannot be loaded
                 continue
             repeat = action_repeat(action.due, today, every_days)
             if already_queued(session, action_key(action, repeat)):
@@ -320,3 +327,69 @@ def queue_action_reminders(
             if dry_run or queue(session, draft, now=now):
                 report.queued.append(draft.describe())
     return report
+
+
+# --- messages that are no longer true -----------------------------------------------------------
+
+
+def obsolete_reason(session: Session, key: str, now: datetime) -> str | None:
+    """Why a queued reminder, escalation or action reminder must not be sent any more, if so.
+
+    A stall message belongs to one stay of the account in one stage and never outlives it, nor is
+    it sent while the account is snoozed; an action reminder stops once the action is done, its
+    due date moved or its account left the cycle. Other messages (digests) are always sent.
+    """
+    kind, _, rest = key.partition(":")
+    try:
+        if kind == "stall":
+            account_id, stage, tail = rest.split(":", 2)
+            entered, _rung, _repeat = tail.rsplit(":", 2)
+            return _stale_stall(
+                session, int(account_id), stage, datetime.fromisoformat(entered), now
+            )
+        if kind == "action":
+            action_id, due, _repeat = rest.split(":")
+            return _stale_action(session, int(action_id), date.fromisoformat(due))
+    except ValueError:  # not a key kamflow made: send it as it is
+        return None
+    return None
+
+
+def _stale_stall(
+    session: Session, account_id: int, stage: str, entered: datetime, now: datetime
+) -> str | None:
+    account = session.get(Account, account_id)
+    if account is None:
+        return "the account no longer exists"
+    if account.stage != stage:
+        return f"{account.name} has left {_title(account, stage)} (now {_title(account)})"
+    if account.stage_entered_at != entered:
+        return f"{account.name} has left {_title(account, stage)} and entered it again since"
+    paused = active_snooze(session, account, now)
+    if paused is not None:
+        return f"{account.name} is snoozed until {paused.until.date().isoformat()}: {paused.reason}"
+    return None
+
+
+def _stale_action(session: Session, action_id: int, due: date) -> str | None:
+    action = session.get(Action, action_id)
+    if action is None:
+        return "the action no longer exists"
+    if action.status != ActionStatus.OPEN:
+        return f"action {action.id} is done"
+    if action.due != due:
+        return f"action {action.id} is now due {action.due.isoformat() if action.due else 'never'}"
+    account = session.get(Account, action.account_id)
+    if account is None:
+        return "the account no longer exists"
+    if has_exited(account):
+        return f"{account.name} has left the cycle ({_title(account)})"
+    return None
+
+
+def _title(account: Account, stage: str | None = None) -> str:
+    """A stage of the account's workflow as people read it (its name if the file is broken)."""
+    try:
+        return get_workflow(account.workflow).title_of(stage or account.stage)
+    except KamflowError:
+        return stage or account.stage

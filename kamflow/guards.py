@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import Session, col, func, select
 
@@ -402,16 +403,26 @@ def latest_scores(session: Session, account_ids: list[int | None]) -> dict[int |
 
 def key_accounts(session: Session, *, owner_id: int | None = None) -> list[Account]:
     """The accounts in a stage of the cycle (not candidates, not exited), across all workflows."""
-    from kamflow.workflow import available, get_workflow
+    from kamflow.workflow import workflows_in_use
 
-    outside: set[str] = set()
-    for name in available():
-        definition = get_workflow(name)
-        outside.update(definition.intake_names, definition.exit_names)
-    query = select(Account).where(col(Account.stage).not_in(sorted(outside)))
-    if owner_id is not None:
-        query = query.where(Account.owner_id == owner_id)
-    return list(session.exec(query.order_by(col(Account.name))).all())
+    found: list[Account] = []
+    for definition in workflows_in_use(session):
+        query = select(Account).where(
+            Account.workflow == definition.name, col(Account.stage).in_(definition.stage_names)
+        )
+        if owner_id is not None:
+            query = query.where(Account.owner_id == owner_id)
+        found += session.exec(query).all()
+    return sorted(found, key=lambda account: account.name.lower())
+
+
+#: How a within_cap verdict begins when a leader's override took the account over the cap.
+OVERRIDDEN = "over the cap by leader override"
+
+
+def overridden(verdicts: list[Verdict]) -> bool:
+    """Whether a leader's override was what let these verdicts pass."""
+    return any(v.guard == "within_cap" and v.message.startswith(OVERRIDDEN) for v in verdicts)
 
 
 @guard("within_cap", "the organisation and the owner stay within the key-account cap")
@@ -421,6 +432,14 @@ def within_cap(context: GuardContext, _: NoParams) -> tuple[bool, str]:
 
     cap = portfolio_config().cap
     account = context.account
+    if context.override is not None:
+        actor = find_person(context.session, context.actor)
+        if actor is None or not actor.is_leader:
+            return False, f"only a leader may override the key-account cap; you are {context.actor}"
+    if context.session.get_bind().dialect.name == "postgresql":
+        # Two promotions at once must not both take the last place: count under a lock held
+        # until commit (SQLite lets one writer in at a time anyway).
+        context.session.execute(sa.text("SELECT pg_advisory_xact_lock(4242002)"))
     everyone = [a for a in key_accounts(context.session) if a.id != account.id]
     owned = [a for a in everyone if a.owner_id == account.owner_id]
     owner = context.session.get(Person, account.owner_id)
@@ -442,16 +461,10 @@ def within_cap(context: GuardContext, _: NoParams) -> tuple[bool, str]:
                 " (swap one out with kamflow account swap OUT IN, or a leader may override "
                 "with --override --reason TEXT)"
             )
-        actor = find_person(context.session, context.actor)
-        if actor is None or not actor.is_leader:
-            return False, f"only a leader may override the key-account cap; you are {context.actor}"
-        return Warn(
-            f"over the cap by leader override ({actor.email}: {context.override}): "
-            + "; ".join(over)
-        )
+        return Warn(f"{OVERRIDDEN} ({context.actor}: {context.override}): " + "; ".join(over))
     if len(owned) + 1 >= cap.warn_per_owner:
         return Warn(
-            f"{owner_name} will own {len(owned) + 1} key accounts "
+            f"{owner_name} will own {len(owned) + 1} key account{'s' if owned else ''} "
             f"(the cap is {cap.per_owner}; kamflow warns from {cap.warn_per_owner})"
         )
     return True, (

@@ -68,6 +68,9 @@ class OutboxStatus(StrEnum):
     PENDING = "pending"
     SENT = "sent"
     DEAD = "dead"
+    #: No longer true when its turn came (the account left the stage, was snoozed; the action
+    #: was done): never sent, kept for the record.
+    OBSOLETE = "obsolete"
 
 
 class Person(SQLModel, table=True):

@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
+from kamflow.db import dialect_insert
 from kamflow.models import Notification, OutboxStatus
 
 
@@ -57,10 +57,8 @@ def queue(session: Session, draft: Draft, *, now: datetime) -> bool:
         "last_error": "",
         "created_at": now,
     }
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     statement = (
-        insert(Notification)
+        dialect_insert(session)(Notification)
         .values(**values)
         .on_conflict_do_nothing(index_elements=["key"])
         .returning(col(Notification.id))
@@ -70,7 +68,7 @@ def queue(session: Session, draft: Draft, *, now: datetime) -> bool:
 
 
 def counts(session: Session) -> dict[str, int]:
-    """How many messages are pending, sent and dead."""
+    """How many messages are pending, sent, dead and obsolete."""
     rows = session.exec(
         select(Notification.status, sa.func.count()).group_by(col(Notification.status))
     ).all()

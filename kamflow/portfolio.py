@@ -18,7 +18,7 @@ from kamflow.people import find_person
 from kamflow.plan import kpis_view
 from kamflow.selection import FACTORS, portfolio_config
 from kamflow.selection import score as compute_score
-from kamflow.workflow import available, get_workflow
+from kamflow.workflow import get_workflow, workflows_in_use
 
 
 def score_account(
@@ -67,29 +67,36 @@ def scores_of(session: Session, ref: str) -> list[dict[str, Any]]:
     ]
 
 
-def rank(session: Session, *, now: datetime) -> list[dict[str, Any]]:
-    """Candidates and key accounts by their latest score, best first (unscored last)."""
-    threshold = portfolio_config().selection.threshold
-    rows = []
-    for name in sorted(available()):
-        definition = get_workflow(name)
+def _in_play(session: Session, *, now: datetime) -> list[dict[str, Any]]:
+    """Candidates and key accounts (not the exited), in process order, with their latest score."""
+    rows: list[tuple[int, str, dict[str, Any]]] = []
+    for definition in workflows_in_use(session):
+        name = definition.name
         places = [*definition.intake_names, *definition.stage_names]
         found = session.exec(
             select(Account, Person)
             .join(Person, col(Account.owner_id) == col(Person.id))
             .where(Account.workflow == name, col(Account.stage).in_(places))
+            .order_by(col(Account.name))
         ).all()
         scores = latest_scores(session, [a.id for a, _ in found])
         for account, owner in found:
-            total = scores.get(account.id)
-            rows.append(
-                {
-                    **summary(account, owner, definition, now),
-                    "key_account": not definition.is_intake(account.stage),
-                    "score": total,
-                    "above_threshold": total is not None and total >= threshold,
-                }
-            )
+            row = {
+                **summary(account, owner, definition, now),
+                "key_account": not definition.is_intake(account.stage),
+                "score": scores.get(account.id),
+            }
+            rows.append((places.index(account.stage), account.name.lower(), row))
+    # Stage by stage across all workflows (kam and kam-lite share the stages' order).
+    return [row for _, _, row in sorted(rows, key=lambda item: item[:2])]
+
+
+def rank(session: Session, *, now: datetime) -> list[dict[str, Any]]:
+    """Candidates and key accounts by their latest score, best first (unscored last)."""
+    threshold = portfolio_config().selection.threshold
+    rows = _in_play(session, now=now)
+    for row in rows:
+        row["above_threshold"] = row["score"] is not None and row["score"] >= threshold
     rows.sort(key=lambda r: (r["score"] is None, -(r["score"] or 0), r["name"].lower()))
     for position, row in enumerate(rows, start=1):
         row["rank"] = position
@@ -144,23 +151,7 @@ def set_workflow(
 
 def board(session: Session, *, now: datetime) -> list[dict[str, Any]]:
     """Every candidate and key account, stage by stage, with owner, days, status and score."""
-    rows = []
-    for name in sorted(available()):
-        definition = get_workflow(name)
-        places = [*definition.intake_names, *definition.stage_names]
-        found = session.exec(
-            select(Account, Person)
-            .join(Person, col(Account.owner_id) == col(Person.id))
-            .where(Account.workflow == name, col(Account.stage).in_(places))
-            .order_by(col(Account.name))
-        ).all()
-        scores = latest_scores(session, [a.id for a, _ in found])
-        order = {place: index for index, place in enumerate(places)}
-        for account, owner in sorted(found, key=lambda pair: order[pair[0].stage]):
-            rows.append(
-                {**summary(account, owner, definition, now), "score": scores.get(account.id)}
-            )
-    return rows
+    return _in_play(session, now=now)
 
 
 def coverage(session: Session) -> list[dict[str, Any]]:
@@ -209,8 +200,8 @@ def stage_counts(session: Session) -> list[dict[str, Any]]:
         ).all()
     )
     rows = []
-    for name in sorted(available()):
-        definition = get_workflow(name)
+    for definition in workflows_in_use(session):
+        name = definition.name
         for place in definition.places:
             rows.append(
                 {

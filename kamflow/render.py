@@ -38,13 +38,19 @@ def render_why(report: dict[str, Any]) -> str:
 
 def render_account(d: dict[str, Any]) -> str:
     limit = f" of {d['limit_days']}" if d["limit_days"] else ""
+    what = "candidate" if d["status"] == "candidate" else "key account"
     lines = [
-        f"{d['name']}  (#{d['id']}, {d['kind']} key account, workflow {d['workflow']})",
+        f"{d['name']}  (#{d['id']}, {d['kind']} {what}, workflow {d['workflow']})",
         f"  owner:    {d['owner']}",
         f"  stage:    {d['stage_title']}, day {d['days_in_stage']}{limit} ({d['status']})",
-        "",
-        "Strategy:",
     ]
+    if d.get("scores"):
+        latest, more = d["scores"][0], len(d["scores"]) - 1
+        earlier = f"; {more} earlier" if more else ""
+        lines.append(
+            f"  score:    {latest['total']:g} (scored {latest['scored_at'][:10]}{earlier})"
+        )
+    lines += ["", "Strategy:"]
     strategy = d["strategy"]
     if strategy:
         lines += [
@@ -162,7 +168,7 @@ def render_status(report: dict[str, Any]) -> str:
             beat("last_tick", "Last tick"),
             beat("last_delivery", "Last delivery"),
             f"Outbox: {box['pending']} pending ({report['due_now']} due now), {box['sent']} sent, "
-            f"{box['dead']} dead",
+            f"{box['dead']} dead, {box.get('obsolete', 0)} obsolete",
             f"Accounts: {accounts['behind']} behind, {accounts['stuck']} stuck "
             f"({accounts['snoozed']} of them snoozed)",
         ]

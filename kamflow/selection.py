@@ -114,4 +114,4 @@ def score(values: dict[str, Any], config: SelectionSpec) -> Scoring:
     for factor, value in parsed.items():
         share = (5 - value) / 4 if factor in config.inverted else (value - 1) / 4
         total += config.weights[factor] * share
-    return Scoring(parsed, round(total, 1))
+    return Scoring(parsed, round(total, 6))  # no float noise, no rounding that moves a decision

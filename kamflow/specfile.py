@@ -62,6 +62,8 @@ def _message(error: Any) -> str:
         return "unknown field"
     if kind == "missing":
         return "missing field"
+    if kind == "value_error":
+        return str(error["msg"]).removeprefix("Value error, ")
     return str(error["msg"])[:1].lower() + str(error["msg"])[1:]
 
 

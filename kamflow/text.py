@@ -23,6 +23,8 @@ def one_line(text: str) -> str:
 def clean_text(text: str, what: str, *, required: bool = True, max_length: int = MAX_LINE) -> str:
     """One line of text; refused when required and empty, or longer than ``max_length``."""
     cleaned = one_line(text)
+    if any(not ch.isprintable() for ch in cleaned):
+        raise InvalidInput(f"{what} contains a control character")
     if required and not cleaned:
         raise InvalidInput(f"{what} must not be empty")
     if len(cleaned) > max_length:
@@ -33,3 +35,9 @@ def clean_text(text: str, what: str, *, required: bool = True, max_length: int =
 def shell_quote(word: str) -> str:
     """A word as it can be pasted into a shell command safely (an account name, say)."""
     return shlex.quote(word)
+
+
+def first_line(error: BaseException) -> str:
+    """An error as one line: its message's first line, or its type when it has no message."""
+    lines = str(error).strip().splitlines()
+    return lines[0].strip() if lines else type(error).__name__

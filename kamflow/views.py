@@ -9,6 +9,7 @@ from sqlmodel import Session
 
 from kamflow import accounts, engine, plan
 from kamflow.models import Person, Strategy
+from kamflow.portfolio import scores_of
 from kamflow.workflow import get_workflow
 
 
@@ -41,5 +42,6 @@ def account_details(session: Session, ref: str, *, actor: str, now: datetime) ->
         if review
         else None
     )
+    details["scores"] = scores_of(session, ref)
     details["next"] = engine.why(session, ref, actor=actor, now=now)["moves"]
     return details

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 from collections import deque
@@ -12,13 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, ValidationError, field_validator
+from sqlmodel import Session, col, select
 from transitions import Machine
 
 from kamflow import defaults, specfile
-from kamflow.errors import NotFound
+from kamflow.errors import KamflowError, NotFound
 from kamflow.guards import REGISTRY, NoParams, RequiredParams
 from kamflow.questions import QuestionBank, load_bank
 from kamflow.specfile import Problem, Spec
+from kamflow.text import first_line
+
+log = logging.getLogger("kamflow.workflow")
 
 NAME = r"^[a-z][a-z0-9_]*$"
 EVERY_STAGE = "*"
@@ -440,3 +445,18 @@ def get_workflow(name: str) -> Workflow:
     if name not in paths:
         raise NotFound(f"no workflow {name!r} (available: {', '.join(sorted(paths)) or 'none'})")
     return load_workflow(paths[name])
+
+
+def workflows_in_use(session: Session) -> list[Workflow]:
+    """The workflows some account follows, loaded; one whose file is missing or broken is left
+    out with a warning, so that it holds up only its own accounts."""
+    from kamflow.models import Account
+
+    names = session.exec(select(Account.workflow).distinct().order_by(col(Account.workflow))).all()
+    found = []
+    for name in names:
+        try:
+            found.append(get_workflow(name))
+        except KamflowError as error:
+            log.warning("accounts following workflow %r skipped: %s", name, first_line(error))
+    return found

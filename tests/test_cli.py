@@ -992,3 +992,16 @@ def test_demo_runs_on_a_database_of_its_own(tmp_path: Path) -> None:
     positions = [output.find(move) for move in moves]
     assert all(p >= 0 for p in positions), dict(zip(moves, positions, strict=True))
     assert positions == sorted(positions)
+    # The daemon's work: time moves on, a reminder and an escalation land in ./outbox/.
+    outbox = tmp_path / "outbox"
+    kinds = sorted(path.name.split("-")[0] for path in outbox.glob("*.eml"))
+    assert "reminder" in kinds and "escalation" in kinds, kinds
+    assert "./outbox/" in output
+    # Selection: a candidate scored and promoted, a promotion refused at the cap, the report.
+    assert "Meridian Health Group: candidate -> strategy (promote)" in output
+    assert "cannot promote from Candidate to Strategy" in output
+    assert "already owns 5 key accounts, the cap is 5" in output
+    report = tmp_path / "kamflow-report.html"
+    assert report.is_file()
+    assert "Meridian Health Group" in report.read_text(encoding="utf-8")
+    assert "kamflow-report.html" in output

@@ -28,6 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope
 from aiosmtpd.smtp import Session as SmtpSession
@@ -39,14 +40,15 @@ from kamflow import db, people, plan
 from kamflow.accounts import add_account
 from kamflow.clock import FixedClock
 from kamflow.config import MailSettings, Schedule
-from kamflow.daemon import tick
+from kamflow.daemon import Daemon, tick
 from kamflow.delivery import deliver
 from kamflow.digests import portfolio, queue_leader_digests, queue_owner_digests
 from kamflow.engine import advance, close
 from kamflow.errors import PermanentFailure
 from kamflow.escalation import queue_action_reminders, queue_stalls, snooze
-from kamflow.models import HistoryEntry, HistoryKind, Notification
-from kamflow.notify.transports import FileTransport
+from kamflow.models import Account, HistoryEntry, HistoryKind, Notification
+from kamflow.notify.transports import FileTransport, SmtpSettings, SmtpTransport
+from kamflow.outbox import Draft, queue
 from tests.account_steps import ACCOUNT, OWNER, add_person, define_strategy, go, new_account
 from tests.conftest import START, Runner, snapshot
 
@@ -238,6 +240,26 @@ def test_without_leaders_the_escalation_goes_to_the_owner_and_says_why(
     [row] = outbox(engine)
     assert row.recipients == OWNER
     assert "kamflow person add EMAIL --leader" in row.body_text
+
+
+def test_an_owner_who_is_also_a_leader_gets_the_escalation_once(
+    engine: Engine, clock: FixedClock, run: Runner, smtp_server: tuple[Inbox, int]
+) -> None:
+    inbox, port = smtp_server
+    add_person(engine, clock, OWNER, leader=True)
+    add_person(engine, clock, LEADER, leader=True)
+    run(add_account, ACCOUNT, owner=OWNER)
+    on_day(clock, 21)
+
+    assert stalls(engine, clock) == [f"Escalation: {ACCOUNT} has been in Strategy for 21 days"]
+    [row] = outbox(engine)
+    assert addressed(row.recipients) == {OWNER, LEADER}
+    assert row.cc == ""
+
+    assert deliver(engine, smtp_transport(port), sender=SENDER, now=clock.now()).sent == 1
+    [message] = inbox.received()
+    assert sorted(a.addr_spec for a in message["To"].addresses) == sorted([OWNER, LEADER])
+    assert message["Cc"] is None
 
 
 def test_nothing_is_queued_or_sent_twice_across_repeated_ticks_and_a_restart(
@@ -622,6 +644,65 @@ def test_no_owner_digest_when_everything_was_already_reminded_that_day(
     assert [row.kind for row in outbox(engine)] == ["reminder", "action"]
 
 
+def test_the_owner_digest_names_an_account_whose_reminder_went_dead(
+    engine: Engine, clock: FixedClock, run: Runner
+) -> None:
+    new_account(engine, clock, run)
+    on_day(clock, 14)  # 2027-01-18 09:00 UTC: reminded, but the server refuses the reminder
+    assert len(stalls(engine, clock)) == 1
+    assert deliver(engine, RefusingTransport(), sender=SENDER, now=clock.now()).dead == 1
+
+    clock.set(datetime(2027, 1, 18, 13, 0, tzinfo=UTC))  # 08:00 in New York
+    [subject] = owner_digests(engine, clock, NEW_YORK)
+
+    assert "1 account" in subject
+    assert ACCOUNT in outbox(engine)[-1].body_text
+
+
+class Statements:
+    """The SQL statements an engine runs while this is open."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.seen: list[str] = []
+
+    def _record(self, *args: Any) -> None:
+        self.seen.append(str(args[2]).lower())
+
+    def __enter__(self) -> Statements:
+        sa.event.listen(self.engine, "before_cursor_execute", self._record)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        sa.event.remove(self.engine, "before_cursor_execute", self._record)
+
+    def touching(self, table: str) -> list[str]:
+        return [sql for sql in self.seen if re.search(rf"\b(from|join) {table}\b", sql)]
+
+
+def test_once_the_digests_are_queued_a_tick_does_not_build_them_again(
+    engine: Engine, clock: FixedClock, run: Runner
+) -> None:
+    """Cron users tick every few minutes: a digest already queued costs a lookup, not a build."""
+    team(engine, clock, run)
+    run(plan.add_kpi, ACCOUNT, "Revenue growth", target="12", unit="%")
+    add_overdue_action(engine, clock, run, "2027-01-18")
+    on_day(clock, 14)  # Monday 2027-01-18 09:00 UTC: both digests are due
+    assert len(owner_digests(engine, clock, UTC_SCHEDULE)) == 2  # the owner and the doer
+    assert len(leader_digests(engine, clock)) == 2
+    clock.advance(minutes=5)
+
+    with Statements(engine) as owners:
+        assert owner_digests(engine, clock, UTC_SCHEDULE) == []
+    with Statements(engine) as heads:
+        assert leader_digests(engine, clock) == []
+
+    # Neither looked at snoozes, people's rows or KPIs: nothing was built to be thrown away.
+    assert owners.touching("snooze") == owners.touching("person") == []
+    assert heads.touching("snooze") == heads.touching("kpi") == heads.touching("account") == []
+    assert len(owners.touching("outbox")) == len(heads.touching("outbox")) == 1
+
+
 def test_the_leadership_digest_comes_on_monday_at_eight_with_the_portfolio(
     engine: Engine, clock: FixedClock, run: Runner
 ) -> None:
@@ -767,11 +848,154 @@ class RefusingTransport:
         raise PermanentFailure("550 mailbox unavailable")
 
 
+def smtp_transport(port: int) -> SmtpTransport:
+    return SmtpTransport(SmtpSettings.parse(f"smtp://127.0.0.1:{port}", None))
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+# --- messages that are no longer true when their turn comes -------------------------------------
+
+
+def _left_the_stage(engine: Engine, clock: FixedClock, run: Runner) -> None:
+    team(engine, clock, run)
+    on_day(clock, 14)
+    assert len(stalls(engine, clock)) == 1
+    on_day(clock, 15)
+    define_strategy(run)
+    assert go(run) == "research"
+
+
+def _snoozed(engine: Engine, clock: FixedClock, run: Runner) -> None:
+    team(engine, clock, run)
+    on_day(clock, 21)
+    assert len(stalls(engine, clock)) == 1  # the escalation
+    run(snooze, ACCOUNT, days=10, reason="Budget freeze", actor=LEADER)
+
+
+def _action_done(engine: Engine, clock: FixedClock, run: Runner) -> None:
+    new_account(engine, clock, run)
+    action_id = add_overdue_action(engine, clock, run, "2027-01-10")
+    clock.set(datetime(2027, 1, 10, 9, 0, tzinfo=UTC))
+    assert len(actions(engine, clock)) == 1
+    clock.set(datetime(2027, 1, 11, 9, 0, tzinfo=UTC))
+    run(plan.complete_action, ACCOUNT, str(action_id), actor=DOER)
+
+
+def _disqualified(engine: Engine, clock: FixedClock, run: Runner) -> None:
+    new_account(engine, clock, run)
+    add_overdue_action(engine, clock, run, "2027-01-18")
+    on_day(clock, 14)  # 2027-01-18: the reminder and the action reminder are queued
+    assert len(stalls(engine, clock)) == len(actions(engine, clock)) == 1
+    run(close, ACCOUNT, "disqualify", reason="No growth potential after all")
+
+
+@pytest.mark.parametrize(
+    ("story", "why"),
+    [
+        (_left_the_stage, f"{ACCOUNT} has left Strategy (now Research)"),
+        (_snoozed, f"{ACCOUNT} is snoozed until 2027-02-04: Budget freeze"),
+        (_action_done, "is done"),
+        (_disqualified, "Disqualified"),
+    ],
+    ids=["left the stage", "snoozed", "action done", "disqualified"],
+)
+def test_a_message_no_longer_true_when_its_turn_comes_is_obsolete_not_sent(
+    engine: Engine,
+    clock: FixedClock,
+    run: Runner,
+    cli: Cli,
+    smtp_server: tuple[Inbox, int],
+    story: Callable[[Engine, FixedClock, Runner], None],
+    why: str,
+) -> None:
+    """Queued while true, but the mail server was down until after the account moved on."""
+    inbox, port = smtp_server
+    story(engine, clock, run)
+    queued = outbox(engine)
+    assert queued and {row.status for row in queued} == {"pending"}
+
+    report = deliver(engine, smtp_transport(port), sender=SENDER, now=clock.now())
+
+    assert (report.claimed, report.sent, report.obsolete) == (len(queued), 0, len(queued))
+    assert f"obsolete {len(queued)}" in report.summary()
+    assert inbox.received() == []
+    for row in outbox(engine):
+        assert (row.status, row.attempts, row.lease_owner) == ("obsolete", 0, None)
+        assert why in row.last_error, row.last_error
+    listed = cli("outbox", "list", "--status", "obsolete")
+    assert listed.exit_code == 0, listed.stderr
+    assert sorted(line.split()[0] for line in listed.output.splitlines()[2:]) == sorted(
+        str(row.id) for row in queued
+    )
+    data = json.loads(cli("status", "--json").output)
+    assert data["outbox"] == {"pending": 0, "sent": 0, "dead": 0, "obsolete": len(queued)}
+    clock.advance(hours=1)
+    assert deliver(engine, smtp_transport(port), sender=SENDER, now=clock.now()).claimed == 0
+
+
+def test_an_unknown_outbox_status_names_the_known_ones(engine: Engine, cli: Cli) -> None:
+    refused = cli("outbox", "list", "--status", "lost")
+    assert refused.exit_code == 1
+    assert "pending, sent, dead, obsolete" in refused.stderr
+
+
+# --- broken workflow files ----------------------------------------------------------------------
+
+
+def test_a_broken_or_missing_workflow_file_holds_up_only_its_own_accounts(
+    engine: Engine,
+    clock: FixedClock,
+    run: Runner,
+    cli: Cli,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    team(engine, clock, run)
+    run(add_account, "Globex", owner=OWNER)
+    run(add_account, "Initech", owner=OWNER)
+    folder = tmp_path / "workflows"
+    folder.mkdir()
+    (folder / "broken.yaml").write_text("stages: [unfinished\n")
+    (folder / "unused.yaml").write_text("stages:\n  - name: 42\n")  # nobody follows it
+    monkeypatch.setenv("KAMFLOW_WORKFLOWS", str(folder))
+    with db.session_scope(engine) as session:
+        session.execute(
+            sa.update(Account).where(col(Account.name) == "Globex").values(workflow="broken")
+        )
+        session.execute(
+            sa.update(Account).where(col(Account.name) == "Initech").values(workflow="gone")
+        )
+    on_day(clock, 21)  # Monday: every account is stuck; the leadership digest is due
+
+    assert stalls(engine, clock) == [f"Escalation: {ACCOUNT} has been in Strategy for 21 days"]
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("'broken'" in line and "skipped" in line for line in warned), warned
+    assert any("'gone'" in line and "skipped" in line for line in warned), warned
+    assert not any("'unused'" in line for line in warned), warned
+
+    status = cli("status", "--json")
+    assert status.exit_code == 0, status.stderr
+    assert json.loads(status.output)["accounts"] == {"behind": 0, "stuck": 1, "snoozed": 0}
+    forecast = cli("forecast", "--days", "14", "--json")
+    assert forecast.exit_code == 0, forecast.stderr
+    assert {row["account"] for row in json.loads(forecast.output)} == {ACCOUNT}
+    with db.session_scope(engine) as session:
+        view = portfolio(session, clock.now())
+    assert {row["workflow"] for row in view["per_stage"]} == {"kam"}
+    assert [a["name"] for a in view["stuck"]] == [ACCOUNT]
+    assert len(leader_digests(engine, clock)) == 2
+    done = cli("tick", env=file_mail(tmp_path / "mail"))
+    assert done.exit_code == 0, done.stderr
+
+
+# --- status -------------------------------------------------------------------------------------
 
 
 def test_status_shows_last_tick_queue_depth_dead_letters_and_stalled_accounts(
@@ -807,14 +1031,17 @@ def test_status_shows_last_tick_queue_depth_dead_letters_and_stalled_accounts(
     assert shown.exit_code == 0, shown.stderr
     assert "Last tick: 2027-01-25 09:00:00 UTC, ok" in shown.output
     assert "PROBLEM" in shown.output and "cannot connect" in shown.output
-    assert "Outbox: 1 pending (1 due now), 0 sent, 1 dead" in shown.output
+    # Pending: Acme Corp's reminder, and the owner's digest naming Globex (its escalation died).
+    assert "Outbox: 2 pending (2 due now), 0 sent, 1 dead" in shown.output
     assert "Accounts: 1 behind, 1 stuck (0 of them snoozed)" in shown.output
+    pending = [row for row in outbox(engine) if row.status == "pending"]
+    assert sorted(row.kind for row in pending) == ["owner_digest", "reminder"]
 
     assert cli("snooze", ACCOUNT, "--days", "3", "--reason", "Owner on leave").exit_code == 0
     data = json.loads(cli("status", "--json").output)
     assert data["last_tick"]["at"] == "2027-01-25T09:00:00+00:00"
-    assert data["outbox"] == {"pending": 1, "sent": 0, "dead": 1}
-    assert data["due_now"] == 1
+    assert data["outbox"] == {"pending": 2, "sent": 0, "dead": 1, "obsolete": 0}
+    assert data["due_now"] == 2
     assert data["accounts"] == {"behind": 1, "stuck": 1, "snoozed": 1}
 
 
@@ -854,6 +1081,28 @@ def test_forecast_lists_what_would_fire_leaving_out_what_is_already_queued(
     assert bad.stderr.startswith("Error:")
 
 
+def test_forecast_lists_the_rung_that_fires_when_a_snooze_ends(
+    engine: Engine, clock: FixedClock, run: Runner, cli: Cli
+) -> None:
+    team(engine, clock, run)
+    on_day(clock, 14)
+    assert len(stalls(engine, clock)) == 1
+    run(snooze, ACCOUNT, days=10, reason="Budget freeze")  # until day 24, 2027-01-28 09:00
+
+    shown = cli("forecast", "--days", "14", "--json")
+
+    assert shown.exit_code == 0, shown.stderr
+    rows = json.loads(shown.output)
+    # The escalation due on day 21 is held back by the snooze and sent the moment it ends.
+    assert [(row["at"], row["kind"], row["repeat"]) for row in rows] == [
+        ("2027-01-28T09:00:00+00:00", "escalation", 0),
+        ("2027-02-01T09:00:00+00:00", "escalation", 1),
+    ]
+    on_day(clock, 24)
+    assert stalls(engine, clock) == [f"Escalation: {ACCOUNT} has been in Strategy for 24 days"]
+    assert outbox(engine)[-1].key.endswith(":escalate:0")
+
+
 def test_account_list_shows_on_track_behind_and_stuck(
     engine: Engine, clock: FixedClock, run: Runner, cli: Cli
 ) -> None:
@@ -874,6 +1123,51 @@ def test_account_list_shows_on_track_behind_and_stuck(
     assert "stuck" in cli("account", "list").output
 
 
+# --- the daemon's steps -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("step", "line"),
+    [("queue", "Last tick"), ("owner digest", "Last tick"), ("delivery", "Last delivery")],
+)
+def test_a_failing_daemon_step_shows_as_a_problem_in_status(
+    engine: Engine,
+    clock: FixedClock,
+    run: Runner,
+    cli: Cli,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    step: str,
+    line: str,
+) -> None:
+    new_account(engine, clock, run)
+    add_overdue_action(engine, clock, run, "2027-01-18")
+    on_day(clock, 14)
+    daemon = Daemon(engine, clock, UTC_SCHEDULE, MailSettings.load(file_mail(tmp_path / "mail")))
+    for name in ("queue", "owner digest", "leader digest", "delivery"):
+        daemon.run_step(name)
+    assert "PROBLEM" not in cli("status").output
+    clock.advance(days=3)  # the next reminders are due
+    if step == "delivery":
+        daemon.run_step("queue")  # queued before the database breaks
+    # The database loses a table under the daemon's feet.
+    with db.session_scope(engine) as session:
+        session.execute(sa.text("DROP TABLE action"))
+
+    daemon.run_step(step)
+
+    shown = cli("status")
+    assert shown.exit_code == 0, shown.stderr
+    [found] = [text for text in shown.output.splitlines() if text.startswith(line)]
+    assert "2027-01-21 09:00:00" in found
+    assert "PROBLEM" in found and f"{step} failed" in found and "action" in found
+    assert f"step {step} failed" in caplog.text
+    beat = json.loads(cli("status", "--json").output)[
+        "last_tick" if line == "Last tick" else "last_delivery"
+    ]
+    assert beat["ok"] is False
+
+
 # --- the daemon as a real process ---------------------------------------------------------------
 
 
@@ -884,8 +1178,11 @@ class Inbox:
         self.lock = threading.Lock()
         self.messages: list[EmailMessage] = []
         self.delay = 0.0  # a slow server keeps one daemon's delivery running while others start
+        self.started = 0  # how many messages began to arrive (DATA received, reply pending)
 
     async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
+        with self.lock:
+            self.started += 1
         await asyncio.sleep(self.delay)
         raw = envelope.original_content
         assert isinstance(raw, bytes)
@@ -1072,3 +1369,39 @@ def test_two_daemons_on_one_database_deliver_each_message_once(
     assert total("stalls") == len(names)
     assert total("leader digests") == 2
     assert sum(int(n) for n in re.findall(r"delivery: claimed \d+, sent (\d+)", logs)) == len(rows)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_second_signal_while_the_daemon_stops_exits_at_once_with_128_plus_its_number(
+    sqlite_url: str, tmp_path: Path, smtp_server: tuple[Inbox, int], signum: signal.Signals
+) -> None:
+    inbox, port = smtp_server
+    engine = prepare(sqlite_url, [ACCOUNT], leaders=False)
+    now = START + timedelta(days=14)
+    daemon = start_daemon(sqlite_url, tmp_path, port, now, "daemon")
+    try:
+        wait_for(lambda: "sent 1" in log_of(tmp_path, "daemon"), "the start-up delivery")
+        # A message the server takes a long time over: the daemon is inside a delivery step.
+        inbox.delay = 20
+        with db.session_scope(engine) as session:
+            slow = Draft("test:slow", "reminder", None, [OWNER], [], "Slow", "Slow\n", "")
+            queue(session, slow, now=now)
+        wait_for(lambda: inbox.started >= 2, "the slow message to be on its way")
+        daemon.send_signal(signum)
+        wait_for(
+            lambda: "finishing the current step" in log_of(tmp_path, "daemon"),
+            "the daemon to begin stopping",
+        )
+        assert daemon.poll() is None  # it waits for the delivery to finish ...
+        started = time.monotonic()
+        daemon.send_signal(signum)  # ... unless told again
+        code = daemon.wait(timeout=10)
+        took = time.monotonic() - started
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+
+    assert code == 128 + signum, log_of(tmp_path, "daemon")
+    assert took < 5, f"took {took:.1f} s to exit"
+    assert len(inbox.received()) == 1  # the slow message never finished

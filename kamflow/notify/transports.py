@@ -32,7 +32,9 @@ class Transport(Protocol):
 
 
 class Sender(Protocol):
-    def send(self, message: EmailMessage) -> None: ...
+    def send(self, message: EmailMessage) -> str | None:
+        """Send one message; what is worth keeping about a delivery that was not whole, if any."""
+        ...
 
 
 # --- SMTP -------------------------------------------------------------------------------------
@@ -85,26 +87,9 @@ class SmtpTransport:
 
     @contextlib.contextmanager
     def session(self) -> Iterator[_SmtpSender]:
-        s = self.settings
-        where = f"{s.host}:{s.port}"
+        where = f"{self.settings.host}:{self.settings.port}"
         try:
-            client: smtplib.SMTP
-            if s.implicit_tls:
-                client = smtplib.SMTP_SSL(
-                    s.host, s.port, timeout=TIMEOUT_SECONDS, context=self._context()
-                )
-            else:
-                client = smtplib.SMTP(s.host, s.port, timeout=TIMEOUT_SECONDS)
-                client.ehlo()
-                if client.has_extn("starttls"):
-                    client.starttls(context=self._context())
-                    client.ehlo()
-            if s.user:
-                if not s.password:
-                    raise TransportDown(
-                        f"SMTP user {s.user} given but KAMFLOW_SMTP_PASSWORD is not set"
-                    )
-                client.login(s.user, s.password)
+            client = self._open(where)
         except smtplib.SMTPAuthenticationError as error:
             raise TransportDown(
                 f"SMTP authentication failed at {where} ({error.smtp_code})"
@@ -121,13 +106,47 @@ class SmtpTransport:
             with contextlib.suppress(OSError, smtplib.SMTPException):
                 client.quit()
 
+    def _open(self, where: str) -> smtplib.SMTP:
+        """A connection ready to send: TLS when possible, logged in when a user is set."""
+        s = self.settings
+        client: smtplib.SMTP
+        if s.implicit_tls:
+            client = smtplib.SMTP_SSL(
+                s.host, s.port, timeout=TIMEOUT_SECONDS, context=self._context()
+            )
+        else:
+            client = smtplib.SMTP(s.host, s.port, timeout=TIMEOUT_SECONDS)
+        try:
+            if not s.implicit_tls:
+                client.ehlo()
+                if client.has_extn("starttls"):
+                    client.starttls(context=self._context())
+                    client.ehlo()
+                elif s.user:
+                    raise TransportDown(
+                        f"SMTP server {where} offers no STARTTLS; "
+                        "refusing to send the password unencrypted"
+                    )
+            if s.user:
+                if not s.password:
+                    raise TransportDown(
+                        f"SMTP user {s.user} given but KAMFLOW_SMTP_PASSWORD is not set"
+                    )
+                client.login(s.user, s.password)
+        except BaseException:
+            # Never half open: a connection that did not become usable is dropped, not left over.
+            with contextlib.suppress(OSError):
+                client.close()
+            raise
+        return client
+
 
 class _SmtpSender:
     def __init__(self, client: smtplib.SMTP, where: str) -> None:
         self.client = client
         self.where = where
 
-    def send(self, message: EmailMessage) -> None:
+    def send(self, message: EmailMessage) -> str | None:
         try:
             # Not send_message(): its generator turns a body line "From ..." into ">From ...".
             envelope_to = [
@@ -148,9 +167,18 @@ class _SmtpSender:
             _raise_for(error.smtp_code, _reply(error.smtp_error))
         except (smtplib.SMTPServerDisconnected, OSError) as error:
             raise TransportDown(f"lost the SMTP server {self.where}: {_describe(error)}") from None
+        except Exception:
+            # Something about this message (an address smtplib cannot encode, an extension the
+            # server lacks) broke off the transaction: reset it so the next message starts clean.
+            with contextlib.suppress(OSError, smtplib.SMTPException):
+                self.client.rset()
+            raise
         if refused:
-            # Some recipients took it: the message is delivered; the rest is reported in the log.
-            return
+            # Some recipients took it: the message is delivered; the rest is worth a note.
+            return "refused by the server: " + "; ".join(
+                f"{address}: {code} {_reply(text)}" for address, (code, text) in refused.items()
+            )
+        return None
 
 
 def _raise_for(code: int, text: str) -> None:

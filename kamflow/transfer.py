@@ -1,0 +1,274 @@
+"""Accounts in and out as CSV, the way spreadsheets write it (UTF-8, with or without a BOM).
+
+An import is all or nothing: every row is checked first (owners, names, kinds, scores, the cap),
+every problem is reported with its line number (the header is line 1), and only a clean file is
+imported, in one transaction.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from kamflow import defaults
+from kamflow.accounts import add_account
+from kamflow.errors import InvalidFile, InvalidInput, KamflowError
+from kamflow.guards import key_accounts, latest_scores
+from kamflow.models import Account, Person, Score
+from kamflow.people import find_person
+from kamflow.portfolio import score_account
+from kamflow.selection import FACTORS, parse_factor, portfolio_config
+from kamflow.text import MAX_NAME, clean_text
+
+REQUIRED = ("name", "owner", "kind")
+IGNORED = ("stage", "score")
+COLUMNS = (*REQUIRED, *FACTORS)
+
+Row = tuple[int, dict[str, str]]
+#: Where read_rows notes a row it could not split into the columns.
+PROBLEM = "\0problem"
+
+
+@dataclass
+class ImportResult:
+    imported: int = 0
+    candidates: int = 0
+    key_accounts: int = 0
+    scored: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_rows(file: str) -> list[Row]:
+    """The file's rows with their line numbers; the header must name the columns."""
+    path = Path(file)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InvalidInput(f"no file {file}") from None
+    except UnicodeDecodeError:
+        raise InvalidFile(file, ["the file is not UTF-8 text (save it as CSV UTF-8)"]) from None
+    except OSError as error:
+        raise InvalidInput(f"cannot read {file}: {error.strerror}") from None
+    # A plain reader, strict about quotes, so that blank lines count and every row has its line.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    records: list[tuple[int, list[str]]] = []
+    while True:
+        start = reader.line_num + 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            reason = "a quote is never closed" if "end of data" in str(error) else str(error)
+            raise InvalidFile(file, [f"line {start}: {reason}"]) from None
+        if any(value.strip() for value in values):
+            records.append((start, values))
+    if not records:
+        raise InvalidFile(file, ["line 1: the file is empty (it needs a header: name,owner,kind)"])
+    header = [name.strip().lower().replace("-", "_") for name in records[0][1]]
+    problems = []
+    missing = [name for name in REQUIRED if name not in header]
+    if missing:
+        problems.append(
+            f"line 1: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
+        )
+    unknown = [name for name in header if name not in (*COLUMNS, *IGNORED)]
+    if unknown:
+        problems.append(f"line 1: unknown column {unknown[0]!r} (columns: {', '.join(COLUMNS)})")
+    factors = [name for name in FACTORS if name in header]
+    if factors and len(factors) != len(FACTORS):
+        absent = [name for name in FACTORS if name not in header]
+        problems.append(
+            f"line 1: give all eight factor columns or none; missing {', '.join(absent)}"
+        )
+    if problems:
+        raise InvalidFile(file, problems)
+    rows: list[Row] = []
+    for line, values in records[1:]:
+        row = {name: value.strip() for name, value in zip(header, values, strict=False)}
+        if len(values) > len(header):
+            row[PROBLEM] = "more values than columns (a comma inside a name needs quotes)"
+        rows.append((line, row))
+    return rows
+
+
+def import_accounts(
+    session: Session,
+    rows: list[Row],
+    *,
+    candidate: bool = False,
+    override: str | None = None,
+    source: str = "the file",
+    actor: str,
+    now: datetime,
+    progress: Callable[[int], Any] | None = None,
+) -> ImportResult:
+    """Check every row, then import them all (in the caller's transaction) or none."""
+    problems = _check(session, rows, candidate=candidate, override=override, actor=actor)
+    if problems:
+        raise InvalidFile(source, problems)
+    result = ImportResult()
+    for line, row in rows:
+        try:
+            add_account(
+                session,
+                row["name"],
+                owner=row["owner"],
+                kind=row.get("kind") or "existing",
+                candidate=candidate,
+                override=None if candidate else override,
+                actor=actor,
+                now=now,
+            )
+            if row.get(FACTORS[0]):
+                score_account(
+                    session, row["name"], {f: row[f] for f in FACTORS}, actor=actor, now=now
+                )
+                result.scored += 1
+        except KamflowError as error:  # checked above; kept for a clear message all the same
+            raise InvalidFile(source, [f"line {line}: {error}"]) from None
+        result.imported += 1
+        result.candidates += candidate
+        result.key_accounts += not candidate
+        if progress is not None:
+            progress(1)
+    if override and not candidate:
+        result.warnings.append(f"the key-account cap was overridden: {override}")
+    return result
+
+
+def _check(
+    session: Session,
+    rows: list[Row],
+    *,
+    candidate: bool,
+    override: str | None,
+    actor: str,
+) -> list[str]:
+    problems: list[str] = []
+    existing = {name.lower() for name in session.exec(select(Account.name)).all()}
+    people: dict[str, Person | None] = {}
+    seen: dict[str, int] = {}
+    owners: Counter[int] = Counter()
+    for line, row in rows:
+        if PROBLEM in row:
+            problems.append(f"line {line}: {row[PROBLEM]}")
+            continue
+        try:
+            name = clean_text(row.get("name", ""), "name", max_length=MAX_NAME)
+            if name.isdigit():
+                raise InvalidInput(f"name {name!r} would be taken for an account id")
+        except InvalidInput as error:
+            problems.append(f"line {line}: {error}")
+            name = ""
+        if name and name.lower() in existing:
+            problems.append(f"line {line}: there is already an account named {name!r}")
+        elif name and name.lower() in seen:
+            problems.append(f"line {line}: {name!r} is also on line {seen[name.lower()]}")
+        if name:
+            seen.setdefault(name.lower(), line)
+        email = row.get("owner", "").lower()
+        if email not in people:
+            people[email] = find_person(session, email) if email else None
+        owner = people[email]
+        if owner is None:
+            problems.append(
+                f"line {line}: unknown owner {row.get('owner', '')!r} "
+                "(add them: kamflow person add EMAIL)"
+            )
+        elif not candidate and owner.id is not None:
+            owners[owner.id] += 1
+        kind = row.get("kind") or "existing"
+        if kind not in defaults.ACCOUNT_KINDS:
+            problems.append(f"line {line}: kind must be existing or new, not {kind!r}")
+        if any(row.get(f) for f in FACTORS):
+            for factor in FACTORS:
+                try:
+                    parse_factor(factor, row.get(factor, ""))
+                except InvalidInput as error:
+                    problems.append(f"line {line}: {error}")
+    if not candidate and not problems:
+        problems += _check_cap(session, rows, people, owners, override=override, actor=actor)
+    return problems
+
+
+def _check_cap(
+    session: Session,
+    rows: list[Row],
+    people: dict[str, Person | None],
+    owners: Counter[int],
+    *,
+    override: str | None,
+    actor: str,
+) -> list[str]:
+    """The whole file against the caps: the first row that goes over is named."""
+    cap = portfolio_config().cap
+    current = key_accounts(session)
+    organisation = len(current)
+    per_owner = Counter(a.owner_id for a in current)
+    for line, row in rows:
+        owner = people[row["owner"].lower()]
+        assert owner is not None and owner.id is not None
+        organisation += 1
+        per_owner[owner.id] += 1
+        over = []
+        if organisation > cap.organisation:
+            over.append(
+                f"the organisation would have {organisation} key accounts (cap {cap.organisation})"
+            )
+        if per_owner[owner.id] > cap.per_owner:
+            over.append(
+                f"{owner.email} would own {per_owner[owner.id]} key accounts (cap {cap.per_owner})"
+            )
+        if over:
+            if override is None:
+                return [
+                    f"line {line}: over the key-account cap: {'; '.join(over)} "
+                    "(import them as candidates with --candidate, or a leader may "
+                    "--override --reason TEXT)"
+                ]
+            leader = find_person(session, actor)
+            if leader is None or not leader.is_leader:
+                return [
+                    f"line {line}: only a leader may override the key-account cap; you are {actor}"
+                ]
+    return []
+
+
+def export_accounts(session: Session) -> str:
+    """Every account as CSV: the import's columns, then the stage and the latest score."""
+    rows = session.exec(
+        select(Account, Person)
+        .join(Person, col(Account.owner_id) == col(Person.id))
+        .order_by(col(Account.name))
+    ).all()
+    scores = latest_scores(session, [a.id for a, _ in rows])
+    newest: dict[int | None, Score] = {}
+    for score in session.exec(select(Score).order_by(col(Score.id))).all():
+        newest[score.account_id] = score
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([*COLUMNS, *IGNORED])
+    for account, owner in rows:
+        latest = newest.get(account.id)
+        factors = [getattr(latest, f) if latest else "" for f in FACTORS]
+        total = scores.get(account.id)
+        writer.writerow(
+            [
+                account.name,
+                owner.email,
+                account.kind,
+                *factors,
+                account.stage,
+                "" if total is None else f"{total:g}",
+            ]
+        )
+    return out.getvalue()

@@ -1,0 +1,764 @@
+"""The portfolio reports: the board, role coverage, KPIs, the workflow diagram and the HTML page.
+
+Every report is read through the CLI (text and --json) on SQLite and on PostgreSQL. The HTML page
+is also opened in a real headless Chromium, which must render every account and the charts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Callable
+from datetime import timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy.engine import Engine
+
+from kamflow.accounts import add_account
+from kamflow.cli import app
+from kamflow.clock import FixedClock
+from tests import account_steps as steps
+from tests.conftest import START, Runner, snapshot
+
+Cli = Callable[..., Result]
+
+OWNER = "owner@example.com"
+LEADER = "lead@example.com"
+ENGINEER = "engineer@example.com"
+#: A name with every HTML special character: it must be shown as text, never parsed as markup.
+AMPERSAND = "A&B <Co>"
+#: A name that would run a script if the page pasted it in unescaped.
+SCRIPTED = '<script>alert("kamflow")</script> Ltd'
+ROLES = (
+    "relationship-lead",
+    "technical-expert",
+    "collaborator",
+    "project-manager",
+    "innovator",
+    "result-driver",
+)
+#: Every place of kam.yaml with its title, in process order.
+KAM_PLACES = {
+    "candidate": "Candidate",
+    "strategy": "Strategy",
+    "research": "Research",
+    "action_plan": "Action plan",
+    "execution": "Execution",
+    "review": "Review",
+    "disqualified": "Disqualified",
+    "retired": "Retired",
+}
+CYCLE = ("strategy", "research", "action_plan", "execution", "review")
+#: Every move of kam.yaml (and kam-lite.yaml), as (source, destination, transition).
+KAM_EDGES = {
+    ("candidate", "strategy", "promote"),
+    ("strategy", "research", "advance"),
+    ("research", "action_plan", "advance"),
+    ("action_plan", "execution", "advance"),
+    ("execution", "review", "advance"),
+    ("review", "action_plan", "adjust"),
+    ("review", "strategy", "replan"),
+    *((place, "disqualified", "disqualify") for place in ("candidate", *CYCLE)),
+    *((place, "retired", "retire") for place in ("candidate", *CYCLE)),
+}
+SCORES = {
+    "--revenue": "5",
+    "--growth": "4",
+    "--renewal": "3",
+    "--win-now": "2",
+    "--effort": "1",
+    "--relationship": "4",
+    "--fit": "5",
+    "--logo": "3",
+}
+#: 20 + 15 + 7.5 + 2.5 + 5 + 7.5 + 15 + 2.5 with the default weights.
+SCORE_TOTAL = 75.0
+#: What a self-contained page must never contain: each would fetch or run something.
+EXTERNAL = ("src=", 'href="http', "<script", "<link", "@import", "url(http")
+
+REQUIRE_BROWSER = bool(os.environ.get("CI") or os.environ.get("KAMFLOW_REQUIRE_BROWSER"))
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def ok(result: Result) -> str:
+    """The output of a command that must succeed."""
+    assert result.exit_code == 0, f"exit {result.exit_code}\n{result.output}\n{result.stderr}"
+    assert "Traceback" not in result.output + result.stderr
+    return result.output
+
+
+def as_json(result: Result) -> Any:
+    return json.loads(ok(result))
+
+
+def table_rows(output: str) -> list[list[str]]:
+    """The body rows of a `simple` table, cells split on runs of two or more blanks."""
+    lines = output.splitlines()
+    rule = next(i for i, line in enumerate(lines) if set(line.replace(" ", "")) == {"-"})
+    rows = []
+    for line in lines[rule + 1 :]:
+        if not line.strip():
+            break
+        rows.append(re.split(r"\s{2,}", line.strip()))
+    return rows
+
+
+def score(cli: Cli, name: str) -> None:
+    ok(cli("account", "score", name, *(part for item in SCORES.items() for part in item)))
+
+
+def add_people(cli: Cli) -> None:
+    ok(cli("person", "add", OWNER))
+    ok(cli("person", "add", ENGINEER))
+    ok(cli("person", "add", LEADER, "--leader"))
+
+
+def by_name(rows: list[dict[str, Any]], key: str = "name") -> dict[str, dict[str, Any]]:
+    return {row[key]: row for row in rows}
+
+
+def build_portfolio(cli: Cli, run: Runner, clock: FixedClock) -> None:
+    """Accounts in several stages and states, ending 22 days after the last stuck one started.
+
+    - Acme Corp: walked to Execution (8 days), then 22 days there: on track, roles all covered,
+      one KPI off target.
+    - A&B <Co>: in Strategy for 22 days: stuck (limit 14, escalated from day 21).
+    - Globex: in Strategy for 17 days: behind.
+    - the scripted name: in Strategy for 2 days: on track.
+    - Hopeful Inc: a candidate scored 75.
+    """
+    add_people(cli)
+    run(add_account, steps.ACCOUNT, owner=OWNER)
+    steps.reach(run, clock, "execution")
+    ok(cli("kpi", "record", steps.ACCOUNT, steps.KPI, "9.5"))
+    ok(cli("account", "add", AMPERSAND, "--owner", OWNER))
+    ok(cli("role", "assign", AMPERSAND, "collaborator", ENGINEER))
+    ok(cli("role", "assign", AMPERSAND, "relationship-lead", OWNER))
+    clock.advance(days=5)
+    ok(cli("account", "add", "Globex", "--owner", ENGINEER))
+    ok(cli("account", "add", "Hopeful Inc", "--owner", OWNER, "--candidate"))
+    score(cli, "Hopeful Inc")
+    clock.advance(days=15)
+    ok(cli("account", "add", SCRIPTED, "--owner", ENGINEER))
+    clock.advance(days=2)
+
+
+# --- the board -----------------------------------------------------------------------------------
+
+
+def test_portfolio_lists_accounts_by_stage_with_owner_days_status_and_score(
+    cli: Cli, run: Runner, clock: FixedClock
+) -> None:
+    build_portfolio(cli, run, clock)
+
+    rows = as_json(cli("portfolio", "--json"))
+
+    expected = [
+        # name, stage, owner, days in stage, status, score
+        ("Hopeful Inc", "candidate", OWNER, 17, "candidate", SCORE_TOTAL),
+        (AMPERSAND, "strategy", OWNER, 22, "stuck", None),
+        ("Globex", "strategy", ENGINEER, 17, "behind", None),
+        (SCRIPTED, "strategy", ENGINEER, 2, "on_track", None),
+        (steps.ACCOUNT, "execution", OWNER, 22, "on_track", None),
+    ]
+    got = [
+        (r["name"], r["stage"], r["owner"], r["days_in_stage"], r["status"], r["score"])
+        for r in rows
+    ]
+    # Stage order is the process order; inside a stage any order will do.
+    assert sorted(got) == sorted(expected)
+    stage_order = [r["stage"] for r in rows]
+    assert stage_order == sorted(stage_order, key=list(KAM_PLACES).index)
+    limits = {r["name"]: r["limit_days"] for r in rows}
+    assert limits == {
+        "Hopeful Inc": None,
+        AMPERSAND: 14,
+        "Globex": 14,
+        SCRIPTED: 14,
+        steps.ACCOUNT: 90,
+    }
+
+    text = ok(cli("portfolio"))
+    cells = {row[1]: row for row in table_rows(text)}
+    assert set(cells) == {name for name, *_ in expected}
+    assert cells["Hopeful Inc"][0] == "Candidate"
+    assert cells["Hopeful Inc"][4:6] == ["candidate", "75"]
+    assert cells[AMPERSAND][:5] == ["Strategy", AMPERSAND, OWNER, "22/14", "stuck"]
+    assert cells["Globex"][:5] == ["Strategy", "Globex", ENGINEER, "17/14", "behind"]
+    assert cells[steps.ACCOUNT][:5] == ["Execution", steps.ACCOUNT, OWNER, "22/90", "on_track"]
+    assert table_rows(text)[0][0] == "Candidate"
+
+
+def test_portfolio_orders_by_stage_across_workflows(cli: Cli) -> None:
+    """A board is read stage by stage: a lite account in Strategy comes before Research."""
+    add_people(cli)
+    ok(cli("account", "add", "Acme Corp", "--owner", OWNER))
+    ok(
+        cli(
+            "strategy",
+            "set",
+            "Acme Corp",
+            "--objective",
+            "Grow the managed services",
+            "--who",
+            "The CIO",
+            "--why",
+            "Their migration needs a partner",
+        )
+    )
+    ok(cli("advance", "Acme Corp"))
+    ok(cli("account", "add", "Blue Harbor Foods", "--owner", OWNER, "--workflow", "kam-lite"))
+    ok(cli("account", "add", "Larkspur Energy", "--owner", OWNER, "--candidate"))
+
+    rows = as_json(cli("portfolio", "--json"))
+
+    assert [(r["name"], r["stage"]) for r in rows] == [
+        ("Larkspur Energy", "candidate"),
+        ("Blue Harbor Foods", "strategy"),
+        ("Acme Corp", "research"),
+    ]
+    assert [row[1] for row in table_rows(ok(cli("portfolio")))] == [r["name"] for r in rows]
+
+
+def test_portfolio_status_follows_the_clock(cli: Cli, clock: FixedClock) -> None:
+    """Strategy's limit is 14 days: behind from day 14, stuck from day 21 (limit + 7)."""
+    add_people(cli)
+    ok(cli("account", "add", "Globex", "--owner", OWNER))
+
+    def status() -> tuple[int, str]:
+        (row,) = as_json(cli("portfolio", "--json"))
+        return row["days_in_stage"], row["status"]
+
+    seen = []
+    for day in (0, 13, 14, 20, 21, 40):
+        clock.set(START + timedelta(days=day))
+        seen.append(status())
+    assert seen == [
+        (0, "on_track"),
+        (13, "on_track"),
+        (14, "behind"),
+        (20, "behind"),
+        (21, "stuck"),
+        (40, "stuck"),
+    ]
+
+
+def test_portfolio_leaves_out_retired_and_disqualified_accounts(cli: Cli) -> None:
+    add_people(cli)
+    for name in ("Acme Corp", "Globex", "Initech"):
+        ok(cli("account", "add", name, "--owner", OWNER))
+    ok(cli("retire", "Globex", "--reason", "Sold to a competitor"))
+    ok(cli("disqualify", "Initech", "--reason", "Not a fit after all"))
+
+    assert [r["name"] for r in as_json(cli("portfolio", "--json"))] == ["Acme Corp"]
+    assert [row[1] for row in table_rows(ok(cli("portfolio")))] == ["Acme Corp"]
+
+
+def test_portfolio_of_an_empty_database_says_so(cli: Cli) -> None:
+    assert as_json(cli("portfolio", "--json")) == []
+    assert "(none)" in ok(cli("portfolio"))
+
+
+# --- coverage ------------------------------------------------------------------------------------
+
+
+def test_coverage_lists_who_holds_each_role_and_the_gaps(cli: Cli) -> None:
+    add_people(cli)
+    ok(cli("account", "add", "Acme Corp", "--owner", OWNER))
+    ok(cli("account", "add", "Globex", "--owner", OWNER))
+    ok(cli("account", "add", "Hopeful Inc", "--owner", OWNER, "--candidate"))
+    for role in ROLES:
+        ok(cli("role", "assign", "Acme Corp", role, OWNER))
+    ok(cli("role", "assign", "Acme Corp", "innovator", ENGINEER))
+    ok(cli("role", "assign", "Globex", "technical-expert", ENGINEER))
+
+    rows = by_name(as_json(cli("coverage", "--json")), key="account")
+
+    # Candidates are not key accounts yet: they have no team to cover.
+    assert set(rows) == {"Acme Corp", "Globex"}
+    assert rows["Acme Corp"]["gaps"] == []
+    assert sorted(rows["Acme Corp"]["roles"]["innovator"]) == [ENGINEER, OWNER]
+    assert rows["Acme Corp"]["roles"]["result-driver"] == [OWNER]
+    assert set(rows["Globex"]["roles"]) == set(ROLES)
+    assert rows["Globex"]["roles"]["technical-expert"] == [ENGINEER]
+    assert sorted(rows["Globex"]["gaps"]) == sorted(set(ROLES) - {"technical-expert"})
+    assert all(rows["Globex"]["roles"][role] == [] for role in rows["Globex"]["gaps"])
+
+    text = ok(cli("coverage"))
+    header = next(line for line in text.splitlines() if "ACCOUNT" in line)
+    assert all(role.upper() in header for role in ROLES)
+    cells = {row[0]: row for row in table_rows(text)}
+    assert "GAP" not in " ".join(cells["Acme Corp"])
+    globex = cells["Globex"]
+    assert len(globex) == 1 + len(ROLES)
+    marked = [role for role, cell in zip(ROLES, globex[1:], strict=True) if "GAP" in cell]
+    assert sorted(marked) == sorted(set(ROLES) - {"technical-expert"})
+    assert globex[1 + ROLES.index("technical-expert")] == ENGINEER
+    assert "5 gaps" in text
+
+
+# --- KPIs ----------------------------------------------------------------------------------------
+
+
+def test_kpis_mark_off_target_by_each_kpis_direction(cli: Cli, clock: FixedClock) -> None:
+    add_people(cli)
+    ok(cli("account", "add", "Acme Corp", "--owner", OWNER))
+    kpis = {
+        # name: (target, lower is better, older value, latest value)
+        "Revenue growth": ("12", False, "15", "9.5"),  # higher is better, below: off
+        "Retention": ("90", False, "80", "95"),  # higher is better, above: on
+        "Churn": ("5", True, "3", "7"),  # lower is better, above: off
+        "Order lead time": ("3", True, "4", "2.5"),  # lower is better, below: on
+        "Exact": ("10", True, "11", "10"),  # exactly on the target is on target
+    }
+    for name, (target, lower, _, _) in kpis.items():
+        flags = ["--lower-is-better"] if lower else []
+        ok(cli("kpi", "add", "Acme Corp", name, "--target", target, "--unit", "%", *flags))
+    ok(cli("kpi", "add", "Acme Corp", "NPS", "--target", "40"))
+    for name, (*_, older, _latest) in kpis.items():
+        ok(cli("kpi", "record", "Acme Corp", name, older, "--period", "2026-Q4"))
+    clock.advance(days=1)
+    for name, (*_, latest) in kpis.items():
+        ok(cli("kpi", "record", "Acme Corp", name, latest, "--period", "2027-Q1"))
+
+    rows = by_name(as_json(cli("kpis", "--json")))
+
+    assert set(rows) == {*kpis, "NPS"}
+    assert {name: row["latest"] for name, row in rows.items()} == {
+        "Revenue growth": 9.5,
+        "Retention": 95,
+        "Churn": 7,
+        "Order lead time": 2.5,
+        "Exact": 10,
+        "NPS": None,
+    }
+    assert {name: row["off_target"] for name, row in rows.items()} == {
+        "Revenue growth": True,
+        "Retention": False,
+        "Churn": True,
+        "Order lead time": False,
+        "Exact": False,
+        "NPS": False,  # no value yet: not off target, just unknown
+    }
+    assert rows["Churn"]["lower_is_better"] is True
+    assert rows["Retention"]["lower_is_better"] is False
+    assert rows["Churn"]["target"] == 5
+    assert rows["Churn"]["period"] == "2027-Q1"
+    assert all(row["account"] == "Acme Corp" for row in rows.values())
+
+    text = ok(cli("kpis"))
+    lines = {name: next(line for line in text.splitlines() if name in line) for name in rows}
+    for name in ("Revenue growth", "Churn"):
+        assert "OFF TARGET" in lines[name], text
+    for name in ("Retention", "Order lead time", "Exact", "NPS"):
+        assert "OFF TARGET" not in lines[name], text
+    assert "<= 5" in lines["Churn"] and ">= 90" in lines["Retention"]
+
+
+def test_kpis_leave_out_accounts_that_are_no_longer_key(cli: Cli) -> None:
+    add_people(cli)
+    ok(cli("account", "add", "Acme Corp", "--owner", OWNER))
+    ok(cli("account", "add", "Globex", "--owner", OWNER))
+    for name in ("Acme Corp", "Globex"):
+        ok(cli("kpi", "add", name, "NPS", "--target", "40"))
+    ok(cli("retire", "Globex", "--reason", "Sold"))
+
+    assert [r["account"] for r in as_json(cli("kpis", "--json"))] == ["Acme Corp"]
+
+
+# --- the workflow diagram ------------------------------------------------------------------------
+
+#: The statements a Mermaid state diagram of a workflow may hold (besides the title block).
+MERMAID_LINE = re.compile(
+    r"""^(stateDiagram-v2
+        |direction\ (LR|TB|RL|BT)
+        |classDef\ \w+\ .+
+        |state\ "[^"\n]+"\ as\ \w+
+        |class\ \w+\ \w+
+        |(\[\*\]|\w+)\ -->\ \w+(:\ \w+)?
+    )$""",
+    re.VERBOSE | re.IGNORECASE,
+)
+
+
+def show(*args: str) -> Result:
+    """`kamflow workflow show`: it needs no database."""
+    return CliRunner().invoke(app, ["workflow", "show", *args], catch_exceptions=False)
+
+
+def mermaid_body(text: str) -> list[str]:
+    """The diagram's statements, after an optional `---` title block."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if lines[0] == "---":
+        lines = lines[lines.index("---", 1) + 1 :]
+    return lines
+
+
+@pytest.mark.parametrize("name", ["kam", "kam-lite"])
+def test_workflow_show_mermaid_draws_every_state_and_transition(name: str) -> None:
+    text = ok(show(name, "--format", "mermaid"))
+    body = mermaid_body(text)
+
+    assert body[0] == "stateDiagram-v2"
+    strange = [line for line in body if not MERMAID_LINE.match(line)]
+    assert strange == [], text
+    states = dict(
+        (m.group(2), m.group(1))
+        for m in (re.match(r'state "([^"]+)" as (\w+)$', line) for line in body)
+        if m
+    )
+    assert states == KAM_PLACES
+    edges = {
+        (m.group(1), m.group(2), m.group(3))
+        for m in (re.match(r"(\w+) --> (\w+): (\w+)$", line) for line in body)
+        if m
+    }
+    assert edges == KAM_EDGES
+    # A definition has no current state: nothing may be drawn as the active one.
+    applied = [line for line in body if re.match(r"class \w+ ", line, re.IGNORECASE)]
+    assert applied, text
+    assert not any(line.lower().endswith("s_active") for line in applied), text
+    assert ":::s_active" not in text.lower()
+
+
+def test_workflow_show_text_lists_stages_limits_and_guarded_transitions() -> None:
+    text = ok(show("kam", "--format", "text"))
+    assert text == ok(show("kam"))  # text stays the default
+    for stage, limit in zip(CYCLE, (14, 21, 21, 90, 14), strict=True):
+        assert re.search(rf"^\s*{stage}\s+{limit}\s", text, re.MULTILINE), (stage, text)
+    assert re.search(r"promote\s+candidate\s+->\s+strategy\s.*score_at_least.*within_cap", text)
+    assert re.search(r"replan\s+review\s+->\s+strategy", text)
+    assert "stateDiagram" not in text
+
+
+def test_workflow_show_json_is_the_definition() -> None:
+    data = json.loads(ok(show("kam", "--format", "json")))
+    assert data["name"] == "kam"
+    assert [s["name"] for s in data["stages"]] == list(CYCLE)
+    assert [s["limit_days"] for s in data["stages"]] == [14, 21, 21, 90, 14]
+    assert {t["name"] for t in data["transitions"]} == {e[2] for e in KAM_EDGES}
+    assert json.loads(ok(show("kam", "--json"))) == data
+
+
+def test_workflow_show_of_an_unknown_workflow_is_an_error() -> None:
+    result = show("no-such-flow", "--format", "mermaid")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: ") and "no-such-flow" in result.stderr
+    assert "Traceback" not in result.output + result.stderr
+
+
+# --- the HTML report -----------------------------------------------------------------------------
+
+
+class Page(HTMLParser):
+    """The elements and the visible text of an HTML page, entity references decoded."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.text: list[str] = []
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def all_text(self) -> str:
+        return " ".join(" ".join(self.text).split())
+
+
+def sections(html: str) -> dict[str, str]:
+    """The page cut at each <h2>: heading text -> the HTML up to the next heading."""
+    found = {}
+    for part in re.split(r"<h2\b", html)[1:]:
+        heading = re.sub(r"<[^>]+>", "", part.split("</h2>", 1)[0].split(">", 1)[1]).strip()
+        found[heading] = part.split("</h2>", 1)[1]
+    return found
+
+
+def section(html: str, word: str) -> str:
+    matches = [body for heading, body in sections(html).items() if word.lower() in heading.lower()]
+    assert len(matches) == 1, (word, list(sections(html)))
+    return matches[0]
+
+
+def svgs(html: str) -> list[str]:
+    return re.findall(r"<svg\b.*?</svg>", html, re.DOTALL)
+
+
+def escaped(name: str) -> str:
+    return name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def test_report_is_one_self_contained_page_of_the_portfolio(
+    cli: Cli, run: Runner, clock: FixedClock, tmp_path: Path
+) -> None:
+    build_portfolio(cli, run, clock)
+    target = tmp_path / "report.html"
+
+    output = ok(cli("report", "--html", str(target)))
+
+    assert str(target) in output
+    html = target.read_text(encoding="utf-8")
+    assert html.lstrip().lower().startswith("<!doctype html>")
+    for reference in EXTERNAL:
+        assert reference not in html, reference
+    assert not re.search(r"url\(\s*['\"]?(https?:)?//", html)
+
+    # Names are text, never markup.
+    for name in (AMPERSAND, SCRIPTED):
+        assert name not in html
+        assert escaped(name) in html or escaped(name).replace('"', "&#34;") in html
+    page = Page(html)
+    assert "script" not in page.tags and "img" not in page.tags
+    text = page.all_text()
+    for name in (steps.ACCOUNT, AMPERSAND, SCRIPTED, "Globex", "Hopeful Inc"):
+        assert name in text, name
+
+    board = Page(section(html, "board")).all_text()
+    for name in (steps.ACCOUNT, AMPERSAND, SCRIPTED, "Globex", "Hopeful Inc", OWNER, ENGINEER):
+        assert name in board, name
+
+    charts = svgs(html)
+    assert len(charts) >= 3, len(charts)
+    funnel = next(c for c in charts if "Action plan" in c and "promote" not in c)
+    funnel_text = Page(funnel).all_text()
+    for title, count in (("Candidate", 1), ("Strategy", 3), ("Research", 0), ("Execution", 1)):
+        assert f"{title} {count}" in funnel_text, funnel_text
+    days = next(c for c in charts if escaped(AMPERSAND) in c)
+    for name in (steps.ACCOUNT, AMPERSAND, "Globex"):
+        assert name in Page(days).all_text()
+    assert "22" in Page(days).all_text()
+
+    process = section(html, "process")
+    diagram = next(c for c in svgs(process) if "promote" in c)
+    diagram_text = Page(diagram).all_text()
+    for title in KAM_PLACES.values():
+        assert title in diagram_text, title
+    for transition in ("promote", "advance", "adjust", "replan", "disqualify", "retire"):
+        assert transition in diagram_text, transition
+    assert "stateDiagram-v2" in process
+    assert "candidate --&gt; strategy: promote" in process or (
+        "candidate --> strategy: promote" in process
+    )
+
+    coverage = section(html, "coverage")
+    coverage_text = Page(coverage).all_text()
+    for role in ROLES:
+        assert role in coverage_text, role
+    assert "gap" in coverage_text.lower()
+    assert escaped(AMPERSAND) in coverage and ENGINEER in coverage_text
+    assert "Hopeful Inc" not in coverage_text  # a candidate has no team yet
+
+    stuck = Page(section(html, "stuck")).all_text()
+    assert AMPERSAND in stuck
+    for name in (steps.ACCOUNT, "Globex", SCRIPTED, "Hopeful Inc"):
+        assert name not in stuck, name
+
+    kpis = Page(section(html, "KPI")).all_text()
+    assert steps.KPI in kpis and "off target" in kpis.lower()
+
+
+def test_report_json_returns_the_data_of_the_page(
+    cli: Cli, run: Runner, clock: FixedClock, tmp_path: Path
+) -> None:
+    build_portfolio(cli, run, clock)
+    target = tmp_path / "report.html"
+
+    data = as_json(cli("report", "--html", str(target), "--json"))
+
+    assert target.is_file()
+    board = by_name(data["board"])
+    assert set(board) == {steps.ACCOUNT, AMPERSAND, SCRIPTED, "Globex", "Hopeful Inc"}
+    assert board[AMPERSAND]["status"] == "stuck"
+    assert board["Globex"]["status"] == "behind"
+    assert [r["name"] for r in data["stuck"]] == [AMPERSAND]
+    # The funnel runs in process order, every place of the cycle shown, empty ones too.
+    funnel = [(row["stage"], row["count"]) for row in data["funnel"]]
+    assert funnel == [
+        ("candidate", 1),
+        ("strategy", 3),
+        ("research", 0),
+        ("action_plan", 0),
+        ("execution", 1),
+        ("review", 0),
+    ]
+    assert {row["account"] for row in data["coverage"]} == {
+        steps.ACCOUNT,
+        AMPERSAND,
+        SCRIPTED,
+        "Globex",
+    }
+    coverage = by_name(data["coverage"], key="account")
+    assert coverage[steps.ACCOUNT]["gaps"] == []
+    assert coverage[AMPERSAND]["roles"]["collaborator"] == [ENGINEER]
+    (kpi,) = data["kpis"]
+    assert (kpi["account"], kpi["name"], kpi["off_target"]) == (steps.ACCOUNT, steps.KPI, True)
+    assert data["workflows"] == ["kam"]
+
+
+def test_report_of_an_empty_portfolio(cli: Cli, tmp_path: Path) -> None:
+    target = tmp_path / "empty.html"
+    ok(cli("report", "--html", str(target)))
+    html = target.read_text(encoding="utf-8")
+    for reference in EXTERNAL:
+        assert reference not in html, reference
+    assert "No accounts yet" in Page(html).all_text()
+
+
+def test_report_into_a_missing_folder_is_a_clear_error(
+    cli: Cli, engine: Engine, tmp_path: Path
+) -> None:
+    before = snapshot(engine)
+    result = cli("report", "--html", str(tmp_path / "no-such-folder" / "report.html"))
+    assert result.exit_code == 1, result.output + result.stderr
+    assert result.stderr.startswith("Error: ") and "no-such-folder" in result.stderr
+    assert "Traceback" not in result.output + result.stderr
+    assert not (tmp_path / "no-such-folder").exists()
+    assert snapshot(engine) == before
+
+
+def test_report_shows_a_diagram_for_each_workflow_in_use(cli: Cli, tmp_path: Path) -> None:
+    add_people(cli)
+    ok(cli("account", "add", "Acme Corp", "--owner", OWNER))
+    ok(cli("account", "add", "Globex", "--owner", OWNER, "--workflow", "kam-lite"))
+    target = tmp_path / "report.html"
+
+    data = as_json(cli("report", "--html", str(target), "--json"))
+
+    assert data["workflows"] == ["kam", "kam-lite"]
+    process = section(target.read_text(encoding="utf-8"), "process")
+    diagrams = [c for c in svgs(process) if "promote" in c]
+    assert len(diagrams) == 2
+    assert process.count("stateDiagram-v2") == 2
+    assert "21 days" in diagrams[1] or "21 days" in diagrams[0]  # kam-lite's Strategy limit
+
+
+# --- in a real browser ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium; skipped when missing, unless CI or KAMFLOW_REQUIRE_BROWSER is set."""
+    found = shutil.which("chromium")
+    if found is None:
+        message = "chromium is not installed (apt-get install chromium)"
+        if REQUIRE_BROWSER:
+            pytest.fail(message)
+        pytest.skip(message)
+    return found
+
+
+def browse(chromium: str, profile: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    """Run headless Chromium once, on a fresh profile; its stderr noise is not judged."""
+    profile.mkdir()
+    result = subprocess.run(
+        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        capture_output=True,
+        timeout=90,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
+    return result
+
+
+def test_report_renders_in_headless_chromium(
+    chromium: str, cli: Cli, run: Runner, clock: FixedClock, tmp_path: Path
+) -> None:
+    build_portfolio(cli, run, clock)
+    target = tmp_path / "report.html"
+    ok(cli("report", "--html", str(target)))
+    url = target.resolve().as_uri()
+
+    dumped = browse(chromium, tmp_path / "profile-dom", "--dump-dom", url)
+
+    dom = dumped.stdout.decode("utf-8")
+    page = Page(dom)
+    assert page.tags.count("svg") >= 3, page.tags
+    assert {"rect", "text", "table"} <= set(page.tags)
+    # The scripted name stayed text: the browser built no script or image from it.
+    assert "script" not in page.tags and "img" not in page.tags
+    text = page.all_text()
+    for name in (steps.ACCOUNT, AMPERSAND, SCRIPTED, "Globex", "Hopeful Inc"):
+        assert name in text, name
+    assert "Action plan" in text and "replan" in text
+
+    shot = tmp_path / "shot.png"
+    browse(
+        chromium,
+        tmp_path / "profile-shot",
+        f"--screenshot={shot}",
+        "--window-size=1200,1600",
+        "--hide-scrollbars",
+        url,
+    )
+    assert shot.is_file()
+    picture = shot.read_bytes()
+    assert picture[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(picture) > 10_000, len(picture)
+
+
+def test_report_fits_a_laptop_window_in_headless_chromium(
+    chromium: str, cli: Cli, tmp_path: Path
+) -> None:
+    """Six roles held by people with everyday addresses must not push the page sideways."""
+    team = {
+        "relationship-lead": "maria.keller@example.com",
+        "technical-expert": "tom.berg-larsen@example.com",
+        "collaborator": "ana.silva.costa@example.com",
+        "project-manager": "james.okafor@example.com",
+        "innovator": "priya.nair@example.com",
+        "result-driver": "claire.dubois@example.com",
+    }
+    ok(cli("person", "add", OWNER))
+    for email in team.values():
+        ok(cli("person", "add", email))
+    ok(cli("account", "add", "Northwind Traders International", "--owner", OWNER))
+    for role, email in team.items():
+        ok(cli("role", "assign", "Northwind Traders International", role, email))
+    target = tmp_path / "report.html"
+    ok(cli("report", "--html", str(target)))
+    # A copy with a probe that writes the page's laid-out width into the DOM (the report itself
+    # has no script, and must not).
+    probe = tmp_path / "probe.html"
+    probe.write_text(
+        target.read_text(encoding="utf-8").replace(
+            "</body>",
+            '<script>document.body.setAttribute("data-overflow", '
+            "document.documentElement.scrollWidth - window.innerWidth);</script></body>",
+        ),
+        encoding="utf-8",
+    )
+
+    dumped = browse(
+        chromium,
+        tmp_path / "profile",
+        "--window-size=1200,1600",
+        "--dump-dom",
+        probe.resolve().as_uri(),
+    )
+
+    found = re.search(r'data-overflow="(-?\d+)"', dumped.stdout.decode("utf-8"))
+    assert found is not None, "the probe did not run"
+    assert int(found.group(1)) <= 0, f"the page is {found.group(1)} px wider than the window"
