@@ -98,15 +98,13 @@ def _by_name(session: Session, name: str) -> Account | None:
     ).first()
 
 
-def find_account(session: Session, ref: str, *, for_update: bool = False) -> Account:
+def find_account(session: Session, ref: str) -> Account:
     """The account named ``ref`` (any case) or with id ``ref``."""
     account = _by_name(session, ref)
     if account is None and ref.strip().isdigit():
         account = session.get(Account, int(ref))
     if account is None:
         raise NotFound(f"no account {ref!r} (see: kamflow account list)")
-    if for_update:
-        session.refresh(account, with_for_update=True)
     return account
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from kamflow import __version__
+from kamflow import __version__, defaults
 from kamflow.errors import KamflowError
 
 if TYPE_CHECKING:
@@ -233,10 +233,12 @@ def account() -> None:
 @account.command("add")
 @click.argument("name")
 @click.option("--owner", required=True, metavar="EMAIL", help="The key account manager.")
-@click.option("--workflow", default="kam", show_default=True, help="Workflow to follow.")
+@click.option(
+    "--workflow", default=defaults.WORKFLOW, show_default=True, help="Workflow to follow."
+)
 @click.option(
     "--kind",
-    type=click.Choice(["existing", "new"]),
+    type=click.Choice(defaults.ACCOUNT_KINDS),
     default="existing",
     show_default=True,
     help="An existing key account or a new one with potential.",
@@ -454,7 +456,9 @@ def account_show(name: str, as_json: bool) -> None:
     from kamflow.views import account_details
 
     config = settings()
-    details = read(account_details, name, actor=config.actor, now=config.clock.now())
+    details = read(
+        account_details, name, actor=config.actor, now=config.clock.now(), timezone=config.timezone
+    )
     if as_json:
         emit_json(details)
         return
@@ -603,7 +607,7 @@ def action_list(name: str, as_json: bool) -> None:
     """List the plan's actions."""
     from kamflow.plan import actions_view
 
-    rows = read(actions_view, name, today=now_().date())
+    rows = read(actions_view, name, today=now_().astimezone(settings().timezone).date())
     if as_json:
         emit_json(rows)
         return
@@ -961,7 +965,12 @@ def _whole_number(text: str, what: str) -> int:
 
 @app.command()
 @click.argument("name")
-@click.option("--days", required=True, metavar="N", help="How long to pause (at most 30 days).")
+@click.option(
+    "--days",
+    required=True,
+    metavar="N",
+    help=f"How long to pause (at most {defaults.MAX_SNOOZE_DAYS} days).",
+)
 @click.option("--reason", required=True, help="Why the account may wait.")
 def snooze(name: str, days: str, reason: str) -> None:
     """Pause the reminders and escalations of an account (the owner or a leader)."""
@@ -1043,7 +1052,13 @@ def status(as_json: bool) -> None:
 
 
 @app.command()
-@click.option("--days", default="14", show_default=True, metavar="N", help="How far ahead.")
+@click.option(
+    "--days",
+    default=str(defaults.FORECAST_DAYS),
+    show_default=True,
+    metavar="N",
+    help=f"How far ahead (1 to {defaults.MAX_FORECAST_DAYS} days).",
+)
 @json_option
 def forecast(days: str, as_json: bool) -> None:
     """Which reminders and escalations would fire in the next N days if nothing changed."""

@@ -25,6 +25,7 @@ class Settings:
     database_url: str
     actor: str
     clock: Clock
+    timezone: ZoneInfo
 
     @classmethod
     def load(cls, *, database: str | None = None, actor: str | None = None) -> Settings:
@@ -35,7 +36,19 @@ class Settings:
         actor = " ".join(who.split()).lower()
         if len(actor) > 320:
             raise ConfigError("--as (or KAMFLOW_USER) is too long to be an email address")
-        return cls(database_url=url, actor=actor, clock=clock)
+        return cls(database_url=url, actor=actor, clock=clock, timezone=time_zone())
+
+
+def time_zone(environ: Mapping[str, str] | None = None) -> ZoneInfo:
+    """KAMFLOW_TIMEZONE (UTC by default): where "today" and the digest times are reckoned."""
+    env = os.environ if environ is None else environ
+    zone_name = _env("KAMFLOW_TIMEZONE", env) or defaults.TIMEZONE
+    try:
+        return ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"KAMFLOW_TIMEZONE={zone_name!r} is not a time zone (e.g. Europe/Berlin)"
+        ) from None
 
 
 def _login_name() -> str:
@@ -168,13 +181,7 @@ class Schedule:
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Schedule:
         env = os.environ if environ is None else environ
-        zone_name = _env("KAMFLOW_TIMEZONE", env) or defaults.TIMEZONE
-        try:
-            zone = ZoneInfo(zone_name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(
-                f"KAMFLOW_TIMEZONE={zone_name!r} is not a time zone (e.g. Europe/Berlin)"
-            ) from None
+        zone = time_zone(env)
         every = _env("KAMFLOW_ACTION_REMIND_EVERY_DAYS", env)
         try:
             action_days = int(every) if every else defaults.ACTION_REMIND_EVERY_DAYS

@@ -24,6 +24,7 @@ from kamflow.clock import Clock
 from kamflow.config import MailSettings, Schedule
 from kamflow.delivery import DeliveryReport, deliver, heartbeats, record_heartbeat, worker_name
 from kamflow.digests import queue_leader_digests, queue_owner_digests
+from kamflow.errors import InvalidInput
 from kamflow.escalation import (
     StepReport,
     action_key,
@@ -159,6 +160,8 @@ def forecast(
     session: Session, now: datetime, days: int, schedule: Schedule
 ) -> list[dict[str, Any]]:
     """Reminders and escalations that would fire in the next ``days`` if nothing changed."""
+    if not 1 <= days <= defaults.MAX_FORECAST_DAYS:
+        raise InvalidInput(f"--days must be from 1 to {defaults.MAX_FORECAST_DAYS}, not {days}")
     end = now + timedelta(days=days)
     found: list[dict[str, Any]] = []
     for definition in workflows_in_use(session):

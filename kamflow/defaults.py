@@ -26,6 +26,9 @@ ESCALATE_AFTER_DAYS = 7
 ESCALATE_EVERY_DAYS = 7
 #: Overdue plan actions: remind the action's owner on the due date, then every N days.
 ACTION_REMIND_EVERY_DAYS = 3
+#: How far `kamflow forecast` looks ahead by default, and at most.
+FORECAST_DAYS = 14
+MAX_FORECAST_DAYS = 366
 #: A snooze pauses the ladder for at most this many days.
 MAX_SNOOZE_DAYS = 30
 #: The daemon's schedule (seconds for intervals; HH:MM in KAMFLOW_TIMEZONE for digests).

@@ -65,6 +65,8 @@ class DeliveryReport:
             text += f", obsolete {self.obsolete}"
         if self.released:
             text += f"; {self.released} left for the next run (the lease was running out)"
+        if self.lost_lease:
+            text += f"; {self.lost_lease} sent after their lease ended (possibly sent twice)"
         return text + (f"; stopped: {self.stopped}" if self.stopped else "")
 
 

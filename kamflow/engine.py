@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from kamflow import history
-from kamflow.accounts import find_account
+from kamflow.accounts import days_between, find_account
 from kamflow.errors import Conflict, GuardRefused, InvalidInput
 from kamflow.guards import REGISTRY, GuardContext, Verdict, overridden
 from kamflow.models import Account, HistoryKind, Person, RoleAssignment
@@ -30,7 +30,6 @@ class Outcome:
     to_stage: str
     verdicts: list[Verdict]
     dry_run: bool = False
-    titles: dict[str, str] = field(default_factory=dict)
 
     @property
     def allowed(self) -> bool:
@@ -345,7 +344,7 @@ def why(session: Session, ref: str, *, actor: str, now: datetime) -> dict[str, A
         "owner": owner.email if owner else None,
         "stage": account.stage,
         "stage_title": definition.title_of(account.stage),
-        "days_in_stage": max(0, (now - account.stage_entered_at).days),
+        "days_in_stage": days_between(account.stage_entered_at, now),
         "limit_days": stage.limit_days if stage else None,
         "moves": [
             {

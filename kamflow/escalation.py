@@ -20,8 +20,7 @@ from kamflow import defaults, history
 from kamflow.accounts import find_account
 from kamflow.db import session_scope
 from kamflow.engine import evaluate
-from kamflow.errors import GuardRefused, InvalidInput, KamflowError
-from kamflow.guards import Verdict
+from kamflow.errors import InvalidInput, KamflowError
 from kamflow.ladder import Position, Rung, Status, position
 from kamflow.models import (
     Account,
@@ -35,7 +34,7 @@ from kamflow.models import (
 from kamflow.notify.message import clean_header
 from kamflow.notify.templates import render
 from kamflow.outbox import Draft, already_queued, queue
-from kamflow.people import find_person
+from kamflow.people import require_owner_or_leader
 from kamflow.text import one_line, shell_quote
 from kamflow.workflow import StageSpec, Workflow, get_workflow, workflows_in_use
 
@@ -83,12 +82,7 @@ def snooze(
     reason = one_line(reason)
     if not reason:
         raise InvalidInput("a snooze needs a reason (--reason TEXT)")
-    person = find_person(session, actor)
-    if person is None or not (person.id == account.owner_id or person.is_leader):
-        raise GuardRefused(
-            f"{account.name} cannot be snoozed by {actor}:",
-            [Verdict("allowed", False, f"only the owner or a leader may snooze {account.name}")],
-        )
+    require_owner_or_leader(session, account, actor, "snooze")
     row = Snooze(
         account_id=account.id,  # type: ignore[arg-type]
         stage=account.stage,

@@ -8,8 +8,9 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from kamflow.errors import InvalidInput, NotFound
-from kamflow.models import Person
+from kamflow.errors import GuardRefused, InvalidInput, NotFound
+from kamflow.guards import Verdict
+from kamflow.models import Account, Person
 from kamflow.text import MAX_EMAIL, MAX_NAME, clean_text
 
 EMAIL = re.compile(r"^[a-z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-z0-9-]+(\.[a-z0-9-]+)+$")
@@ -52,6 +53,25 @@ def get_person(session: Session, email: str) -> Person:
     person = find_person(session, email)
     if person is None:
         raise NotFound(f"no person {email.strip()!r} (add them: kamflow person add EMAIL)")
+    return person
+
+
+def require_owner_or_leader(session: Session, account: Account, actor: str, doing: str) -> Person:
+    """The acting person, if they own the account or lead; otherwise a refusal saying who may."""
+    person = find_person(session, actor)
+    if person is None or not (person.id == account.owner_id or person.is_leader):
+        known = "" if person is not None else " (not a known person)"
+        raise GuardRefused(
+            f"{actor} may not {doing} {account.name}:",
+            [
+                Verdict(
+                    "allowed",
+                    False,
+                    f"only the owner or a leader may {doing} {account.name}; "
+                    f"you are {actor}{known}",
+                )
+            ],
+        )
     return person
 
 

@@ -70,19 +70,25 @@ def _role(role: str) -> str:
     return cleaned
 
 
-def assign_role(
-    session: Session, ref: str, role: str, email: str, *, actor: str, now: datetime
-) -> None:
-    account, _ = editable(session, ref)
-    role = _role(role)
-    person = get_person(session, email)
-    existing = session.exec(
+def _holding(
+    session: Session, account: Account, role: str, person: Person
+) -> RoleAssignment | None:
+    return session.exec(
         select(RoleAssignment).where(
             RoleAssignment.account_id == account.id,
             RoleAssignment.role == role,
             RoleAssignment.person_id == person.id,
         )
     ).first()
+
+
+def assign_role(
+    session: Session, ref: str, role: str, email: str, *, actor: str, now: datetime
+) -> None:
+    account, _ = editable(session, ref)
+    role = _role(role)
+    person = get_person(session, email)
+    existing = _holding(session, account, role, person)
     if existing is not None:
         raise InvalidInput(f"{person.email} already holds {role} on {account.name}")
     session.add(
@@ -99,13 +105,7 @@ def unassign_role(
     account, _ = editable(session, ref)
     role = _role(role)
     person = get_person(session, email)
-    existing = session.exec(
-        select(RoleAssignment).where(
-            RoleAssignment.account_id == account.id,
-            RoleAssignment.role == role,
-            RoleAssignment.person_id == person.id,
-        )
-    ).first()
+    existing = _holding(session, account, role, person)
     if existing is None:
         raise NotFound(f"{person.email} does not hold {role} on {account.name}")
     session.delete(existing)

@@ -11,10 +11,10 @@ from sqlmodel import Session, col, select
 
 from kamflow import defaults, history
 from kamflow.accounts import editable, find_account, summary
-from kamflow.errors import GuardRefused, InvalidInput
-from kamflow.guards import Verdict, key_accounts, latest_scores
+from kamflow.errors import InvalidInput
+from kamflow.guards import key_accounts, latest_scores
 from kamflow.models import Account, HistoryKind, Person, RoleAssignment, Score
-from kamflow.people import find_person
+from kamflow.people import require_owner_or_leader
 from kamflow.plan import kpis_view
 from kamflow.selection import FACTORS, portfolio_config
 from kamflow.selection import score as compute_score
@@ -116,19 +116,7 @@ def set_workflow(
             f"workflow {target.name} has no stage {account.stage!r}: "
             f"{account.name} cannot keep its place there"
         )
-    person = find_person(session, actor)
-    if person is None or not (person.id == account.owner_id or person.is_leader):
-        raise GuardRefused(
-            f"{account.name} cannot change workflow:",
-            [
-                Verdict(
-                    "allowed",
-                    False,
-                    f"only the owner or a leader may change the workflow of {account.name}; "
-                    f"you are {actor}",
-                )
-            ],
-        )
+    require_owner_or_leader(session, account, actor, "change the workflow of")
     session.execute(
         sa.update(Account)
         .where(col(Account.id) == account.id)

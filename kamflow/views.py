@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
@@ -12,8 +13,12 @@ from kamflow.models import Person, Strategy
 from kamflow.portfolio import scores_of
 from kamflow.workflow import get_workflow
 
+UTC_ZONE = ZoneInfo("UTC")
 
-def account_details(session: Session, ref: str, *, actor: str, now: datetime) -> dict[str, Any]:
+
+def account_details(
+    session: Session, ref: str, *, actor: str, now: datetime, timezone: ZoneInfo = UTC_ZONE
+) -> dict[str, Any]:
     account = accounts.find_account(session, ref)
     definition = get_workflow(account.workflow)
     owner = session.get(Person, account.owner_id)
@@ -34,7 +39,7 @@ def account_details(session: Session, ref: str, *, actor: str, now: datetime) ->
         "required": sum(q["required"] for q in questions),
         "required_answered": sum(q["required"] and q["status"] == "answered" for q in questions),
     }
-    details["actions"] = plan.actions_view(session, ref, today=now.date())
+    details["actions"] = plan.actions_view(session, ref, today=now.astimezone(timezone).date())
     details["kpis"] = plan.kpis_view(session, account)
     review = plan.latest_review(session, account)
     details["latest_review"] = (

@@ -370,7 +370,9 @@ def test_only_the_owner_or_a_leader_may_snooze(
     lines = refused.stderr.splitlines()
     assert lines[0].startswith("Error:")
     assert who in lines[0]
-    assert f"  - only the owner or a leader may snooze {ACCOUNT}" in lines[1:]
+    assert lines[1].startswith(
+        f"  - only the owner or a leader may snooze {ACCOUNT}; you are {who}"
+    )
     assert snapshot(engine) == before
 
 
