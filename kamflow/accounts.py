@@ -31,6 +31,33 @@ def add_account(
     now: datetime,
 ) -> Account:
     """Create a candidate, or a key account at its workflow's first stage (within the cap)."""
+    account, _ = create_account(
+        session,
+        name,
+        owner=owner,
+        workflow=workflow,
+        kind=kind,
+        candidate=candidate,
+        override=override,
+        actor=actor,
+        now=now,
+    )
+    return account
+
+
+def create_account(
+    session: Session,
+    name: str,
+    *,
+    owner: str,
+    workflow: str = defaults.WORKFLOW,
+    kind: str = "existing",
+    candidate: bool = False,
+    override: str | None = None,
+    actor: str,
+    now: datetime,
+) -> tuple[Account, list[Verdict]]:
+    """add_account(), also returning the cap's verdict (a warning near the cap, say)."""
     name = clean_text(name, "an account's name", max_length=MAX_NAME)
     if name.isdigit():
         raise InvalidInput(f"{name!r} would be taken for an account id: give it a name")
@@ -73,7 +100,7 @@ def add_account(
         note=note,
         verdicts=verdicts,
     )
-    return account
+    return account, verdicts
 
 
 def _cap_verdict(

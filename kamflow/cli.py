@@ -249,10 +249,10 @@ def account_add(
     name: str, owner: str, workflow: str, kind: str, candidate: bool, override: str | None
 ) -> None:
     """Add a key account at its workflow's first stage (within the cap), or a candidate."""
-    from kamflow.accounts import add_account
+    from kamflow.accounts import create_account
 
-    added = act(
-        add_account,
+    added, verdicts = act(
+        create_account,
         name,
         owner=owner,
         workflow=workflow,
@@ -264,19 +264,7 @@ def account_add(
     click.echo(
         f"Added {added.name} ({added.kind} {what}, workflow {added.workflow}) at {added.stage}."
     )
-    if not candidate:
-        _warn_from_history(added.name)
-
-
-def _warn_from_history(name: str) -> None:
-    """Print the warnings of the verdicts just recorded for ``name`` (e.g. near the cap)."""
-    from kamflow.accounts import find_account
-    from kamflow.history import entries
-
-    rows = read(lambda session: entries(session, find_account(session, name)))
-    for verdict in rows[-1]["verdicts"] if rows else []:
-        if verdict.get("warning"):
-            click.echo(f"Warning: {verdict['message']}", err=True)
+    _print_warnings(verdicts)
 
 
 @account.command("score")

@@ -159,11 +159,6 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         raise DatabaseError(f"database error on {_safe(engine)}: {_reason(error)}") from None
 
 
-def safe_url(url: str) -> str:
-    """A database URL fit to print: the password hidden."""
-    return _safe(engine_for(url))
-
-
 def _safe(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=True)
 

@@ -21,16 +21,11 @@ def mermaid(definition: Workflow) -> str:
         stage = definition.initial
 
     spec = definition.spec
-    active = spec.active
     machine = GraphMachine(
         model=_Model(),
         states=definition.places,
         transitions=[
-            {
-                "trigger": t.name,
-                "source": active if EVERY_STAGE in t.source else t.source,
-                "dest": t.dest,
-            }
+            {"trigger": t.name, "source": definition.sources(t), "dest": t.dest}
             for t in spec.transitions
         ],
         initial=definition.intake_names[0] if definition.intake_names else definition.initial,
@@ -85,7 +80,7 @@ def svg(definition: Workflow) -> str:
                 f"{label} (from {escape(where)})</text>"
             )
             continue
-        for source in transition.source:
+        for source in definition.sources(transition):
             if source not in index_of:
                 continue
             a, b = index_of[source], index_of[transition.dest]

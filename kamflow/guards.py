@@ -28,7 +28,7 @@ from kamflow.models import (
     Score,
     Strategy,
 )
-from kamflow.text import shell_quote
+from kamflow.text import plural, shell_quote
 
 if TYPE_CHECKING:
     from kamflow.workflow import Workflow
@@ -401,19 +401,40 @@ def latest_scores(session: Session, account_ids: list[int | None]) -> dict[int |
     return {account_id: total for account_id, total in rows.all()}
 
 
-def key_accounts(session: Session, *, owner_id: int | None = None) -> list[Account]:
-    """The accounts in a stage of the cycle (not candidates, not exited), across all workflows."""
+def _key_account_queries(
+    session: Session, what: Any, *, owner_id: int | None, strict: bool
+) -> list[Any]:
+    """One query per workflow in use, for its accounts in a stage of the cycle."""
     from kamflow.workflow import workflows_in_use
 
-    found: list[Account] = []
-    for definition in workflows_in_use(session):
-        query = select(Account).where(
+    queries = []
+    for definition in workflows_in_use(session, strict=strict):
+        query = select(what).where(
             Account.workflow == definition.name, col(Account.stage).in_(definition.stage_names)
         )
         if owner_id is not None:
             query = query.where(Account.owner_id == owner_id)
+        queries.append(query)
+    return queries
+
+
+def key_accounts(
+    session: Session, *, owner_id: int | None = None, strict: bool = False
+) -> list[Account]:
+    """The accounts in a stage of the cycle (not candidates, not exited), across all workflows."""
+    found: list[Account] = []
+    for query in _key_account_queries(session, Account, owner_id=owner_id, strict=strict):
         found += session.exec(query).all()
     return sorted(found, key=lambda account: account.name.lower())
+
+
+def count_key_accounts(session: Session, *, owner_id: int | None = None) -> int:
+    """How many key accounts there are (counted in SQL; a workflow that fails to load is an
+    error here, since leaving its accounts out would let the cap be passed)."""
+    return sum(
+        session.exec(query).one()
+        for query in _key_account_queries(session, func.count(), owner_id=owner_id, strict=True)
+    )
 
 
 #: How a within_cap verdict begins when a leader's override took the account over the cap.
@@ -440,20 +461,21 @@ def within_cap(context: GuardContext, _: NoParams) -> tuple[bool, str]:
         # Two promotions at once must not both take the last place: count under a lock held
         # until commit (SQLite lets one writer in at a time anyway).
         context.session.execute(sa.text("SELECT pg_advisory_xact_lock(4242002)"))
-    everyone = [a for a in key_accounts(context.session) if a.id != account.id]
-    owned = [a for a in everyone if a.owner_id == account.owner_id]
+    is_key = account.id is not None and account.stage in context.workflow.stage_names
+    everyone = count_key_accounts(context.session) - is_key
+    owned = count_key_accounts(context.session, owner_id=account.owner_id) - is_key
     owner = context.session.get(Person, account.owner_id)
     owner_name = owner.email if owner else "the owner"
     over = []
-    if len(everyone) >= cap.organisation:
+    if everyone >= cap.organisation:
         over.append(
-            f"the organisation already has {len(everyone)} key accounts, the cap is "
-            f"{cap.organisation}: {_ranked(context.session, everyone)}"
+            f"the organisation already has {plural(everyone, 'key account')}, the cap is "
+            f"{cap.organisation}: {_ranked(context.session, None, account)}"
         )
-    if len(owned) >= cap.per_owner:
+    if owned >= cap.per_owner:
         over.append(
-            f"{owner_name} already owns {len(owned)} key accounts, the cap is {cap.per_owner}: "
-            f"{_ranked(context.session, owned)}"
+            f"{owner_name} already owns {plural(owned, 'key account')}, the cap is "
+            f"{cap.per_owner}: {_ranked(context.session, account.owner_id, account)}"
         )
     if over:
         if context.override is None:
@@ -462,24 +484,33 @@ def within_cap(context: GuardContext, _: NoParams) -> tuple[bool, str]:
                 "with --override --reason TEXT)"
             )
         return Warn(f"{OVERRIDDEN} ({context.actor}: {context.override}): " + "; ".join(over))
-    if len(owned) + 1 >= cap.warn_per_owner:
+    if owned + 1 >= cap.warn_per_owner:
         return Warn(
-            f"{owner_name} will own {len(owned) + 1} key account{'s' if owned else ''} "
+            f"{owner_name} will own {plural(owned + 1, 'key account')} "
             f"(the cap is {cap.per_owner}; kamflow warns from {cap.warn_per_owner})"
         )
     return True, (
-        f"{len(everyone) + 1} of {cap.organisation} key accounts, "
-        f"{len(owned) + 1} of {cap.per_owner} for {owner_name}"
+        f"{everyone + 1} of {cap.organisation} key accounts, "
+        f"{owned + 1} of {cap.per_owner} for {owner_name}"
     )
 
 
-def _ranked(session: Session, accounts: list[Account]) -> str:
+#: How many of the lowest-scored key accounts a cap refusal names.
+RANKED_SHOWN = 5
+
+
+def _ranked(session: Session, owner_id: int | None, leaving_out: Account) -> str:
+    """The key accounts, lowest-scored first (the first few), naming the lowest-scored one."""
+    accounts = [
+        a for a in key_accounts(session, owner_id=owner_id, strict=True) if a.id != leaving_out.id
+    ]
     scores = latest_scores(session, [a.id for a in accounts])
     ordered = sorted(accounts, key=lambda a: (scores.get(a.id, -1.0), a.name.lower()))
-    listing = ", ".join(
-        f"{a.name} ({scores[a.id]:g})" if a.id in scores else f"{a.name} (not scored)"
-        for a in ordered
-    )
-    lowest = ordered[0]
-    lowest_score = f"{scores[lowest.id]:g}" if lowest.id in scores else "not scored"
-    return f"{listing}; the lowest-scored is {lowest.name} ({lowest_score})"
+
+    def label(a: Account) -> str:
+        return f"{a.name} ({scores[a.id]:g})" if a.id in scores else f"{a.name} (not scored)"
+
+    listing = ", ".join(label(a) for a in ordered[:RANKED_SHOWN])
+    if len(ordered) > RANKED_SHOWN:
+        listing += f" and {len(ordered) - RANKED_SHOWN} more"
+    return f"{listing}; the lowest-scored is {label(ordered[0])}" if ordered else listing

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from kamflow import defaults, history
-from kamflow.accounts import editable, find_account, summary
+from kamflow.accounts import editable, find_account, summary, touch
 from kamflow.errors import InvalidInput
 from kamflow.guards import key_accounts, latest_scores
 from kamflow.models import Account, HistoryKind, Person, RoleAssignment, Score
@@ -44,9 +44,7 @@ def score_account(
         kind=HistoryKind.SCORE,
         note=f"scored {result.total:g} ({inputs})",
     )
-    session.execute(
-        sa.update(Account).where(col(Account.id) == account.id).values(version=Account.version + 1)
-    )
+    touch(session, account)
     return row
 
 

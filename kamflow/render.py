@@ -123,6 +123,8 @@ def render_workflow(definition: Workflow) -> str:
     for stage in spec.stages:
         initial = "  (start)" if stage.name == definition.initial else ""
         lines.append(f"  {stage.name:<14} {stage.limit_days:>4}  {stage.title}{initial}")
+    if spec.intake:
+        lines.append("Before the cycle: " + ", ".join(p.name for p in spec.intake))
     if spec.exits:
         lines.append("Exits: " + ", ".join(e.name for e in spec.exits))
     lines.append("Transitions:")
@@ -144,7 +146,7 @@ def render_workflow(definition: Workflow) -> str:
     lines.append(
         f"Questions: {len(definition.questions.questions)} in "
         f"{len(definition.questions.categories)} categories "
-        f"({len(definition.questions.required)} required)"
+        f"({len(definition.required_questions)} required in this workflow)"
     )
     return "\n".join(lines)
 

@@ -14,20 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from markupsafe import Markup
-from sqlmodel import Session, select
+from sqlmodel import Session
 
+from kamflow import defaults
 from kamflow.diagram import mermaid, svg
 from kamflow.errors import InvalidInput
-from kamflow.models import Account
 from kamflow.portfolio import board, coverage, kpi_report, stage_counts
-from kamflow.workflow import get_workflow
+from kamflow.workflow import get_workflow, workflows_in_use
 
 COLOURS = {"on_track": "#3a8f5c", "behind": "#d89a1c", "stuck": "#c0392b", "candidate": "#7f8c8d"}
 
 
 def build_report(session: Session, *, now: datetime) -> dict[str, Any]:
     """Everything the page shows, as plain data (also what `report --json` prints)."""
-    used = sorted(session.exec(select(Account.workflow).distinct()).all()) or ["kam"]
+    used = [definition.name for definition in workflows_in_use(session)] or [defaults.WORKFLOW]
     rows = board(session, now=now)
     return {
         "generated_at": now.isoformat(),
@@ -120,7 +120,6 @@ def days_svg(rows: list[dict[str, Any]]) -> str:
 
 
 def render_report(data: dict[str, Any]) -> str:
-    from kamflow import defaults
     from kamflow.notify.templates import environment
 
     diagrams = [

@@ -41,3 +41,8 @@ def first_line(error: BaseException) -> str:
     """An error as one line: its message's first line, or its type when it has no message."""
     lines = str(error).strip().splitlines()
     return lines[0].strip() if lines else type(error).__name__
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 key account``, ``3 key accounts``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"

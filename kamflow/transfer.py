@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,14 +18,14 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from kamflow import defaults
-from kamflow.accounts import add_account
-from kamflow.errors import InvalidFile, InvalidInput, KamflowError
-from kamflow.guards import key_accounts, latest_scores
+from kamflow.accounts import create_account
+from kamflow.errors import GuardRefused, InvalidFile, InvalidInput, KamflowError
+from kamflow.guards import Verdict, overridden
 from kamflow.models import Account, Person, Score
 from kamflow.people import find_person
 from kamflow.portfolio import score_account
-from kamflow.selection import FACTORS, parse_factor, portfolio_config
-from kamflow.text import MAX_NAME, clean_text
+from kamflow.selection import FACTORS, parse_factor
+from kamflow.text import MAX_NAME, clean_text, plural
 
 REQUIRED = ("name", "owner", "kind")
 IGNORED = ("stage", "score")
@@ -43,7 +42,12 @@ class ImportResult:
     candidates: int = 0
     key_accounts: int = 0
     scored: int = 0
+    overridden: int = 0
     warnings: list[str] = field(default_factory=list)
+
+
+#: An import reports this many problems at most (a file over the cap would repeat one per row).
+MAX_PROBLEMS = 20
 
 
 def read_rows(file: str) -> list[Row]:
@@ -80,6 +84,9 @@ def read_rows(file: str) -> list[Row]:
         problems.append(
             f"line 1: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
         )
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        problems.append(f"line 1: column {twice[0]!r} appears twice")
     unknown = [name for name in header if name not in (*COLUMNS, *IGNORED)]
     if unknown:
         problems.append(f"line 1: unknown column {unknown[0]!r} (columns: {', '.join(COLUMNS)})")
@@ -94,6 +101,8 @@ def read_rows(file: str) -> list[Row]:
     rows: list[Row] = []
     for line, values in records[1:]:
         row = {name: value.strip() for name, value in zip(header, values, strict=False)}
+        if "name" in row:
+            row["name"] = from_spreadsheet(row["name"])
         if len(values) > len(header):
             row[PROBLEM] = "more values than columns (a comma inside a name needs quotes)"
         rows.append((line, row))
@@ -111,53 +120,81 @@ def import_accounts(
     now: datetime,
     progress: Callable[[int], Any] | None = None,
 ) -> ImportResult:
-    """Check every row, then import them all (in the caller's transaction) or none."""
-    problems = _check(session, rows, candidate=candidate, override=override, actor=actor)
+    """Check every row, then import them all (in the caller's transaction) or none.
+
+    The rows are checked field by field first; then each is added for real, the cap included
+    (the same guard as a promotion), and any refusal is collected with its line. One problem
+    anywhere and the caller's transaction is rolled back: nothing is imported.
+    """
+    if candidate and override is not None:
+        raise InvalidInput("candidates are not key accounts yet: there is no cap to override")
+    if override is not None:
+        leader = find_person(session, actor)
+        if leader is None or not leader.is_leader:
+            raise GuardRefused(
+                f"{source} was not imported:",
+                [
+                    Verdict(
+                        "within_cap",
+                        False,
+                        f"only a leader may override the key-account cap; you are {actor}",
+                    )
+                ],
+            )
+    problems = _check(session, rows)
     if problems:
         raise InvalidFile(source, problems)
     result = ImportResult()
+    warnings: dict[str, str] = {}  # the latest warning per owner, not one per row
     for line, row in rows:
         try:
-            add_account(
-                session,
-                row["name"],
-                owner=row["owner"],
-                kind=row.get("kind") or "existing",
-                candidate=candidate,
-                override=None if candidate else override,
-                actor=actor,
-                now=now,
-            )
-            if row.get(FACTORS[0]):
-                score_account(
-                    session, row["name"], {f: row[f] for f in FACTORS}, actor=actor, now=now
+            with session.begin_nested():
+                _, verdicts = create_account(
+                    session,
+                    row["name"],
+                    owner=row["owner"],
+                    kind=row.get("kind") or "existing",
+                    candidate=candidate,
+                    override=override,
+                    actor=actor,
+                    now=now,
                 )
-                result.scored += 1
-        except KamflowError as error:  # checked above; kept for a clear message all the same
-            raise InvalidFile(source, [f"line {line}: {error}"]) from None
+                if row.get(FACTORS[0]):
+                    values = {f: row[f] for f in FACTORS}
+                    score_account(session, row["name"], values, actor=actor, now=now)
+        except KamflowError as error:
+            problems.append(f"line {line}: " + " ".join(part.strip() for part in error.lines()))
+            if len(problems) >= MAX_PROBLEMS:
+                problems.append(f"(stopped after {MAX_PROBLEMS} problems)")
+                break
+            continue
         result.imported += 1
         result.candidates += candidate
         result.key_accounts += not candidate
+        result.scored += bool(row.get(FACTORS[0]))
+        result.overridden += overridden(verdicts)
+        for verdict in verdicts:
+            if verdict.warning and not overridden([verdict]):
+                warnings[row["owner"].lower()] = verdict.message
         if progress is not None:
             progress(1)
-    if override and not candidate:
-        result.warnings.append(f"the key-account cap was overridden: {override}")
+    if problems:
+        raise InvalidFile(source, problems)
+    result.warnings = list(warnings.values())
+    if result.overridden:
+        result.warnings.append(
+            f"{plural(result.overridden, 'account')} went over the key-account cap by "
+            f"leader override: {override}"
+        )
     return result
 
 
-def _check(
-    session: Session,
-    rows: list[Row],
-    *,
-    candidate: bool,
-    override: str | None,
-    actor: str,
-) -> list[str]:
+def _check(session: Session, rows: list[Row]) -> list[str]:
+    """Every row's fields: names, owners, kinds and scores (the cap comes when adding)."""
     problems: list[str] = []
     existing = {name.lower() for name in session.exec(select(Account.name)).all()}
     people: dict[str, Person | None] = {}
     seen: dict[str, int] = {}
-    owners: Counter[int] = Counter()
     for line, row in rows:
         if PROBLEM in row:
             problems.append(f"line {line}: {row[PROBLEM]}")
@@ -178,14 +215,11 @@ def _check(
         email = row.get("owner", "").lower()
         if email not in people:
             people[email] = find_person(session, email) if email else None
-        owner = people[email]
-        if owner is None:
+        if people[email] is None:
             problems.append(
                 f"line {line}: unknown owner {row.get('owner', '')!r} "
                 "(add them: kamflow person add EMAIL)"
             )
-        elif not candidate and owner.id is not None:
-            owners[owner.id] += 1
         kind = row.get("kind") or "existing"
         if kind not in defaults.ACCOUNT_KINDS:
             problems.append(f"line {line}: kind must be existing or new, not {kind!r}")
@@ -195,52 +229,7 @@ def _check(
                     parse_factor(factor, row.get(factor, ""))
                 except InvalidInput as error:
                     problems.append(f"line {line}: {error}")
-    if not candidate and not problems:
-        problems += _check_cap(session, rows, people, owners, override=override, actor=actor)
     return problems
-
-
-def _check_cap(
-    session: Session,
-    rows: list[Row],
-    people: dict[str, Person | None],
-    owners: Counter[int],
-    *,
-    override: str | None,
-    actor: str,
-) -> list[str]:
-    """The whole file against the caps: the first row that goes over is named."""
-    cap = portfolio_config().cap
-    current = key_accounts(session)
-    organisation = len(current)
-    per_owner = Counter(a.owner_id for a in current)
-    for line, row in rows:
-        owner = people[row["owner"].lower()]
-        assert owner is not None and owner.id is not None
-        organisation += 1
-        per_owner[owner.id] += 1
-        over = []
-        if organisation > cap.organisation:
-            over.append(
-                f"the organisation would have {organisation} key accounts (cap {cap.organisation})"
-            )
-        if per_owner[owner.id] > cap.per_owner:
-            over.append(
-                f"{owner.email} would own {per_owner[owner.id]} key accounts (cap {cap.per_owner})"
-            )
-        if over:
-            if override is None:
-                return [
-                    f"line {line}: over the key-account cap: {'; '.join(over)} "
-                    "(import them as candidates with --candidate, or a leader may "
-                    "--override --reason TEXT)"
-                ]
-            leader = find_person(session, actor)
-            if leader is None or not leader.is_leader:
-                return [
-                    f"line {line}: only a leader may override the key-account cap; you are {actor}"
-                ]
-    return []
 
 
 def export_accounts(session: Session) -> str:
@@ -250,25 +239,37 @@ def export_accounts(session: Session) -> str:
         .join(Person, col(Account.owner_id) == col(Person.id))
         .order_by(col(Account.name))
     ).all()
-    scores = latest_scores(session, [a.id for a, _ in rows])
     newest: dict[int | None, Score] = {}
     for score in session.exec(select(Score).order_by(col(Score.id))).all():
-        newest[score.account_id] = score
+        newest[score.account_id] = score  # the last one read is the latest
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([*COLUMNS, *IGNORED])
     for account, owner in rows:
         latest = newest.get(account.id)
         factors = [getattr(latest, f) if latest else "" for f in FACTORS]
-        total = scores.get(account.id)
         writer.writerow(
             [
-                account.name,
+                spreadsheet_safe(account.name),
                 owner.email,
                 account.kind,
                 *factors,
                 account.stage,
-                "" if total is None else f"{total:g}",
+                "" if latest is None else f"{latest.total:g}",
             ]
         )
     return out.getvalue()
+
+
+#: A cell starting with one of these is a formula to a spreadsheet.
+FORMULA_STARTS = ("=", "+", "-", "@")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A name a spreadsheet shows as text, never as a formula (``'=`` reads back as ``=``)."""
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
+
+
+def from_spreadsheet(text: str) -> str:
+    """The reverse of spreadsheet_safe()."""
+    return text[1:] if text.startswith("'") and text[1:].startswith(FORMULA_STARTS) else text

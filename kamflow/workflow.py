@@ -340,6 +340,10 @@ class Workflow:
             f"no stage {text!r} in workflow {self.name} (stages: {', '.join(self.places)})"
         )
 
+    def sources(self, transition: TransitionSpec) -> list[str]:
+        """Where ``transition`` leaves from, with ``*`` spelled out."""
+        return _sources(transition, self.spec.active)
+
     def transitions_from(self, stage: str) -> list[TransitionSpec]:
         return [t for t in self.spec.transitions if stage in _sources(t, self.spec.active)]
 
@@ -447,9 +451,10 @@ def get_workflow(name: str) -> Workflow:
     return load_workflow(paths[name])
 
 
-def workflows_in_use(session: Session) -> list[Workflow]:
+def workflows_in_use(session: Session, *, strict: bool = False) -> list[Workflow]:
     """The workflows some account follows, loaded; one whose file is missing or broken is left
-    out with a warning, so that it holds up only its own accounts."""
+    out with a warning, so that it holds up only its own accounts (``strict``: raise instead,
+    where leaving accounts out would give a wrong answer, such as counting against the cap)."""
     from kamflow.models import Account
 
     names = session.exec(select(Account.workflow).distinct().order_by(col(Account.workflow))).all()
@@ -458,5 +463,7 @@ def workflows_in_use(session: Session) -> list[Workflow]:
         try:
             found.append(get_workflow(name))
         except KamflowError as error:
+            if strict:
+                raise
             log.warning("accounts following workflow %r skipped: %s", name, first_line(error))
     return found

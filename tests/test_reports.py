@@ -762,3 +762,26 @@ def test_report_fits_a_laptop_window_in_headless_chromium(
     found = re.search(r'data-overflow="(-?\d+)"', dumped.stdout.decode("utf-8"))
     assert found is not None, "the probe did not run"
     assert int(found.group(1)) <= 0, f"the page is {found.group(1)} px wider than the window"
+
+
+def test_the_diagrams_draw_moves_from_every_stage_to_a_stage(tmp_path: Path) -> None:
+    """A `from: "*"` move into the cycle (here: restart) is drawn, not only the exits."""
+    from kamflow.diagram import mermaid, svg
+    from kamflow.workflow import load_workflow
+
+    shipped = Path(__file__).resolve().parent.parent / "workflows"
+    shutil.copy(shipped / "questions.yaml", tmp_path / "questions.yaml")
+    (tmp_path / "loop.yaml").write_text(
+        "name: loop\ntitle: Loop\nstages:\n"
+        "  - {name: first, limit_days: 5}\n  - {name: second, limit_days: 5}\n"
+        "transitions:\n"
+        "  - {name: advance, from: first, to: second}\n"
+        '  - {name: restart, from: "*", to: first}\n',
+        encoding="utf-8",
+    )
+    definition = load_workflow(tmp_path / "loop.yaml")
+
+    drawn = svg(definition)
+    assert ">restart</text>" in drawn
+    assert "first --> first: restart" in mermaid(definition)
+    assert "second --> first: restart" in mermaid(definition)

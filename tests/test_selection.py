@@ -620,10 +620,10 @@ def test_a_non_leader_override_is_refused_saying_a_leader_is_needed(
         assert snapshot(engine) == before
 
 
-def test_a_non_leader_override_under_the_cap_is_not_recorded_as_one(
+def test_a_non_leader_override_is_refused_even_under_the_cap(
     cli: Cli, engine: Engine, small_cap: Path
 ) -> None:
-    """Only a leader may override: an owner's --override must not leave an override on record."""
+    """Only a leader may override: an owner's --override is refused by the cap's guard."""
     people(cli)
     candidate(cli, "Gamma", TOP)
     for args in (
@@ -631,15 +631,24 @@ def test_a_non_leader_override_under_the_cap_is_not_recorded_as_one(
         ["account", "add", "Delta", "--owner", OWNER],
     ):
         before = snapshot(engine)
-        result = cli(*args, "--override", "--reason", "Just in case")
-        if result.exit_code == 3:
-            assert "only a leader may override" in result.stderr
-            assert snapshot(engine) == before
-        else:
-            ok(result)
-            name = args[2]
-            notes = [row["note"] for row in history(cli, name)]
-            assert not any("override" in note for note in notes), notes
+        err = refused(cli(*args, "--override", "--reason", "Just in case"), 3)
+        assert f"only a leader may override the key-account cap; you are {OWNER}" in err
+        assert snapshot(engine) == before
+
+
+def test_a_leader_override_that_was_not_needed_is_not_recorded(cli: Cli, small_cap: Path) -> None:
+    """Under the cap a leader's --override changes nothing: no override on record, no warning."""
+    people(cli)
+    candidate(cli, "Gamma", TOP)
+    for args, name in (
+        (["account", "promote", "Gamma"], "Gamma"),
+        (["account", "add", "Delta", "--owner", OTHER], "Delta"),
+    ):
+        result = cli(*args, "--override", "--reason", "Just in case", actor=LEADER)
+        ok(result)
+        assert "override" not in result.stderr
+        notes = [row["note"] for row in history(cli, name)]
+        assert not any("override" in note for note in notes), notes
 
 
 def test_an_override_does_not_lift_the_threshold(cli: Cli, engine: Engine, small_cap: Path) -> None:
