@@ -37,7 +37,7 @@ from kamflow.models import (
     Person,
 )
 from kamflow.notify.templates import render
-from kamflow.outbox import Draft, already_queued, queue
+from kamflow.outbox import Draft, already_queued
 from kamflow.text import shell_quote
 from kamflow.workflow import workflows_in_use
 
@@ -189,8 +189,7 @@ def queue_owner_digests(
                 body_text=text,
                 body_html=html,
             )
-            if dry_run or queue(session, draft, now=now):
-                report.queued.append(draft.describe())
+            report.offer(session, draft, now=now, dry_run=dry_run)
     return report
 
 
@@ -320,6 +319,5 @@ def queue_leader_digests(
                 body_text=text,
                 body_html=html,
             )
-            if dry_run or queue(session, draft, now=now):
-                report.queued.append(draft.describe())
+            report.offer(session, draft, now=now, dry_run=dry_run)
     return report

@@ -52,6 +52,11 @@ class StepReport:
     def summary(self) -> str:
         return f"{self.step}: examined {self.examined}, queued {len(self.queued)}"
 
+    def offer(self, session: Session, draft: Draft, *, now: datetime, dry_run: bool) -> None:
+        """Queue ``draft`` (a dry run only notes it); counted when this run inserted it."""
+        if dry_run or queue(session, draft, now=now):
+            self.queued.append(draft.describe())
+
 
 # --- snoozes ------------------------------------------------------------------------------------
 
@@ -237,8 +242,7 @@ def queue_stalls(engine: sa.Engine, now: datetime, *, dry_run: bool = False) -> 
             if already_queued(session, key):
                 continue
             draft = stall_draft(session, account, definition, where, now)
-            if dry_run or queue(session, draft, now=now):
-                report.queued.append(draft.describe())
+            report.offer(session, draft, now=now, dry_run=dry_run)
     return report
 
 
@@ -318,8 +322,7 @@ def queue_action_reminders(
             if already_queued(session, action_key(action, repeat)):
                 continue
             draft = action_draft(session, action, account, owner, today, repeat)
-            if dry_run or queue(session, draft, now=now):
-                report.queued.append(draft.describe())
+            report.offer(session, draft, now=now, dry_run=dry_run)
     return report
 
 
