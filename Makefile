@@ -26,7 +26,7 @@ test: $(VENV)/.installed-test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
-	$(VENV)/bin/ruff check kamflow tests cli.py
+	$(VENV)/bin/ruff check kamflow tests cli.py bench
 	$(VENV)/bin/mypy kamflow tests
 
 bench: $(VENV)/.installed-test

@@ -18,7 +18,6 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from kamflow import db, engine, people, plan
-from kamflow.accounts import add_account
 from kamflow.models import Account
 
 NOW = datetime(2027, 1, 4, 9, tzinfo=UTC)
@@ -30,24 +29,26 @@ def build(folder: Path, filler: int, tag: str) -> sa.Engine:
     eng = db.ready_engine(f"sqlite:///{folder / f'bench-{tag}.db'}")
     with db.session_scope(eng) as session:
         owner = people.add_person(session, ACTOR, now=NOW)
+        # Written directly: a portfolio this large is far over the key-account cap on purpose.
+        names = [(f"Filler {i}", "research") for i in range(filler)]
+        names += [(f"Moving {i}", "strategy") for i in range(MOVES)]
         session.execute(
             sa.insert(Account),
             [
                 {
-                    "name": f"Filler {i}",
+                    "name": name,
                     "owner_id": owner.id,
                     "workflow": "kam",
                     "kind": "existing",
-                    "stage": "research",
+                    "stage": stage,
                     "stage_entered_at": NOW,
                     "version": 1,
                     "created_at": NOW,
                 }
-                for i in range(filler)
+                for name, stage in names
             ],
         )
         for i in range(MOVES):
-            add_account(session, f"Moving {i}", owner=ACTOR, actor=ACTOR, now=NOW)
             plan.set_strategy(
                 session, f"Moving {i}", objective="o", who="w", why="y", actor=ACTOR, now=NOW
             )
