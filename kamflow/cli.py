@@ -227,7 +227,7 @@ def person_list(as_json: bool) -> None:
 
 @app.group()
 def account() -> None:
-    """Add, list and show key accounts."""
+    """Key accounts and candidates: add, score, promote, swap, list, show, import, export."""
 
 
 @account.command("add")
