@@ -93,8 +93,12 @@ class QuestionBank:
         return tuple(question for question in self.questions if question.required)
 
 
-@functools.cache
 def load_bank(path: Path) -> QuestionBank:
     """Load and validate a question bank; raises InvalidWorkflow naming every problem."""
+    return _load_bank(path, specfile.stamp(path))
+
+
+@functools.lru_cache(maxsize=64)
+def _load_bank(path: Path, _stamp: tuple[tuple[str, int], ...]) -> QuestionBank:
     spec = specfile.load(path, QuestionBankSpec, _check)
     return QuestionBank(path, tuple(spec.categories), tuple(spec.questions))

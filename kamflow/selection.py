@@ -69,8 +69,12 @@ def _check(spec: PortfolioSpec) -> list[Problem]:
     return []
 
 
-@functools.cache
 def _load(path: Path) -> PortfolioSpec:
+    return _load_stamped(path, specfile.stamp(path))
+
+
+@functools.lru_cache(maxsize=16)
+def _load_stamped(path: Path, _stamp: tuple[tuple[str, int], ...]) -> PortfolioSpec:
     return specfile.load(path, PortfolioSpec, _check)
 
 

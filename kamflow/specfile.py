@@ -22,6 +22,17 @@ class Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+def stamp(*paths: Path) -> tuple[tuple[str, int], ...]:
+    """When each file last changed: part of a cache key, so an edited definition is re-read."""
+    found = []
+    for path in paths:
+        try:
+            found.append((str(path), path.stat().st_mtime_ns))
+        except OSError:
+            found.append((str(path), 0))
+    return tuple(found)
+
+
 def describe(path: Path) -> str:
     """The file's path as a user would recognise it (relative to the current folder if inside)."""
     try:

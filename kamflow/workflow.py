@@ -387,9 +387,16 @@ def _machine(spec: WorkflowSpec, initial: str) -> Machine:
     )
 
 
-@functools.cache
 def load_workflow(path: Path) -> Workflow:
-    """Load and validate one workflow file and its question bank; nothing is half loaded."""
+    """Load and validate one workflow file and its question bank; nothing is half loaded.
+
+    Loaded once, and again when a definition beside it changes (a running daemon sees edits).
+    """
+    return _load_workflow(path, specfile.stamp(*sorted(path.parent.glob("*.yaml"))))
+
+
+@functools.lru_cache(maxsize=64)
+def _load_workflow(path: Path, _stamp: tuple[tuple[str, int], ...]) -> Workflow:
     spec = specfile.load(path, WorkflowSpec, lambda s: _check(s, path))
     bank = load_bank(path.parent / spec.questions)
     initial = spec.initial or spec.stages[0].name

@@ -593,3 +593,17 @@ def test_account_add_with_an_unknown_workflow(cli: Callable[..., Result], engine
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: no workflow 'nope' (available: ")
     assert snapshot(engine) == before
+
+
+def test_an_edited_workflow_is_read_again(tmp_path: Path) -> None:
+    """A running daemon sees an edited limit: a definition is re-read when its files change."""
+    shutil.copy(BANK, tmp_path / "questions.yaml")
+    copy = tmp_path / "kam.yaml"
+    text = KAM.read_text(encoding="utf-8")
+    copy.write_text(text, encoding="utf-8")
+    assert load_workflow(copy).stage("strategy").limit_days == 14  # type: ignore[union-attr]
+
+    copy.write_text(text.replace("limit_days: 14", "limit_days: 10", 1), encoding="utf-8")
+    os.utime(copy, ns=(copy.stat().st_atime_ns, copy.stat().st_mtime_ns + 1_000_000))
+
+    assert load_workflow(copy).stage("strategy").limit_days == 10  # type: ignore[union-attr]
