@@ -65,8 +65,9 @@ def scores_of(session: Session, ref: str) -> list[dict[str, Any]]:
     ]
 
 
-def _in_play(session: Session, *, now: datetime) -> list[dict[str, Any]]:
-    """Candidates and key accounts (not the exited), in process order, with their latest score."""
+def board(session: Session, *, now: datetime) -> list[dict[str, Any]]:
+    """Every candidate and key account (not the exited), stage by stage across the workflows,
+    with owner, days in stage, status and latest score."""
     rows: list[tuple[int, str, dict[str, Any]]] = []
     for definition in workflows_in_use(session):
         name = definition.name
@@ -92,7 +93,7 @@ def _in_play(session: Session, *, now: datetime) -> list[dict[str, Any]]:
 def rank(session: Session, *, now: datetime) -> list[dict[str, Any]]:
     """Candidates and key accounts by their latest score, best first (unscored last)."""
     threshold = portfolio_config().selection.threshold
-    rows = _in_play(session, now=now)
+    rows = board(session, now=now)
     for row in rows:
         row["above_threshold"] = row["score"] is not None and row["score"] >= threshold
     rows.sort(key=lambda r: (r["score"] is None, -(r["score"] or 0), r["name"].lower()))
@@ -133,11 +134,6 @@ def set_workflow(
 
 
 # --- views ---------------------------------------------------------------------------------------
-
-
-def board(session: Session, *, now: datetime) -> list[dict[str, Any]]:
-    """Every candidate and key account, stage by stage, with owner, days, status and score."""
-    return _in_play(session, now=now)
 
 
 def coverage(session: Session) -> list[dict[str, Any]]:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -57,10 +59,9 @@ def sqlite_url(tmp_path: Any) -> str:
     return f"sqlite:///{tmp_path / 'kamflow.db'}"
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A URL whose search_path is a fresh schema of its own, dropped afterwards."""
-    _require_postgres()
+@contextmanager
+def fresh_schema() -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a new schema of its own, dropped afterwards."""
     schema = f"kf_{uuid.uuid4().hex[:12]}"
     admin = sa.create_engine(PG_URL)
     with admin.begin() as connection:
@@ -73,6 +74,14 @@ def postgres_url() -> Iterator[str]:
         with admin.begin() as connection:
             connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL whose search_path is a fresh schema of its own, dropped afterwards."""
+    _require_postgres()
+    with fresh_schema() as url:
+        yield url
 
 
 def dispose(url: str) -> None:
@@ -113,20 +122,47 @@ def run(engine: Engine, clock: FixedClock) -> Runner:
     return call
 
 
-@pytest.fixture
-def cli(database_url: str, clock: FixedClock) -> Callable[..., Result]:
-    """Run the kamflow CLI in-process on the test database, at the clock's time."""
+#: Runs one kamflow command line in-process and returns click's Result.
+Cli = Callable[..., Result]
+
+
+def cli_on(url: str, clock: FixedClock) -> Cli:
+    """The CLI on the database at ``url``, at the clock's time, as ``actor`` (default the owner)."""
     runner = CliRunner()
 
     def invoke(
         *args: str, actor: str = "owner@example.com", env: dict[str, str] | None = None
     ) -> Result:
         environment = {"KAMFLOW_NOW": clock.now().isoformat(), "KAMFLOW_USER": actor, **(env or {})}
-        return runner.invoke(
-            app, ["--db", database_url, *args], env=environment, catch_exceptions=False
-        )
+        return runner.invoke(app, ["--db", url, *args], env=environment, catch_exceptions=False)
 
     return invoke
+
+
+@pytest.fixture
+def cli(database_url: str, clock: FixedClock) -> Cli:
+    """Run the kamflow CLI in-process on the test database, at the clock's time."""
+    return cli_on(database_url, clock)
+
+
+def ok(result: Result) -> str:
+    """The output of a command that must succeed."""
+    assert result.exit_code == 0, f"exit {result.exit_code}\n{result.output}\n{result.stderr}"
+    assert "Traceback" not in result.output + result.stderr
+    return result.output
+
+
+def refused(result: Result, code: int) -> str:
+    """The stderr of a command that must fail with ``code``, starting with an `Error:` line."""
+    assert result.exit_code == code, f"exit {result.exit_code}\n{result.output}\n{result.stderr}"
+    assert "Traceback" not in result.output + result.stderr
+    assert result.stderr.startswith("Error: "), result.stderr
+    return result.stderr
+
+
+def as_json(result: Result) -> Any:
+    """The JSON a command that must succeed printed."""
+    return json.loads(ok(result))
 
 
 def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:

@@ -10,18 +10,14 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from click.testing import Result
 from sqlalchemy.engine import Engine
 
 from kamflow.clock import FixedClock
-from tests.conftest import START, snapshot
-
-Cli = Callable[..., Result]
+from tests.conftest import START, Cli, as_json, ok, snapshot
 
 OWNER = "owner@example.com"
 LEADER = "lead@example.com"
@@ -55,13 +51,6 @@ KAMFLOW = Path(sys.executable).parent / "kamflow"
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def ok(result: Result) -> str:
-    """The output of a command that must succeed."""
-    assert result.exit_code == 0, f"exit {result.exit_code}\n{result.output}\n{result.stderr}"
-    assert "Traceback" not in result.output + result.stderr
-    return result.output
-
-
 def failed(result: Result, code: int = 1) -> str:
     """The one `Error:` line of a command that must fail with ``code``."""
     assert result.exit_code == code, f"exit {result.exit_code}\n{result.output}\n{result.stderr}"
@@ -70,10 +59,6 @@ def failed(result: Result, code: int = 1) -> str:
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("Error: "), result.stderr
     return lines[0]
-
-
-def as_json(result: Result) -> Any:
-    return json.loads(ok(result))
 
 
 def setup_people(cli: Cli) -> None:

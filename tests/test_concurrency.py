@@ -18,11 +18,10 @@ from multiprocessing.synchronize import Barrier
 from typing import Any
 
 import pytest
-from click.testing import Result
 
 from kamflow.clock import FixedClock
+from tests.conftest import Cli
 
-Cli = Callable[..., Result]
 #: (account, actor, outcome, exit code, message) as a racing process reports it.
 Report = tuple[str, str, str, int, str]
 

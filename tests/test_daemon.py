@@ -32,7 +32,6 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope
 from aiosmtpd.smtp import Session as SmtpSession
-from click.testing import Result
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
@@ -50,7 +49,7 @@ from kamflow.models import Account, HistoryEntry, HistoryKind, Notification
 from kamflow.notify.transports import FileTransport, SmtpSettings, SmtpTransport
 from kamflow.outbox import Draft, queue
 from tests.account_steps import ACCOUNT, OWNER, add_person, define_strategy, go, new_account
-from tests.conftest import START, Runner, snapshot
+from tests.conftest import START, Cli, Runner, snapshot
 
 LEADER = "boss@example.com"
 CHIEF = "chief@example.com"
@@ -61,7 +60,6 @@ QUOTED = f"'{ACCOUNT}'"  # how the account is typed in a shell command
 ACTION = "Send the CIO the pilot proposal"
 UTC_SCHEDULE = Schedule.load({})
 NEW_YORK = Schedule.load({"KAMFLOW_TIMEZONE": "America/New_York"})
-Cli = Callable[..., Result]
 
 
 # --- helpers ------------------------------------------------------------------------------------

@@ -6,19 +6,12 @@ with three roles and three required questions; its longer limits; `account set-w
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from typing import Any
-
 import pytest
-from click.testing import Result
 from sqlalchemy.engine import Engine
 
 from kamflow.clock import FixedClock
 from kamflow.workflow import get_workflow
-from tests.conftest import snapshot
-
-Cli = Callable[..., Result]
+from tests.conftest import Cli, as_json, ok, refused, snapshot
 
 OWNER = "owner@example.com"
 LEADER = "lead@example.com"
@@ -42,23 +35,6 @@ FULL_ONLY_REQUIRED = (
     "unknowns.critical-gaps",
 )
 KPI = "Revenue growth"
-
-
-def ok(result: Result) -> str:
-    assert result.exit_code == 0, f"exit {result.exit_code}\n{result.output}\n{result.stderr}"
-    assert "Traceback" not in result.output + result.stderr
-    return result.output
-
-
-def refused(result: Result, code: int) -> str:
-    assert result.exit_code == code, f"exit {result.exit_code}\n{result.output}\n{result.stderr}"
-    assert "Traceback" not in result.output + result.stderr
-    assert result.stderr.startswith("Error: "), result.stderr
-    return result.stderr
-
-
-def as_json(result: Result) -> Any:
-    return json.loads(ok(result))
 
 
 def people(cli: Cli) -> None:

@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Callable
 from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -25,9 +24,7 @@ from kamflow.accounts import add_account
 from kamflow.cli import app
 from kamflow.clock import FixedClock
 from tests import account_steps as steps
-from tests.conftest import START, Runner, snapshot
-
-Cli = Callable[..., Result]
+from tests.conftest import START, Cli, Runner, as_json, ok, snapshot
 
 OWNER = "owner@example.com"
 LEADER = "lead@example.com"
@@ -96,17 +93,6 @@ CHROMIUM_FLAGS = (
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def ok(result: Result) -> str:
-    """The output of a command that must succeed."""
-    assert result.exit_code == 0, f"exit {result.exit_code}\n{result.output}\n{result.stderr}"
-    assert "Traceback" not in result.output + result.stderr
-    return result.output
-
-
-def as_json(result: Result) -> Any:
-    return json.loads(ok(result))
 
 
 def table_rows(output: str) -> list[list[str]]:

@@ -7,10 +7,8 @@ with a small custom portfolio.yaml put first on the workflow search path (KAMFLO
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +22,7 @@ from kamflow.clock import FixedClock
 from kamflow.engine import promote
 from kamflow.errors import InvalidInput, InvalidWorkflow, KamflowError
 from kamflow.selection import FACTORS, SelectionSpec, portfolio_config, score
-from tests.conftest import snapshot
-
-Cli = Callable[..., Result]
+from tests.conftest import Cli, as_json, ok, refused, snapshot
 
 OWNER = "owner@example.com"
 OTHER = "other@example.com"
@@ -85,29 +81,10 @@ BELOW = {**BOTTOM, "revenue": 5, "growth": 5, "renewal": 5, "win_now": 2}
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def ok(result: Result) -> str:
-    """The output of a command that must succeed."""
-    assert result.exit_code == 0, f"exit {result.exit_code}\n{result.output}\n{result.stderr}"
-    assert "Traceback" not in result.output + result.stderr
-    return result.output
-
-
-def refused(result: Result, code: int) -> str:
-    """The stderr of a command that must fail with ``code``, starting with an `Error:` line."""
-    assert result.exit_code == code, f"exit {result.exit_code}\n{result.output}\n{result.stderr}"
-    assert "Traceback" not in result.output + result.stderr
-    assert result.stderr.startswith("Error: "), result.stderr
-    return result.stderr
-
-
 def ok_result(result: Result) -> Result:
     """A command that must succeed, for a look at its stderr (warnings)."""
     ok(result)
     return result
-
-
-def as_json(result: Result) -> Any:
-    return json.loads(ok(result))
 
 
 def people(cli: Cli) -> None:

@@ -13,20 +13,16 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from click.testing import CliRunner, Result
+from click.testing import Result
 from sqlalchemy.engine import Engine
 
-from kamflow.cli import app
 from kamflow.clock import FixedClock
-from tests.conftest import PG_URL, dispose, snapshot
-
-Cli = Callable[..., Result]
+from tests.conftest import Cli, as_json, cli_on, fresh_schema, ok, snapshot
 
 OWNER = "owner@example.com"
 ENGINEER = "engineer@example.com"
@@ -58,13 +54,6 @@ cap:
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def ok(result: Result) -> str:
-    """The output of a command that must succeed."""
-    assert result.exit_code == 0, f"exit {result.exit_code}\n{result.output}\n{result.stderr}"
-    assert "Traceback" not in result.output + result.stderr
-    return result.output
-
-
 def problems(result: Result, file: Path) -> list[str]:
     """The problems a refused import lists, one `line N: ...` each, in the order given."""
     assert result.exit_code == 1, f"exit {result.exit_code}\n{result.output}\n{result.stderr}"
@@ -89,10 +78,6 @@ def write(
         text = text.replace("\n", "\r\n")
     path.write_bytes(((BOM if bom else "") + text).encode("utf-8"))
     return path
-
-
-def as_json(result: Result) -> Any:
-    return json.loads(ok(result))
 
 
 def accounts(cli: Cli) -> dict[str, dict[str, Any]]:
@@ -131,32 +116,14 @@ def other_url(database_url: str, tmp_path: Path) -> Iterator[str]:
     if database_url.startswith("sqlite"):
         yield f"sqlite:///{tmp_path / 'other.db'}"
         return
-    schema = f"kf_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_URL)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    url = f"{PG_URL}?options=-csearch_path%3D{schema}"
-    try:
+    with fresh_schema() as url:
         yield url
-    finally:
-        dispose(url)
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
 
 
 @pytest.fixture
 def other_cli(other_url: str, clock: FixedClock) -> Cli:
     """Like ``cli``, on the second database."""
-    runner = CliRunner()
-
-    def invoke(*args: str, actor: str = OWNER) -> Result:
-        environment = {"KAMFLOW_NOW": clock.now().isoformat(), "KAMFLOW_USER": actor}
-        return runner.invoke(
-            app, ["--db", other_url, *args], env=environment, catch_exceptions=False
-        )
-
-    return invoke
+    return cli_on(other_url, clock)
 
 
 # --- a good file ---------------------------------------------------------------------------------
