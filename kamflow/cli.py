@@ -962,7 +962,7 @@ def _whole_number(text: str, what: str) -> int:
 @click.option("--reason", required=True, help="Why the account may wait.")
 def snooze(name: str, days: str, reason: str) -> None:
     """Pause the reminders and escalations of an account (the owner or a leader)."""
-    from kamflow.escalation import snooze as snooze_account
+    from kamflow.snoozes import snooze as snooze_account
 
     account, paused = act_on(
         snooze_account, name, days=_whole_number(days, "--days"), reason=reason
@@ -976,8 +976,8 @@ def snooze(name: str, days: str, reason: str) -> None:
 def tick(dry_run: bool, as_json: bool) -> None:
     """Run every step once: queue reminders, escalations and digests, then deliver the outbox."""
     from kamflow.config import MailSettings, Schedule
-    from kamflow.daemon import tick as run_tick
     from kamflow.db import ready_engine
+    from kamflow.steps import tick as run_tick
 
     schedule, mail = Schedule.load(), MailSettings.load()
     report = run_tick(
@@ -1028,7 +1028,7 @@ def daemon() -> None:
 @json_option
 def status(as_json: bool) -> None:
     """The daemon's last tick, the outbox, and how many accounts are behind or stuck."""
-    from kamflow.daemon import status as daemon_status
+    from kamflow.steps.views import status as daemon_status
 
     report = read(daemon_status, now_())
     if as_json:
@@ -1051,7 +1051,7 @@ def status(as_json: bool) -> None:
 def forecast(days: str, as_json: bool) -> None:
     """Which reminders and escalations would fire in the next N days if nothing changed."""
     from kamflow.config import Schedule
-    from kamflow.daemon import forecast as make_forecast
+    from kamflow.steps.views import forecast as make_forecast
 
     schedule = Schedule.load()
     rows = read(make_forecast, now_(), _whole_number(days, "--days"), schedule)
@@ -1077,7 +1077,7 @@ def outbox() -> None:
 @json_option
 def outbox_list(only: str | None, as_json: bool) -> None:
     """List the newest messages (100 at most)."""
-    from kamflow.delivery import list_messages
+    from kamflow.outbox import list_messages
 
     rows = read(list_messages, status=only)
     if as_json:
@@ -1096,7 +1096,7 @@ def outbox_list(only: str | None, as_json: bool) -> None:
 @click.argument("message_id", metavar="ID")
 def outbox_retry(message_id: str) -> None:
     """Queue a dead message again."""
-    from kamflow.delivery import retry
+    from kamflow.outbox import retry
 
     row = read(retry, message_id, now=now_())
     click.echo(f"Message {row.id} is queued again: {row.subject}")

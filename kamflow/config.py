@@ -42,7 +42,7 @@ class Settings:
 def time_zone(environ: Mapping[str, str] | None = None) -> ZoneInfo:
     """KAMFLOW_TIMEZONE (UTC by default): where "today" and the digest times are reckoned."""
     env = os.environ if environ is None else environ
-    zone_name = _env("KAMFLOW_TIMEZONE", env) or defaults.TIMEZONE
+    zone_name = _env(defaults.ENV_TIMEZONE, env) or defaults.TIMEZONE
     try:
         return ZoneInfo(zone_name)
     except (ZoneInfoNotFoundError, ValueError):
@@ -116,9 +116,9 @@ class MailSettings:
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> MailSettings:
         env = os.environ if environ is None else environ
-        smtp_url = _env("KAMFLOW_SMTP_URL", env)
+        smtp_url = _env(defaults.ENV_SMTP_URL, env)
         transport = (
-            _env("KAMFLOW_MAIL_TRANSPORT", env) or ("smtp" if smtp_url else "file")
+            _env(defaults.ENV_MAIL_TRANSPORT, env) or ("smtp" if smtp_url else "file")
         ).lower()
         if transport not in TRANSPORTS:
             raise ConfigError(
@@ -126,7 +126,7 @@ class MailSettings:
             )
         if transport == "smtp" and not smtp_url:
             raise ConfigError("KAMFLOW_MAIL_TRANSPORT=smtp needs KAMFLOW_SMTP_URL")
-        sender = _env("KAMFLOW_MAIL_FROM", env) or defaults.MAIL_FROM
+        sender = _env(defaults.ENV_MAIL_FROM, env) or defaults.MAIL_FROM
         if any(ch in sender for ch in "\r\n"):
             raise ConfigError(f"KAMFLOW_MAIL_FROM={sender!r} is not an email address")
         from kamflow.notify.message import sender_address
@@ -136,9 +136,9 @@ class MailSettings:
         settings = cls(
             transport=transport,
             sender=sender,
-            outbox_dir=Path(_env("KAMFLOW_OUTBOX_DIR", env) or defaults.OUTBOX_DIR),
+            outbox_dir=Path(_env(defaults.ENV_OUTBOX_DIR, env) or defaults.OUTBOX_DIR),
             smtp_url=smtp_url,
-            smtp_password=env.get("KAMFLOW_SMTP_PASSWORD"),
+            smtp_password=env.get(defaults.ENV_SMTP_PASSWORD),
         )
         settings.make_transport()  # validates the SMTP URL now, not at the first delivery
         return settings
@@ -182,7 +182,7 @@ class Schedule:
     def load(cls, environ: Mapping[str, str] | None = None) -> Schedule:
         env = os.environ if environ is None else environ
         zone = time_zone(env)
-        every = _env("KAMFLOW_ACTION_REMIND_EVERY_DAYS", env)
+        every = _env(defaults.ENV_ACTION_REMIND_EVERY_DAYS, env)
         try:
             action_days = int(every) if every else defaults.ACTION_REMIND_EVERY_DAYS
             if action_days < 1:
@@ -192,23 +192,24 @@ class Schedule:
                 f"KAMFLOW_ACTION_REMIND_EVERY_DAYS={every!r} must be a whole number of days"
             ) from None
         _, owner_hour, owner_minute = parse_clock_time(
-            _env("KAMFLOW_OWNER_DIGEST_AT", env) or defaults.OWNER_DIGEST_AT,
-            source="KAMFLOW_OWNER_DIGEST_AT",
+            _env(defaults.ENV_OWNER_DIGEST_AT, env) or defaults.OWNER_DIGEST_AT,
+            source=defaults.ENV_OWNER_DIGEST_AT,
         )
         day, leader_hour, leader_minute = parse_clock_time(
-            _env("KAMFLOW_LEADER_DIGEST_AT", env) or defaults.LEADER_DIGEST_AT,
-            source="KAMFLOW_LEADER_DIGEST_AT",
+            _env(defaults.ENV_LEADER_DIGEST_AT, env) or defaults.LEADER_DIGEST_AT,
+            source=defaults.ENV_LEADER_DIGEST_AT,
             with_day=True,
         )
         return cls(
             timezone=zone,
             stall_seconds=parse_seconds(
-                _env("KAMFLOW_STALL_INTERVAL", env) or str(defaults.STALL_INTERVAL_SECONDS),
-                source="KAMFLOW_STALL_INTERVAL",
+                _env(defaults.ENV_STALL_INTERVAL, env) or str(defaults.STALL_INTERVAL_SECONDS),
+                source=defaults.ENV_STALL_INTERVAL,
             ),
             delivery_seconds=parse_seconds(
-                _env("KAMFLOW_DELIVERY_INTERVAL", env) or str(defaults.DELIVERY_INTERVAL_SECONDS),
-                source="KAMFLOW_DELIVERY_INTERVAL",
+                _env(defaults.ENV_DELIVERY_INTERVAL, env)
+                or str(defaults.DELIVERY_INTERVAL_SECONDS),
+                source=defaults.ENV_DELIVERY_INTERVAL,
             ),
             action_every_days=action_days,
             owner_digest=(owner_hour, owner_minute),

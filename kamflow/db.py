@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
@@ -17,7 +17,11 @@ from sqlmodel import Session
 from kamflow import defaults
 from kamflow.errors import Conflict, DatabaseError
 
+T = TypeVar("T")
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+#: The execution option that marks a connection as only reading (see read_scope).
+READ_ONLY = "kamflow_read_only"
 
 
 def normalise_url(url: str) -> str:
@@ -43,8 +47,12 @@ def _tune_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def on_begin(connection: Connection) -> None:
         # A deferred transaction that reads and then writes fails at once with
-        # "database is locked"; taking the write lock up front makes writers queue.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # "database is locked"; taking the write lock up front makes writers queue. A scan that
+        # only reads (read_scope) takes no lock: in WAL mode it reads a snapshot beside writers.
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def dialect_insert(session: Any) -> Any:
@@ -157,6 +165,41 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         ) from None
     except exc.DBAPIError as error:
         raise DatabaseError(f"database error on {_safe(engine)}: {_reason(error)}") from None
+
+
+@contextmanager
+def read_scope(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction that only reads, for scans that stream large results.
+
+    It holds no write lock on SQLite, so the batches a scan finds can be written meanwhile, each
+    in a transaction of its own (session_scope), through another connection.
+    """
+    try:
+        with engine.connect() as connection:
+            reading = connection.execution_options(**{READ_ONLY: True})
+            with reading.begin():
+                yield reading
+    except exc.DBAPIError as error:
+        raise DatabaseError(f"database error on {_safe(engine)}: {_reason(error)}") from None
+
+
+def stream(connection: Connection, statement: Any, size: int) -> Iterator[list[Any]]:
+    """The rows of ``statement`` in lists of at most ``size``, fetched as they are needed."""
+    result = connection.execution_options(yield_per=size).execute(statement)
+    for partition in result.partitions(size):
+        yield list(partition)
+
+
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """``items`` in lists of at most ``size``."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _safe(engine: Engine) -> str:

@@ -42,14 +42,24 @@ MISFIRE_GRACE_SECONDS = 15 * 60
 #: Mail.
 MAIL_FROM = "kamflow@localhost"
 OUTBOX_DIR = "outbox"
-#: Delivery: how many messages one run claims, how long it holds them, how it backs off.
-DELIVERY_BATCH = 50
+#: Delivery: a run claims this many messages at a time and goes on claiming while its time lasts.
+DELIVERY_BATCH = 100
 LEASE_SECONDS = 5 * 60
 #: A delivery run stops sending once this share of its lease has passed (another may reclaim).
 LEASE_SHARE = 0.8
+#: Results of sent messages are written at least this often (seconds), in one transaction.
+DELIVERY_RECORD_SECONDS = 2.0
 RETRY_FIRST_SECONDS = 60
 RETRY_MAX_SECONDS = 6 * 60 * 60
 MAX_ATTEMPTS = 8
+
+#: The queuing steps work through what is due in batches of this many items, one transaction
+#: each; it also bounds every IN list (far below the databases' parameter limits).
+STEP_BATCH = 500
+#: A leadership digest names at most this many accounts per list; the rest are counted.
+DIGEST_LIST_LIMIT = 25
+#: The HTML report draws and lists at most this many accounts per section.
+REPORT_LIST_LIMIT = 50
 
 #: The kinds of key account.
 ACCOUNT_KINDS = ("existing", "new")
@@ -58,3 +68,15 @@ ENV_DATABASE = "KAMFLOW_DB"
 ENV_USER = "KAMFLOW_USER"
 ENV_NOW = "KAMFLOW_NOW"
 ENV_WORKFLOWS = "KAMFLOW_WORKFLOWS"
+ENV_TIMEZONE = "KAMFLOW_TIMEZONE"
+ENV_DEBUG = "KAMFLOW_DEBUG"
+ENV_MAIL_TRANSPORT = "KAMFLOW_MAIL_TRANSPORT"
+ENV_SMTP_URL = "KAMFLOW_SMTP_URL"
+ENV_SMTP_PASSWORD = "KAMFLOW_SMTP_PASSWORD"
+ENV_MAIL_FROM = "KAMFLOW_MAIL_FROM"
+ENV_OUTBOX_DIR = "KAMFLOW_OUTBOX_DIR"
+ENV_STALL_INTERVAL = "KAMFLOW_STALL_INTERVAL"
+ENV_DELIVERY_INTERVAL = "KAMFLOW_DELIVERY_INTERVAL"
+ENV_OWNER_DIGEST_AT = "KAMFLOW_OWNER_DIGEST_AT"
+ENV_LEADER_DIGEST_AT = "KAMFLOW_LEADER_DIGEST_AT"
+ENV_ACTION_REMIND_EVERY_DAYS = "KAMFLOW_ACTION_REMIND_EVERY_DAYS"

@@ -13,7 +13,8 @@ from sqlmodel import Session, col, select
 from kamflow import history
 from kamflow.accounts import days_between, find_account
 from kamflow.errors import Conflict, GuardRefused, InvalidInput
-from kamflow.guards import REGISTRY, GuardContext, Verdict, overridden
+from kamflow.facts import Facts
+from kamflow.guards import REGISTRY, AccountLike, GuardContext, Verdict, overridden
 from kamflow.models import Account, HistoryKind, Person, RoleAssignment
 from kamflow.people import find_person
 from kamflow.text import clean_text, one_line, shell_quote
@@ -48,7 +49,7 @@ class Outcome:
 
 
 def _who_may(
-    session: Session, account: Account, transition: TransitionSpec, actor: str
+    session: Session, account: AccountLike, transition: TransitionSpec, actor: str
 ) -> Verdict | None:
     """The verdict on the actor for a restricted transition; None when anyone may fire it."""
     if not transition.allowed:
@@ -88,20 +89,26 @@ def _who_may(
 
 def evaluate(
     session: Session,
-    account: Account,
+    account: AccountLike,
     definition: Workflow,
     transition: TransitionSpec,
     *,
     actor: str,
     now: datetime,
     override: str | None = None,
+    facts: Facts | None = None,
 ) -> list[Verdict]:
-    """Every verdict on ``transition``: who may fire it, then each guard, all of them evaluated."""
+    """Every verdict on ``transition``: who may fire it, then each guard, all of them evaluated.
+
+    ``facts``: what the guards read, when it is already loaded for a batch of accounts.
+    """
     verdicts = []
     restriction = _who_may(session, account, transition, actor)
     if restriction is not None:
         verdicts.append(restriction)
-    context = GuardContext(session, account, definition, now, actor=actor, override=override)
+    context = GuardContext(
+        session, account, definition, now, actor=actor, override=override, facts=facts
+    )
     for bound in definition.bound_guards(transition):
         verdicts.append(REGISTRY[bound.name].evaluate(context, bound.params))
     return verdicts

@@ -88,6 +88,10 @@ class TransportDown(DeliveryError):
     """Not the message's fault (no connection, TLS, authentication): the run stops, nothing dies."""
 
 
+class ConnectionLost(TransportDown):
+    """The server dropped the connection while taking one message: retried once on a fresh one."""
+
+
 class InvalidFile(_Problems):
     """An input file (e.g. a CSV to import) with problems; every one is named, nothing is done."""
 

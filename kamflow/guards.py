@@ -6,27 +6,19 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import Session, col, func, select
 
 from kamflow import defaults
+from kamflow.facts import AnswerFact, Facts
 from kamflow.models import (
     Account,
-    Action,
     ActionStatus,
-    Answer,
-    HistoryEntry,
-    HistoryKind,
-    Kpi,
-    KpiValue,
     Person,
-    Review,
-    RoleAssignment,
     Score,
-    Strategy,
 )
 from kamflow.text import plural, shell_quote
 
@@ -52,17 +44,67 @@ def verdicts_json(verdicts: list[Verdict]) -> str:
     return json.dumps([verdict.as_dict() for verdict in verdicts])
 
 
+class AccountLike(Protocol):
+    """What guards read of an account: a row of the table, or a plain copy of its columns."""
+
+    @property
+    def id(self) -> int | None: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def owner_id(self) -> int: ...
+    @property
+    def workflow(self) -> str: ...
+    @property
+    def stage(self) -> str: ...
+    @property
+    def stage_entered_at(self) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    """An account's columns as a scan read them (cheaper than a table object for a batch)."""
+
+    id: int
+    name: str
+    owner_id: int
+    workflow: str
+    stage: str
+    stage_entered_at: datetime
+
+
 @dataclass
 class GuardContext:
-    """What a guard may look at: the account (as read in this transaction) and the time."""
+    """What a guard may look at: the account (as read in this transaction), its facts, the time.
+
+    ``facts`` may be shared by the contexts of a whole batch of accounts (the stall step judges
+    hundreds at once); by default it holds this account alone.
+    """
 
     session: Session
-    account: Account
+    account: AccountLike
     workflow: Workflow
     now: datetime
     actor: str = ""
     #: The reason a leader gave to go over the key-account cap, if any.
     override: str | None = None
+    facts: Facts | None = None
+
+    def __post_init__(self) -> None:
+        if self.facts is None:  # an account not yet written has no facts to load
+            ids = [] if self.account.id is None else [self.account.id]
+            self.facts = Facts(self.session, ids)
+
+    @property
+    def known(self) -> Facts:
+        """The facts about this account (and its batch)."""
+        assert self.facts is not None
+        return self.facts
+
+    @property
+    def id(self) -> int:
+        """The account's id (0 for an account not yet written, which has no facts)."""
+        return self.account.id or 0
 
     @property
     def typed(self) -> str:
@@ -73,13 +115,7 @@ class GuardContext:
         """When the account last entered ``stage`` (its current one, or an earlier one)."""
         if stage == self.account.stage:
             return self.account.stage_entered_at
-        return self.session.exec(
-            select(func.max(HistoryEntry.at)).where(
-                HistoryEntry.account_id == self.account.id,
-                HistoryEntry.to_stage == stage,
-                col(HistoryEntry.kind).in_([HistoryKind.TRANSITION, HistoryKind.CREATED]),
-            )
-        ).one()
+        return self.known.entered(self.id, stage)
 
 
 class NoParams(BaseModel):
@@ -138,7 +174,7 @@ def _listing(items: list[str]) -> str:
 
 @guard("strategy_defined", "what, with whom and why are recorded")
 def strategy_defined(context: GuardContext, _: NoParams) -> tuple[bool, str]:
-    strategy = context.session.get(Strategy, context.account.id)
+    strategy = context.known.strategy(context.id)
     parts = {
         "the objective (what)": strategy.objective if strategy else "",
         "the stakeholders and buying centres (with whom)": strategy.stakeholders
@@ -169,11 +205,7 @@ class RolesParams(NoParams):
 
 @guard("roles_covered", "each listed account-team role is held by a person", RolesParams)
 def roles_covered(context: GuardContext, params: RolesParams) -> tuple[bool, str]:
-    held = set(
-        context.session.exec(
-            select(RoleAssignment.role).where(RoleAssignment.account_id == context.account.id)
-        ).all()
-    )
+    held = context.known.roles(context.id)
     missing = [role for role in params.roles if role not in held]
     if missing:
         return False, (
@@ -183,11 +215,8 @@ def roles_covered(context: GuardContext, params: RolesParams) -> tuple[bool, str
     return True, f"all {len(params.roles)} roles are held"
 
 
-def _answered_ids(context: GuardContext) -> dict[str, Answer]:
-    answers = context.session.exec(
-        select(Answer).where(Answer.account_id == context.account.id)
-    ).all()
-    return {answer.question_id: answer for answer in answers}
+def _answered_ids(context: GuardContext) -> dict[str, AnswerFact]:
+    return context.known.answers(context.id)
 
 
 @guard("research_done", "every question category has an answer or a not-applicable mark")
@@ -233,9 +262,7 @@ def plan_complete(context: GuardContext, _: RequiredParams) -> tuple[bool, str]:
             f"{len(unanswered)} required question{'s are' if len(unanswered) > 1 else ' is'} "
             f"unanswered ({_listing(unanswered)})"
         )
-    actions = context.session.exec(
-        select(Action).where(Action.account_id == context.account.id)
-    ).all()
+    actions = context.known.actions(context.id)
     if not actions:
         problems.append(
             f"the plan has no action yet (kamflow action add {context.typed} TITLE "
@@ -259,9 +286,7 @@ class CountParams(NoParams):
 
 @guard("kpis_defined", "at least N KPIs with a target", CountParams)
 def kpis_defined(context: GuardContext, params: CountParams) -> tuple[bool, str]:
-    count = context.session.exec(
-        select(func.count()).select_from(Kpi).where(Kpi.account_id == context.account.id)
-    ).one()
+    count = len(context.known.kpis(context.id))
     if count < params.at_least:
         return False, (
             f"{count} KPI{'s' if count != 1 else ''} defined, {params.at_least} needed "
@@ -281,19 +306,13 @@ class SinceParams(NoParams):
 
 def _kpis_without_recent_value(context: GuardContext, since: datetime | None) -> list[str] | None:
     """Names of KPIs with no value since ``since``; None when the account has no KPI."""
-    kpis = context.session.exec(select(Kpi).where(Kpi.account_id == context.account.id)).all()
+    kpis = context.known.kpis(context.id)
     if not kpis:
         return None
-    latest = dict(
-        context.session.exec(
-            select(KpiValue.kpi_id, func.max(KpiValue.recorded_at))
-            .where(col(KpiValue.kpi_id).in_([k.id for k in kpis]))
-            .group_by(col(KpiValue.kpi_id))
-        ).all()
-    )
+    latest = context.known.kpi_latest(context.id)
     missing = []
     for kpi in kpis:
-        when = latest.get(kpi.id) if kpi.id is not None else None
+        when = latest.get(kpi.id)
         if when is None or (since is not None and when < since):
             missing.append(kpi.name)
     return missing
@@ -337,14 +356,8 @@ def kpis_reviewed(context: GuardContext, params: SinceParams) -> tuple[bool, str
     elif missing:
         title = context.workflow.title_of(stage)
         problems.append(f"no value recorded since entering {title} for: {_listing(missing)}")
-    written = context.session.exec(
-        select(func.count())
-        .select_from(Review)
-        .where(
-            Review.account_id == context.account.id,
-            Review.written_at >= context.account.stage_entered_at,
-        )
-    ).one()
+    entered = context.account.stage_entered_at
+    written = sum(at >= entered for at in context.known.review_times(context.id))
     if not written:
         problems.append(
             "no review conclusion written yet in this stage "
@@ -371,14 +384,13 @@ def score_at_least(context: GuardContext, params: ThresholdParams) -> tuple[bool
     threshold = params.threshold
     if threshold is None:
         threshold = portfolio_config().selection.threshold
-    latest = latest_scores(context.session, [context.account.id])
-    if context.account.id not in latest:
+    total = context.known.latest_score(context.id)
+    if total is None:
         return False, (
             f"{context.account.name} has no selection score yet: kamflow account score "
             f"{context.typed} --revenue N --growth N --renewal N --win-now N --effort N "
             "--relationship N --fit N --logo N"
         )
-    total = latest[context.account.id]
     if total < threshold:
         return False, f"scored {total:g}, below the promotion threshold of {threshold:g}"
     return True, f"scored {total:g}, at least the threshold of {threshold:g}"
@@ -499,7 +511,7 @@ def within_cap(context: GuardContext, _: NoParams) -> tuple[bool, str]:
 RANKED_SHOWN = 5
 
 
-def _ranked(session: Session, owner_id: int | None, leaving_out: Account) -> str:
+def _ranked(session: Session, owner_id: int | None, leaving_out: AccountLike) -> str:
     """The key accounts, lowest-scored first (the first few), naming the lowest-scored one."""
     accounts = [
         a for a in key_accounts(session, owner_id=owner_id, strict=True) if a.id != leaving_out.id

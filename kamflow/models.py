@@ -73,6 +73,16 @@ class OutboxStatus(StrEnum):
     OBSOLETE = "obsolete"
 
 
+class MessageKind(StrEnum):
+    """What a queued message is about."""
+
+    REMINDER = "reminder"
+    ESCALATION = "escalation"
+    ACTION = "action"
+    OWNER_DIGEST = "owner_digest"
+    LEADER_DIGEST = "leader_digest"
+
+
 class Person(SQLModel, table=True):
     """Someone who owns accounts, holds roles or leads the organisation."""
 
@@ -89,8 +99,12 @@ class Account(SQLModel, table=True):
     """A key account and where it stands in its workflow."""
 
     __tablename__ = "account"
-    # Accounts are looked up by name in any case; the index keeps that one probe, not a scan.
-    __table_args__ = (sa.Index("ix_account_name_lower", sa.text("lower(name)"), unique=True),)
+    __table_args__ = (
+        # Accounts are looked up by name in any case; the index keeps that one probe, not a scan.
+        sa.Index("ix_account_name_lower", sa.text("lower(name)"), unique=True),
+        # The stall scan: the accounts of one stage that entered it before a moment.
+        sa.Index("ix_account_stall", "workflow", "stage", "stage_entered_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=200, unique=True)
@@ -148,6 +162,8 @@ class Action(SQLModel, table=True):
     """A task of the action plan: who does what by when, with which resources."""
 
     __tablename__ = "action"
+    # The overdue-actions scan: open actions due by a day.
+    __table_args__ = (sa.Index("ix_action_open_due", "status", "due"),)
 
     id: int | None = Field(default=None, primary_key=True)
     account_id: int = Field(foreign_key="account.id", index=True)
@@ -218,22 +234,53 @@ class HistoryEntry(SQLModel, table=True):
 
 
 class Notification(SQLModel, table=True):
-    """A queued email: inserted once per idempotency key, delivered at least once."""
+    """A queued message: inserted once per identity, delivered at least once.
+
+    What the message is about is kept in typed columns (kind, account, stay in a stage, rung,
+    repeat, action, due date, period, person); ``key`` is derived from them in one place
+    (`kamflow.outbox.Identity.key`) and is what makes a second insert a no-op. The body is
+    rendered from ``template`` and its frozen ``context`` when the message is delivered, so every
+    attempt sends the same bytes; rows queued without a template carry their bodies.
+    """
 
     __tablename__ = "outbox"
+    __table_args__ = (
+        # Is this rung of this stay already queued? (the stall step's anti-join)
+        sa.Index("ix_outbox_stall", "account_id", "stage", "stage_entered_at", "rung", "due_at"),
+        # Is this reminder of this action, for this due date, already queued?
+        sa.Index("ix_outbox_action", "action_id", "action_due", "period"),
+        # Has this person had this period's digest?
+        sa.Index("ix_outbox_person", "person_id", "kind", "period"),
+        # Delivery claims what is pending and due, oldest first.
+        sa.Index("ix_outbox_due", "status", "next_attempt_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=300, unique=True)
-    account_id: int | None = Field(default=None, foreign_key="account.id", index=True)
     kind: str = Field(max_length=50)
+    account_id: int | None = Field(default=None, foreign_key="account.id")
+    #: Whom the message is for: the owner reminded, the action's owner, the digest's reader.
+    person_id: int | None = Field(default=None)
+    stage: str | None = Field(default=None, max_length=100)
+    stage_entered_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    rung: str | None = Field(default=None, max_length=20)
+    repeat: int | None = Field(default=None)
+    action_id: int | None = Field(default=None)
+    action_due: date | None = Field(default=None)
+    #: The day of an action reminder or owner digest (2027-01-19), the week of a leader digest.
+    period: str | None = Field(default=None, max_length=20)
+    #: When the message fell due (a rung of the ladder, a digest's hour).
+    due_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     recipients: str
     cc: str = Field(default="")
     subject: str
-    body_text: str
+    template: str = Field(default="", max_length=50)
+    context: str = Field(default="")
+    body_text: str = Field(default="")
     body_html: str = Field(default="")
-    status: str = Field(default=OutboxStatus.PENDING.value, max_length=20, index=True)
+    status: str = Field(default=OutboxStatus.PENDING.value, max_length=20)
     attempts: int = Field(default=0)
-    next_attempt_at: datetime = Field(sa_column=utc_column(index=True))
+    next_attempt_at: datetime = Field(sa_column=utc_column())
     lease_owner: str | None = Field(default=None, max_length=100)
     lease_until: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
     last_error: str = Field(default="")
@@ -265,6 +312,8 @@ class Heartbeat(SQLModel, table=True):
     at: datetime = Field(sa_column=utc_column())
     ok: bool = Field(default=True)
     detail: str = Field(default="")
+    #: The latest period (a day, a week) for which the step finished its whole pass.
+    done_period: str = Field(default="", max_length=20)
 
 
 class Score(SQLModel, table=True):

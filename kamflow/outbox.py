@@ -1,70 +1,191 @@
-"""The outbox: notifications queued once per key, in the caller's transaction, then delivered."""
+"""The outbox: typed message identities, queued once each, in the caller's transaction.
+
+A message's identity says what it is about, as columns of its row: a rung of the reminder ladder
+for one stay of an account in a stage, one repeat of an overdue action's reminder, or one
+period's digest for one person. The unique key is derived from the identity here and nowhere
+else; nothing ever parses it back.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from kamflow.db import dialect_insert
-from kamflow.models import Notification, OutboxStatus
+from kamflow.errors import InvalidInput, NotFound
+from kamflow.models import MessageKind, Notification, OutboxStatus
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What a message is about; two messages with the same identity are the same message."""
+
+    kind: MessageKind
+    account_id: int | None = None
+    person_id: int | None = None
+    stage: str | None = None
+    stage_entered_at: datetime | None = None
+    rung: str | None = None
+    repeat: int | None = None
+    action_id: int | None = None
+    action_due: date | None = None
+    period: str | None = None
+
+    @classmethod
+    def stall(
+        cls,
+        kind: MessageKind,
+        *,
+        account_id: int,
+        owner_id: int,
+        stage: str,
+        entered_at: datetime,
+        rung: str,
+        repeat: int,
+    ) -> Identity:
+        """A reminder or escalation: one per account, stay in a stage, rung and repeat."""
+        return cls(
+            kind,
+            account_id=account_id,
+            person_id=owner_id,
+            stage=stage,
+            stage_entered_at=entered_at,
+            rung=rung,
+            repeat=repeat,
+        )
+
+    @classmethod
+    def action(
+        cls, *, action_id: int, account_id: int, owner_id: int, due: date, repeat: int, day: date
+    ) -> Identity:
+        """An overdue action's reminder: one per action, due date and repeat (sent on ``day``)."""
+        return cls(
+            MessageKind.ACTION,
+            account_id=account_id,
+            person_id=owner_id,
+            action_id=action_id,
+            action_due=due,
+            repeat=repeat,
+            period=day.isoformat(),
+        )
+
+    @classmethod
+    def digest(cls, kind: MessageKind, *, person_id: int, period: str) -> Identity:
+        """An owner's daily or a leader's weekly digest: one per person and period."""
+        return cls(kind, person_id=person_id, period=period)
+
+    @property
+    def key(self) -> str:
+        """The unique key of the message, derived from the identity (and only here)."""
+        if self.kind in (MessageKind.REMINDER, MessageKind.ESCALATION):
+            assert self.stage_entered_at is not None
+            return (
+                f"stall:{self.account_id}:{self.stage}:{self.stage_entered_at.isoformat()}:"
+                f"{self.rung}:{self.repeat}"
+            )
+        if self.kind == MessageKind.ACTION:
+            assert self.action_due is not None
+            return f"action:{self.action_id}:{self.action_due.isoformat()}:{self.repeat}"
+        who = "owner" if self.kind == MessageKind.OWNER_DIGEST else "leaders"
+        return f"digest:{who}:{self.person_id}:{self.period}"
+
+    def columns(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "kind": self.kind.value,
+            "account_id": self.account_id,
+            "person_id": self.person_id,
+            "stage": self.stage,
+            "stage_entered_at": self.stage_entered_at,
+            "rung": self.rung,
+            "repeat": self.repeat,
+            "action_id": self.action_id,
+            "action_due": self.action_due,
+            "period": self.period,
+        }
 
 
 @dataclass(frozen=True)
 class Draft:
-    """A message to queue: rendered, addressed, and named by its idempotency key."""
+    """A message to queue: its identity, its addressees and subject, and what makes its body.
 
-    key: str
-    kind: str
-    account_id: int | None
+    The body is rendered at delivery from ``template`` and the frozen ``context``; a message made
+    without a template carries ``body_text`` (and ``body_html``) as they are.
+    """
+
+    identity: Identity
     recipients: list[str]
     cc: list[str]
     subject: str
-    body_text: str
-    body_html: str
+    template: str = ""
+    context: dict[str, Any] = field(default_factory=dict)
+    body_text: str = ""
+    body_html: str = ""
+    due_at: datetime | None = None
+
+    @property
+    def key(self) -> str:
+        return self.identity.key
 
     def describe(self) -> dict[str, Any]:
         return {
             "key": self.key,
-            "kind": self.kind,
+            "kind": self.identity.kind.value,
             "to": self.recipients,
             "cc": self.cc,
             "subject": self.subject,
         }
 
+    def row(self, now: datetime) -> dict[str, Any]:
+        """The outbox row's values, queued at ``now`` and due at once."""
+        return {
+            **self.identity.columns(),
+            "due_at": self.due_at,
+            "recipients": ", ".join(self.recipients),
+            "cc": ", ".join(self.cc),
+            "subject": self.subject,
+            "template": self.template,
+            "context": json.dumps(self.context, ensure_ascii=False, default=str)
+            if self.template
+            else "",
+            "body_text": self.body_text,
+            "body_html": self.body_html,
+            "status": OutboxStatus.PENDING.value,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "last_error": "",
+            "created_at": now,
+        }
 
-def already_queued(session: Session, key: str) -> bool:
-    return session.exec(select(Notification.id).where(Notification.key == key)).first() is not None
+
+def queue_many(session: Session, drafts: Sequence[Draft], *, now: datetime) -> set[str]:
+    """Insert the drafts whose keys are not queued yet, in one statement; the keys inserted."""
+    if not drafts:
+        return set()
+    statement = (
+        dialect_insert(session)(Notification)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(col(Notification.key))
+    )
+    # RETURNING yields a row only for what this statement inserted (rowcount is not reliable).
+    rows = session.execute(statement, [draft.row(now) for draft in drafts]).all()
+    return {key for (key,) in rows}
 
 
 def queue(session: Session, draft: Draft, *, now: datetime) -> bool:
-    """Insert the draft unless its key is already there; True when this call inserted it."""
-    values = {
-        "key": draft.key,
-        "account_id": draft.account_id,
-        "kind": draft.kind,
-        "recipients": ", ".join(draft.recipients),
-        "cc": ", ".join(draft.cc),
-        "subject": draft.subject,
-        "body_text": draft.body_text,
-        "body_html": draft.body_html,
-        "status": OutboxStatus.PENDING.value,
-        "attempts": 0,
-        "next_attempt_at": now,
-        "last_error": "",
-        "created_at": now,
-    }
-    statement = (
-        dialect_insert(session)(Notification)
-        .values(**values)
-        .on_conflict_do_nothing(index_elements=["key"])
-        .returning(col(Notification.id))
-    )
-    # RETURNING yields a row only when this statement inserted one (rowcount is not reliable here).
-    return session.execute(statement).first() is not None
+    """Insert one draft unless its key is already there; True when this call inserted it."""
+    return bool(queue_many(session, [draft], now=now))
+
+
+def already_queued(session: Session, identity: Identity) -> bool:
+    key = identity.key
+    return session.exec(select(Notification.id).where(Notification.key == key)).first() is not None
 
 
 def counts(session: Session) -> dict[str, int]:
@@ -75,3 +196,44 @@ def counts(session: Session) -> dict[str, int]:
     found = {status.value: 0 for status in OutboxStatus}
     found.update({status: count for status, count in rows})
     return found
+
+
+def list_messages(
+    session: Session, *, status: str | None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """The newest messages (of one status, if given), newest first."""
+    query = select(Notification).order_by(col(Notification.id).desc()).limit(limit)
+    if status:
+        if status not in {s.value for s in OutboxStatus}:
+            known = ", ".join(s.value for s in OutboxStatus)
+            raise NotFound(f"no status {status!r} (statuses: {known})")
+        query = query.where(Notification.status == status)
+    return [
+        {
+            "id": row.id,
+            "kind": row.kind,
+            "status": row.status,
+            "to": row.recipients,
+            "cc": row.cc,
+            "subject": row.subject,
+            "attempts": row.attempts,
+            "next_attempt_at": row.next_attempt_at.isoformat(),
+            "created_at": row.created_at.isoformat(),
+            "sent_at": row.sent_at.isoformat() if row.sent_at else None,
+            "last_error": row.last_error,
+            "key": row.key,
+        }
+        for row in session.exec(query).all()
+    ]
+
+
+def retry(session: Session, message_id: str, *, now: datetime) -> Notification:
+    """Put a dead message back in the queue, to be sent at the next delivery."""
+    row = session.get(Notification, int(message_id)) if message_id.strip().isdigit() else None
+    if row is None:
+        raise NotFound(f"no message {message_id!r} in the outbox (see: kamflow outbox list)")
+    if row.status != OutboxStatus.DEAD:
+        raise InvalidInput(f"message {row.id} is {row.status}, not dead: nothing to retry")
+    row.status, row.attempts, row.next_attempt_at = OutboxStatus.PENDING.value, 0, now
+    row.lease_owner, row.lease_until = None, None
+    return row

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from pydantic import Field, ValidationError, field_validator
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 from transitions import Machine
 
 from kamflow import defaults, specfile
@@ -458,15 +459,32 @@ def get_workflow(name: str) -> Workflow:
     return load_workflow(paths[name])
 
 
+def workflow_names_in_use(connection: Any) -> list[str]:
+    """The names of the workflows some account follows, in order.
+
+    Read as a walk over the account index (one probe per distinct name), not a scan of every
+    account: a recursive query that asks for the next name after the last one found.
+    """
+    from kamflow.models import Account
+
+    table = Account.__table__  # type: ignore[attr-defined]
+    walk = sa.select(sa.func.min(table.c.workflow).label("name")).cte("walk", recursive=True)
+    following = (
+        sa.select(sa.func.min(table.c.workflow))
+        .where(table.c.workflow > walk.c.name)
+        .scalar_subquery()
+    )
+    walk = walk.union_all(sa.select(following).where(walk.c.name.is_not(None)))
+    rows = connection.execute(sa.select(walk.c.name).where(walk.c.name.is_not(None))).all()
+    return [name for (name,) in rows]
+
+
 def workflows_in_use(session: Session, *, strict: bool = False) -> list[Workflow]:
     """The workflows some account follows, loaded; one whose file is missing or broken is left
     out with a warning, so that it holds up only its own accounts (``strict``: raise instead,
     where leaving accounts out would give a wrong answer, such as counting against the cap)."""
-    from kamflow.models import Account
-
-    names = session.exec(select(Account.workflow).distinct().order_by(col(Account.workflow))).all()
     found = []
-    for name in names:
+    for name in workflow_names_in_use(session):
         try:
             found.append(get_workflow(name))
         except KamflowError as error:

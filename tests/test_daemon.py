@@ -25,7 +25,6 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -39,15 +38,21 @@ from kamflow import db, people, plan
 from kamflow.accounts import add_account
 from kamflow.clock import FixedClock
 from kamflow.config import MailSettings, Schedule
-from kamflow.daemon import Daemon, tick
-from kamflow.delivery import deliver
-from kamflow.digests import portfolio, queue_leader_digests, queue_owner_digests
+from kamflow.daemon import Daemon
 from kamflow.engine import advance, close
 from kamflow.errors import PermanentFailure
-from kamflow.escalation import queue_action_reminders, queue_stalls, snooze
-from kamflow.models import Account, HistoryEntry, HistoryKind, Notification
+from kamflow.models import Account, HistoryEntry, HistoryKind, MessageKind, Notification
+from kamflow.notify.message import bodies
 from kamflow.notify.transports import FileTransport, SmtpSettings, SmtpTransport
-from kamflow.outbox import Draft, queue
+from kamflow.outbox import Draft, Identity, queue
+from kamflow.snoozes import snooze
+from kamflow.steps import tick
+from kamflow.steps.actions import queue_action_reminders
+from kamflow.steps.base import StepReport, StepRun
+from kamflow.steps.delivery import deliver
+from kamflow.steps.leader_digests import leader_view, queue_leader_digests
+from kamflow.steps.owner_digests import queue_owner_digests
+from kamflow.steps.stalls import queue_stalls
 from tests.account_steps import ACCOUNT, OWNER, add_person, define_strategy, go, new_account
 from tests.conftest import START, Cli, Runner, snapshot
 
@@ -84,14 +89,28 @@ def outbox(engine: Engine) -> list[Notification]:
         return list(session.exec(select(Notification).order_by(col(Notification.id))).all())
 
 
+def stall_step(engine: Engine, clock: FixedClock) -> StepReport:
+    return queue_stalls(StepRun(engine, clock.now(), UTC_SCHEDULE))
+
+
 def stalls(engine: Engine, clock: FixedClock) -> list[str]:
     """Run the stall step at the clock's time; the subjects it queued."""
-    return [item["subject"] for item in queue_stalls(engine, clock.now()).queued]
+    return [item["subject"] for item in stall_step(engine, clock).queued]
 
 
 def actions(engine: Engine, clock: FixedClock, zone: str = "UTC") -> list[str]:
-    report = queue_action_reminders(engine, clock.now(), timezone=ZoneInfo(zone))
+    schedule = Schedule.load({"KAMFLOW_TIMEZONE": zone})
+    report = queue_action_reminders(StepRun(engine, clock.now(), schedule))
     return [item["subject"] for item in report.queued]
+
+
+def text_body(row: Notification) -> str:
+    """The plain-text body the message will have when it is sent."""
+    return bodies(row)[0]
+
+
+def html_body(row: Notification) -> str:
+    return bodies(row)[1]
 
 
 def addressed(field: str) -> set[str]:
@@ -150,7 +169,7 @@ def test_the_owner_is_reminded_at_the_limit_with_what_is_missing_and_the_command
     assert (row.kind, row.status) == ("reminder", "pending")
     assert row.recipients == OWNER
     assert row.cc == ""
-    body = row.body_text
+    body = text_body(row)
     assert "14 days" in body
     # the unmet guard, in words, and the exact commands to act
     assert "the strategy lacks the objective (what)" in body
@@ -158,7 +177,7 @@ def test_the_owner_is_reminded_at_the_limit_with_what_is_missing_and_the_command
     assert f"kamflow strategy set {QUOTED}" in body
     assert f"kamflow why {QUOTED}" in body
     assert f"kamflow advance {QUOTED}" in body
-    assert row.body_html.strip()
+    assert html_body(row).strip()
 
     folder = tmp_path / "outbox"
     report = deliver(engine, FileTransport(folder), sender=SENDER, now=clock.now())
@@ -212,9 +231,9 @@ def test_at_limit_plus_seven_every_leader_gets_the_escalation_with_the_owner_in_
     assert escalation.kind == "escalation"
     assert addressed(escalation.recipients) == {LEADER, CHIEF}  # not the colleague
     assert addressed(escalation.cc) == {OWNER}
-    assert "stuck" in escalation.body_text
-    assert "already had 3 reminders" in escalation.body_text
-    assert f"kamflow advance {QUOTED}" in escalation.body_text
+    assert "stuck" in text_body(escalation)
+    assert "already had 3 reminders" in text_body(escalation)
+    assert f"kamflow advance {QUOTED}" in text_body(escalation)
 
     # Once stuck, the escalations replace the owner's reminders: nothing until a week later.
     for day in range(22, 28):
@@ -225,7 +244,7 @@ def test_at_limit_plus_seven_every_leader_gets_the_escalation_with_the_owner_in_
     again = outbox(engine)[-1]
     assert addressed(again.recipients) == {LEADER, CHIEF}
     assert addressed(again.cc) == {OWNER}
-    assert "already had 3 reminders" in again.body_text
+    assert "already had 3 reminders" in text_body(again)
     assert [row.kind for row in outbox(engine)] == ["reminder"] * 3 + ["escalation"] * 2
 
 
@@ -237,7 +256,7 @@ def test_without_leaders_the_escalation_goes_to_the_owner_and_says_why(
     assert stalls(engine, clock) == [f"Escalation: {ACCOUNT} has been in Strategy for 21 days"]
     [row] = outbox(engine)
     assert row.recipients == OWNER
-    assert "kamflow person add EMAIL --leader" in row.body_text
+    assert "kamflow person add EMAIL --leader" in text_body(row)
 
 
 def test_an_owner_who_is_also_a_leader_gets_the_escalation_once(
@@ -285,7 +304,7 @@ def test_nothing_is_queued_or_sent_twice_across_repeated_ticks_and_a_restart(
     clock.advance(hours=5)
     later = tick(reopened, clock.now(), UTC_SCHEDULE, mail)
     assert [step.queued for step in later.steps] == [[], [], [], []]
-    assert queue_stalls(reopened, clock.now()).queued == []
+    assert queue_stalls(StepRun(reopened, clock.now(), UTC_SCHEDULE)).queued == []
 
     assert len(outbox(reopened)) == 1
     assert len(eml_files(folder)) == 1
@@ -348,7 +367,7 @@ def test_leaving_the_stage_resets_the_ladder(
         stalls(engine, clock)
     on_day(clock, 18 + 28)
     assert stalls(engine, clock) == [f"Escalation: {ACCOUNT} has been in Research for 28 days"]
-    assert "already had 3 reminders" in outbox(engine)[-1].body_text
+    assert "already had 3 reminders" in text_body(outbox(engine)[-1])
 
 
 # --- snooze -------------------------------------------------------------------------------------
@@ -503,7 +522,7 @@ def test_an_overdue_action_reminds_its_owner_on_the_due_date_then_every_three_da
     assert actions(engine, clock) == [f"Action due today for {ACCOUNT}: {ACTION}"]
     [row] = outbox(engine)
     assert (row.kind, row.recipients) == ("action", DOER)
-    assert f"kamflow action done {QUOTED} {action_id}" in row.body_text
+    assert f"kamflow action done {QUOTED} {action_id}" in text_body(row)
 
     queued = {}
     for day in range(10, 17):
@@ -569,11 +588,12 @@ def test_a_disqualified_accounts_actions_and_stalls_are_not_reminded(
 
 
 def owner_digests(engine: Engine, clock: FixedClock, schedule: Schedule) -> list[str]:
-    return [item["subject"] for item in queue_owner_digests(engine, clock.now(), schedule).queued]
+    report = queue_owner_digests(StepRun(engine, clock.now(), schedule))
+    return [item["subject"] for item in report.queued]
 
 
 def leader_digests(engine: Engine, clock: FixedClock) -> list[dict[str, Any]]:
-    return queue_leader_digests(engine, clock.now(), UTC_SCHEDULE).queued
+    return queue_leader_digests(StepRun(engine, clock.now(), UTC_SCHEDULE)).queued
 
 
 def test_the_owner_digest_is_queued_once_a_day_at_eight_in_the_configured_time_zone(
@@ -585,7 +605,7 @@ def test_the_owner_digest_is_queued_once_a_day_at_eight_in_the_configured_time_z
 
     # 08:00 UTC next day: a UTC owner would get it; in New York it is 03:00.
     clock.set(datetime(2027, 1, 19, 8, 0, tzinfo=UTC))
-    would = queue_owner_digests(engine, clock.now(), UTC_SCHEDULE, dry_run=True).queued
+    would = queue_owner_digests(StepRun(engine, clock.now(), UTC_SCHEDULE, dry_run=True)).queued
     assert len(would) == 1
     assert owner_digests(engine, clock, NEW_YORK) == []
     clock.set(datetime(2027, 1, 19, 12, 59, tzinfo=UTC))
@@ -597,8 +617,8 @@ def test_the_owner_digest_is_queued_once_a_day_at_eight_in_the_configured_time_z
     digest = outbox(engine)[-1]
     assert (digest.kind, digest.recipients) == ("owner_digest", OWNER)
     assert digest.key.endswith("2027-01-19")
-    assert ACCOUNT in digest.body_text
-    assert f"kamflow why {QUOTED}" in digest.body_text
+    assert ACCOUNT in text_body(digest)
+    assert f"kamflow why {QUOTED}" in text_body(digest)
 
     for moment in (datetime(2027, 1, 19, 13, 30), datetime(2027, 1, 20, 4, 59)):
         clock.set(moment.replace(tzinfo=UTC))
@@ -624,7 +644,7 @@ def test_the_owner_digest_leaves_out_what_the_owner_was_reminded_of_that_day(
     clock.set(datetime(2027, 1, 20, 13, 0, tzinfo=UTC))
     [subject] = owner_digests(engine, clock, NEW_YORK)
     assert "1 account" in subject
-    body = outbox(engine)[-1].body_text
+    body = text_body(outbox(engine)[-1])
     assert "Globex" in body
     assert ACCOUNT not in body
 
@@ -656,7 +676,7 @@ def test_the_owner_digest_names_an_account_whose_reminder_went_dead(
     [subject] = owner_digests(engine, clock, NEW_YORK)
 
     assert "1 account" in subject
-    assert ACCOUNT in outbox(engine)[-1].body_text
+    assert ACCOUNT in text_body(outbox(engine)[-1])
 
 
 class Statements:
@@ -675,6 +695,10 @@ class Statements:
 
     def __exit__(self, *_: object) -> None:
         sa.event.remove(self.engine, "before_cursor_execute", self._record)
+
+    def queries(self) -> list[str]:
+        """The statements other than BEGIN, COMMIT and ROLLBACK."""
+        return [sql for sql in self.seen if sql.split()[0] not in ("begin", "commit", "rollback")]
 
     def touching(self, table: str) -> list[str]:
         return [sql for sql in self.seen if re.search(rf"\b(from|join) {table}\b", sql)]
@@ -698,9 +722,13 @@ def test_once_the_digests_are_queued_a_tick_does_not_build_them_again(
         assert leader_digests(engine, clock) == []
 
     # Neither looked at snoozes, people's rows or KPIs: nothing was built to be thrown away.
+    # The owners' step knows the day's pass is done (one lookup); the leaders' step asks the
+    # outbox which leader still lacks the week's digest (one query).
     assert owners.touching("snooze") == owners.touching("person") == []
+    assert owners.touching("outbox") == owners.touching("account") == []
+    assert len(owners.queries()) == len(owners.touching("heartbeat")) == 1
     assert heads.touching("snooze") == heads.touching("kpi") == heads.touching("account") == []
-    assert len(owners.touching("outbox")) == len(heads.touching("outbox")) == 1
+    assert len(heads.touching("outbox")) == 1
 
 
 def test_the_leadership_digest_comes_on_monday_at_eight_with_the_portfolio(
@@ -737,7 +765,7 @@ def test_the_leadership_digest_comes_on_monday_at_eight_with_the_portfolio(
     clock.set(datetime(2027, 2, 1, 9, 0, tzinfo=UTC))
     assert leader_digests(engine, clock) == []
 
-    body = outbox(engine)[-1].body_text
+    body = text_body(outbox(engine)[-1])
     assert "kam / Strategy: 2" in body
     assert "kam / Research: 1" in body
     assert "kam / Action plan: 0" in body
@@ -753,7 +781,7 @@ def test_the_leadership_digest_comes_on_monday_at_eight_with_the_portfolio(
     assert "Gross margin" not in body
 
     with db.session_scope(engine) as session:
-        view = portfolio(session, clock.now())
+        view = leader_view(session, clock.now())
     counts = {row["stage"]: row["count"] for row in view["per_stage"]}
     assert (counts["Strategy"], counts["Research"], counts["Execution"]) == (2, 1, 0)
     assert [a["name"] for a in view["stuck"]] == [ACCOUNT]
@@ -825,7 +853,7 @@ def test_tick_queues_and_delivers_into_the_outbox_folder(
 
     again = cli("tick", env=file_mail(folder))
     assert again.exit_code == 0, again.stderr
-    assert "stalls: examined 1, queued 0" in again.output
+    assert "stalls: examined 0, queued 0" in again.output  # found nothing new due
     assert "delivery: claimed 0, sent 0" in again.output
     assert len(eml_files(folder)) == 1
 
@@ -835,13 +863,10 @@ class RefusingTransport:
 
     name = "refusing"
 
-    def session(self) -> RefusingTransport:
+    def connect(self) -> RefusingTransport:
         return self
 
-    def __enter__(self) -> RefusingTransport:
-        return self
-
-    def __exit__(self, *_: object) -> None:
+    def close(self) -> None:
         return None
 
     def send(self, message: EmailMessage) -> None:
@@ -987,7 +1012,7 @@ def test_a_broken_or_missing_workflow_file_holds_up_only_its_own_accounts(
     assert forecast.exit_code == 0, forecast.stderr
     assert {row["account"] for row in json.loads(forecast.output)} == {ACCOUNT}
     with db.session_scope(engine) as session:
-        view = portfolio(session, clock.now())
+        view = leader_view(session, clock.now())
     assert {row["workflow"] for row in view["per_stage"]} == {"kam"}
     assert [a["name"] for a in view["stuck"]] == [ACCOUNT]
     assert len(leader_digests(engine, clock)) == 2
@@ -1014,7 +1039,7 @@ def test_status_shows_last_tick_queue_depth_dead_letters_and_stalled_accounts(
     assert "Accounts: 1 behind, 1 stuck" in fresh.output
 
     assert len(stalls(engine, clock)) == 2
-    report = deliver(engine, RefusingTransport(), sender=SENDER, now=clock.now(), batch=1)
+    report = deliver(engine, RefusingTransport(), sender=SENDER, now=clock.now(), limit=1)
     assert report.dead == 1
     # A tick whose mail server is down: the queue step runs, delivery stops and says why.
     down = cli(
@@ -1128,7 +1153,7 @@ def test_account_list_shows_on_track_behind_and_stuck(
 
 @pytest.mark.parametrize(
     ("step", "line"),
-    [("queue", "Last tick"), ("owner digest", "Last tick"), ("delivery", "Last delivery")],
+    [("actions", "Last tick"), ("owner digests", "Last tick"), ("delivery", "Last delivery")],
 )
 def test_a_failing_daemon_step_shows_as_a_problem_in_status(
     engine: Engine,
@@ -1144,7 +1169,7 @@ def test_a_failing_daemon_step_shows_as_a_problem_in_status(
     add_overdue_action(engine, clock, run, "2027-01-18")
     on_day(clock, 14)
     daemon = Daemon(engine, clock, UTC_SCHEDULE, MailSettings.load(file_mail(tmp_path / "mail")))
-    for name in ("queue", "owner digest", "leader digest", "delivery"):
+    for name in ("queue", "delivery"):
         daemon.run_step(name)
     assert "PROBLEM" not in cli("status").output
     clock.advance(days=3)  # the next reminders are due
@@ -1384,7 +1409,13 @@ def test_a_second_signal_while_the_daemon_stops_exits_at_once_with_128_plus_its_
         # A message the server takes a long time over: the daemon is inside a delivery step.
         inbox.delay = 20
         with db.session_scope(engine) as session:
-            slow = Draft("test:slow", "reminder", None, [OWNER], [], "Slow", "Slow\n", "")
+            slow = Draft(
+                Identity.digest(MessageKind.OWNER_DIGEST, person_id=1, period="slow"),
+                [OWNER],
+                [],
+                "Slow",
+                body_text="Slow\n",
+            )
             queue(session, slow, now=now)
         wait_for(lambda: inbox.started >= 2, "the slow message to be on its way")
         daemon.send_signal(signum)

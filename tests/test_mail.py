@@ -23,7 +23,6 @@ from email.message import EmailMessage
 from email.parser import BytesParser, Parser
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -38,11 +37,9 @@ from sqlmodel import col, select
 from kamflow import db, defaults, plan
 from kamflow.accounts import add_account
 from kamflow.clock import FixedClock
-from kamflow.config import MailSettings
-from kamflow.delivery import DeliveryReport, claim, deliver
+from kamflow.config import MailSettings, Schedule
 from kamflow.errors import ConfigError
-from kamflow.escalation import queue_action_reminders, queue_stalls
-from kamflow.models import Account, Notification, OutboxStatus
+from kamflow.models import Account, MessageKind, Notification, OutboxStatus
 from kamflow.notify.message import build, message_id
 from kamflow.notify.transports import (
     ConsoleTransport,
@@ -51,8 +48,13 @@ from kamflow.notify.transports import (
     SmtpTransport,
     Transport,
     eml_name,
+    session,
 )
-from kamflow.outbox import Draft, queue
+from kamflow.outbox import Draft, Identity, queue
+from kamflow.steps.actions import queue_action_reminders
+from kamflow.steps.base import StepRun
+from kamflow.steps.delivery import DeliveryReport, claim, deliver
+from kamflow.steps.stalls import queue_stalls
 from tests.account_steps import add_person
 from tests.conftest import Runner, snapshot
 
@@ -348,11 +350,18 @@ def trust_test_ca(ca: trustme.CA, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 # --- the outbox -------------------------------------------------------------------------------
 
 
+def identity(number: int) -> Identity:
+    """A message about nothing but itself: the digest of a made-up person ``number``."""
+    return Identity.digest(MessageKind.OWNER_DIGEST, person_id=number, period="2027-01-04")
+
+
+def key(number: int) -> str:
+    return identity(number).key
+
+
 def draft(number: int = 1, **changes: Any) -> Draft:
     values: dict[str, Any] = {
-        "key": f"test:{number}",
-        "kind": "reminder",
-        "account_id": None,
+        "identity": identity(number),
         "recipients": [OWNER],
         "cc": [],
         "subject": f"Message {number}",
@@ -531,13 +540,13 @@ def test_every_transport_delivers_a_built_message_intact(
     )
     message = build(queued, SENDER)
 
-    with transport.session() as connection:
+    with session(transport) as connection:
         connection.send(message)
 
     [got] = received()
     assert got.recipients == TO + CC
     assert got.subject == SUBJECT
-    assert got.message_id == message["Message-ID"] == message_id("test:1", SENDER)
+    assert got.message_id == message["Message-ID"] == message_id(key(1), SENDER)
     assert got.has_text(BODY_TEXT), got.text
     assert got.has_html(BODY_HTML), f"the {transport.name} transport lost the HTML part"
 
@@ -549,7 +558,7 @@ def test_every_transport_keeps_a_line_that_starts_with_from(
     text = f"Dear owner,\n{FROM_LINE}Regards\n"
     [queued] = put(engine, clock, draft(1, body_text=text))
 
-    with transport.session() as connection:
+    with session(transport) as connection:
         connection.send(build(queued, SENDER))
 
     [got] = received()
@@ -588,7 +597,7 @@ def test_starttls_is_used_when_offered_and_the_certificate_verified(
     assert (report.sent, report.stopped) == (1, None)
     [arrived] = server.arrived
     assert arrived.tls
-    assert row(engine, "test:1").status == OutboxStatus.SENT
+    assert row(engine, key(1)).status == OutboxStatus.SENT
 
 
 @pytest.mark.usefixtures("trust_test_ca")
@@ -832,7 +841,7 @@ def test_a_4xx_is_retried_with_growing_backoff_then_delivered(
     first = send_due(engine, mail, clock)
 
     assert (first.claimed, first.sent, first.retried, first.dead) == (1, 0, 1, 0)
-    after_first = row(engine, "test:1")
+    after_first = row(engine, key(1))
     assert after_first.status == OutboxStatus.PENDING
     assert after_first.attempts == 1
     assert after_first.next_attempt_at > start
@@ -847,7 +856,7 @@ def test_a_4xx_is_retried_with_growing_backoff_then_delivered(
     clock.set(after_first.next_attempt_at)
     second = send_due(engine, mail, clock)
     assert second.retried == 1
-    after_second = row(engine, "test:1")
+    after_second = row(engine, key(1))
     assert after_second.attempts == 2
     assert (
         after_second.next_attempt_at - after_first.next_attempt_at
@@ -858,11 +867,11 @@ def test_a_4xx_is_retried_with_growing_backoff_then_delivered(
     third = send_due(engine, mail, clock)
 
     assert (third.sent, third.retried) == (1, 0)
-    delivered = row(engine, "test:1")
+    delivered = row(engine, key(1))
     assert delivered.status == OutboxStatus.SENT
     assert delivered.attempts == 3
     assert delivered.last_error == ""
-    assert message_ids(smtp) == [message_id("test:1", SENDER)]
+    assert message_ids(smtp) == [message_id(key(1), SENDER)]
 
 
 @pytest.mark.parametrize(
@@ -885,7 +894,7 @@ def test_a_5xx_is_dead_listed_and_sent_after_outbox_retry(
     report = send_due(engine, mail, clock)
 
     assert (report.sent, report.retried, report.dead, report.stopped) == (0, 0, 1, None)
-    dead = row(engine, "test:1")
+    dead = row(engine, key(1))
     assert dead.status == OutboxStatus.DEAD
     assert reply[:3] in dead.last_error
     listing = cli("outbox", "list", "--status", "dead")
@@ -900,10 +909,10 @@ def test_a_5xx_is_dead_listed_and_sent_after_outbox_retry(
 
     assert retried.exit_code == 0, retried.stderr
     assert "queued again" in retried.output
-    assert row(engine, "test:1").status == OutboxStatus.PENDING
+    assert row(engine, key(1)).status == OutboxStatus.PENDING
     again = send_due(engine, mail, clock)
     assert again.sent == 1
-    assert message_ids(smtp) == [message_id("test:1", SENDER)]
+    assert message_ids(smtp) == [message_id(key(1), SENDER)]
     assert "(none)" in cli("outbox", "list", "--status", "dead").output
 
 
@@ -917,7 +926,7 @@ def test_too_many_4xx_attempts_make_a_message_dead(
     for attempt in range(1, defaults.MAX_ATTEMPTS + 1):
         report = send_due(engine, mail, clock)
         assert report.claimed == 1, f"attempt {attempt}"
-        found = row(engine, "test:1")
+        found = row(engine, key(1))
         assert found.attempts == attempt
         if attempt < defaults.MAX_ATTEMPTS:
             assert found.status == OutboxStatus.PENDING
@@ -1087,7 +1096,7 @@ def test_a_crash_between_sending_and_marking_resends_with_the_same_message_id(
     mail = smtp_mail(smtp.url())
     # A worker claims with a short lease, sends, and dies before it marks the row sent.
     [claimed] = claim(engine, clock.now(), "doomed-worker", batch=10, lease_seconds=60)
-    with mail.make_transport().session() as connection:
+    with session(mail.make_transport()) as connection:
         connection.send(build(claimed, mail.sender))
 
     clock.advance(seconds=30)
@@ -1110,7 +1119,7 @@ def _queue_account_reminder(engine: Engine, clock: FixedClock, run: Runner, name
     add_person(engine, clock, OWNER)
     run(add_account, name, owner=OWNER)
     clock.advance(days=14)  # the Strategy limit: the owner's first reminder is due
-    queue_stalls(engine, clock.now())
+    queue_stalls(StepRun(engine, clock.now(), Schedule.load({})))
 
 
 def _queue_stored_name_reminder(engine: Engine, clock: FixedClock, run: Runner) -> None:
@@ -1120,14 +1129,14 @@ def _queue_stored_name_reminder(engine: Engine, clock: FixedClock, run: Runner) 
     with db.session_scope(engine) as session:
         session.execute(sa.update(Account).values(name=f"Acme Corp{EVIL}"))
     clock.advance(days=14)
-    queue_stalls(engine, clock.now())
+    queue_stalls(StepRun(engine, clock.now(), Schedule.load({})))
 
 
 def _queue_action_reminder(engine: Engine, clock: FixedClock, run: Runner) -> None:
     add_person(engine, clock, OWNER)
     run(add_account, "Acme Corp", owner=OWNER)
     run(plan.add_action, "Acme Corp", f"Call the CFO{EVIL}", owner=OWNER, due="2027-01-04")
-    queue_action_reminders(engine, clock.now(), timezone=ZoneInfo("UTC"))
+    queue_action_reminders(StepRun(engine, clock.now(), Schedule.load({})))
 
 
 @pytest.mark.parametrize(
@@ -1182,7 +1191,7 @@ def test_the_message_id_is_in_the_senders_domain_and_the_same_for_the_same_key(
     assert message_id("stall:1:strategy:x:remind:0", mail.sender) == message_id(
         "stall:1:strategy:x:remind:0", mail.sender
     )
-    assert message_id("test:1", "kamflow@other.example.org").endswith("@other.example.org>")
+    assert message_id(key(1), "kamflow@other.example.org").endswith("@other.example.org>")
     assert arrived_from(smtp) == {"reminders@kam.example.com"}
 
 
@@ -1205,7 +1214,7 @@ def test_a_sender_with_a_display_name_is_used_whole(
     message = arrived.message()
     [sender] = message["From"].addresses
     assert (sender.display_name, sender.addr_spec) == ("Kamflow", "reminders@kam.example.com")
-    assert message["Message-ID"] == message_id("test:1", "reminders@kam.example.com")
+    assert message["Message-ID"] == message_id(key(1), "reminders@kam.example.com")
     assert str(message["Message-ID"]).endswith("@kam.example.com>")
 
 
@@ -1230,7 +1239,7 @@ def test_the_file_transport_writes_whole_files_and_a_resend_overwrites_the_same_
     queued = put(engine, clock, *(draft(n) for n in range(1, 4)))
     # The first message is written, then its worker dies before marking it sent.
     [claimed] = claim(engine, clock.now(), "doomed-worker", batch=1, lease_seconds=60)
-    with mail.make_transport().session() as connection:
+    with session(mail.make_transport()) as connection:
         connection.send(build(claimed, mail.sender))
     clock.advance(seconds=61)
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
+from typing import Any
 
 from kamflow.errors import ConfigError
-from kamflow.models import Notification
 
 
 def clean_header(value: str) -> str:
@@ -39,7 +40,17 @@ def addresses(field: str) -> list[str]:
     return [clean_header(a) for a in field.split(",") if a.strip()]
 
 
-def build(row: Notification, sender: str) -> EmailMessage:
+def bodies(row: Any) -> tuple[str, str]:
+    """The text and HTML bodies of an outbox row: rendered from its template and frozen context
+    (the same on every attempt), or as stored for a message queued without a template."""
+    if row.template:
+        from kamflow.notify.templates import render
+
+        return render(row.template, **json.loads(row.context or "{}"))
+    return row.body_text, row.body_html
+
+
+def build(row: Any, sender: str) -> EmailMessage:
     """The message for an outbox row, the same bytes-for-bytes headers on every attempt."""
     message = EmailMessage()
     message["From"] = sender_address(sender)
@@ -51,7 +62,8 @@ def build(row: Notification, sender: str) -> EmailMessage:
     message["Message-ID"] = message_id(row.key, sender)
     message["X-Kamflow-Kind"] = clean_header(row.kind)
     message["Auto-Submitted"] = "auto-generated"
-    message.set_content(row.body_text)
-    if row.body_html:
-        message.add_alternative(row.body_html, subtype="html")
+    text, html = bodies(row)
+    message.set_content(text)
+    if html:
+        message.add_alternative(html, subtype="html")
     return message

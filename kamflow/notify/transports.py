@@ -18,23 +18,49 @@ from pathlib import Path
 from typing import Protocol, TextIO
 from urllib.parse import unquote, urlsplit
 
-from kamflow.errors import ConfigError, PermanentFailure, TransientFailure, TransportDown
+from kamflow.errors import (
+    ConfigError,
+    ConnectionLost,
+    PermanentFailure,
+    TransientFailure,
+    TransportDown,
+)
 
 TIMEOUT_SECONDS = 30
 
 
 class Transport(Protocol):
-    """Sends messages; ``session()`` holds one connection for a whole batch."""
+    """Sends messages over connections that each carry many messages."""
 
     name: str
 
-    def session(self) -> contextlib.AbstractContextManager[Sender]: ...
+    def connect(self) -> Sender:
+        """A connection ready to send (raises TransportDown when there is none to be had)."""
+        ...
 
 
 class Sender(Protocol):
     def send(self, message: EmailMessage) -> str | None:
-        """Send one message; what is worth keeping about a delivery that was not whole, if any."""
+        """Send one message; what is worth keeping about a delivery that was not whole, if any.
+
+        Raises TransientFailure (try later), PermanentFailure (never), ConnectionLost (the
+        connection broke while sending this message) or TransportDown (not this message's fault).
+        """
         ...
+
+    def close(self) -> None:
+        """Let the connection go (quietly: it may be broken already)."""
+        ...
+
+
+@contextlib.contextmanager
+def session(transport: Transport) -> Iterator[Sender]:
+    """One connection of ``transport`` for the length of a block."""
+    connection = transport.connect()
+    try:
+        yield connection
+    finally:
+        connection.close()
 
 
 # --- SMTP -------------------------------------------------------------------------------------
@@ -85,8 +111,7 @@ class SmtpTransport:
         # The system's CAs, or the bundle named by SSL_CERT_FILE (OpenSSL reads that variable).
         return ssl.create_default_context()
 
-    @contextlib.contextmanager
-    def session(self) -> Iterator[_SmtpSender]:
+    def connect(self) -> _SmtpSender:
         where = f"{self.settings.host}:{self.settings.port}"
         try:
             client = self._open(where)
@@ -100,11 +125,7 @@ class SmtpTransport:
             raise TransportDown(
                 f"cannot connect to SMTP server {where}: {_describe(error)}"
             ) from None
-        try:
-            yield _SmtpSender(client, where)
-        finally:
-            with contextlib.suppress(OSError, smtplib.SMTPException):
-                client.quit()
+        return _SmtpSender(client, where)
 
     def _open(self, where: str) -> smtplib.SMTP:
         """A connection ready to send: TLS when possible, logged in when a user is set."""
@@ -166,7 +187,9 @@ class _SmtpSender:
         except smtplib.SMTPResponseException as error:
             _raise_for(error.smtp_code, _reply(error.smtp_error))
         except (smtplib.SMTPServerDisconnected, OSError) as error:
-            raise TransportDown(f"lost the SMTP server {self.where}: {_describe(error)}") from None
+            raise ConnectionLost(
+                f"lost the SMTP server {self.where}: {_describe(error)}"
+            ) from None
         except Exception:
             # Something about this message (an address smtplib cannot encode, an extension the
             # server lacks) broke off the transaction: reset it so the next message starts clean.
@@ -179,6 +202,12 @@ class _SmtpSender:
                 f"{address}: {code} {_reply(text)}" for address, (code, text) in refused.items()
             )
         return None
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError, smtplib.SMTPException):
+            self.client.quit()
+        with contextlib.suppress(OSError):
+            self.client.close()
 
 
 def _raise_for(code: int, text: str) -> None:
@@ -214,15 +243,17 @@ class FileTransport:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
-    @contextlib.contextmanager
-    def session(self) -> Iterator[FileTransport]:
+    def connect(self) -> FileTransport:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise TransportDown(
                 f"cannot create the outbox folder {self.folder}: {error.strerror}"
             ) from None
-        yield self
+        return self
+
+    def close(self) -> None:
+        return None
 
     def send(self, message: EmailMessage) -> None:
         target = self.folder / eml_name(message)
@@ -253,9 +284,11 @@ class ConsoleTransport:
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream
 
-    @contextlib.contextmanager
-    def session(self) -> Iterator[ConsoleTransport]:
-        yield self
+    def connect(self) -> ConsoleTransport:
+        return self
+
+    def close(self) -> None:
+        return None
 
     def send(self, message: EmailMessage) -> None:
         stream = self.stream or sys.stdout

@@ -1,0 +1,243 @@
+"""What the guards read about accounts, loaded for a whole batch of accounts at once.
+
+A guard asks for one account's strategy, roles, answers, actions, KPIs, reviews or stage entries;
+the first such question loads that kind of fact for every account of the batch in one query, so
+judging 500 accounts costs a handful of queries, not thousands. A single transition is a batch of
+one. Only plain tuples are read (no ORM objects), which keeps large batches cheap.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, func, select
+
+from kamflow.models import (
+    Action,
+    Answer,
+    HistoryEntry,
+    HistoryKind,
+    Kpi,
+    KpiValue,
+    Review,
+    RoleAssignment,
+    Score,
+    Strategy,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class StrategyFact:
+    objective: str
+    stakeholders: str
+    rationale: str
+
+
+@dataclass(frozen=True)
+class AnswerFact:
+    text: str
+    not_applicable: bool
+
+
+@dataclass(frozen=True)
+class ActionFact:
+    id: int
+    status: str
+    owner_id: int | None
+    due: date | None
+
+
+@dataclass(frozen=True)
+class KpiFact:
+    id: int
+    name: str
+
+
+class Facts:
+    """Facts about the accounts ``ids`` (at most one batch), each kind loaded on first use."""
+
+    def __init__(self, session: Session, ids: Sequence[int]) -> None:
+        self.session = session
+        self.ids = list(dict.fromkeys(ids))
+        self._loaded: dict[str, dict[int, Any]] = {}
+
+    def _kind(self, name: str, load: Callable[[], dict[int, Any]]) -> dict[int, Any]:
+        found = self._loaded.get(name)
+        if found is None:
+            found = self._loaded[name] = load() if self.ids else {}
+        return found
+
+    def _in(self, column: Any) -> Any:
+        return col(column).in_(self.ids)
+
+    # --- one account's facts ---------------------------------------------------------------------
+
+    def strategy(self, account_id: int) -> StrategyFact | None:
+        found: StrategyFact | None = self._kind("strategy", self._strategies).get(account_id)
+        return found
+
+    def roles(self, account_id: int) -> set[str]:
+        found: set[str] = self._kind("roles", self._roles).get(account_id, set())
+        return found
+
+    def answers(self, account_id: int) -> dict[str, AnswerFact]:
+        found: dict[str, AnswerFact] = self._kind("answers", self._answers).get(account_id, {})
+        return found
+
+    def actions(self, account_id: int) -> list[ActionFact]:
+        found: list[ActionFact] = self._kind("actions", self._actions).get(account_id, [])
+        return found
+
+    def kpis(self, account_id: int) -> list[KpiFact]:
+        found: list[KpiFact] = self._kind("kpis", self._kpis).get(account_id, [])
+        return found
+
+    def kpi_latest(self, account_id: int) -> dict[int, datetime]:
+        """When each KPI of the account last had a value recorded."""
+        found: dict[int, datetime] = self._kind("kpi_latest", self._kpi_latest).get(account_id, {})
+        return found
+
+    def review_times(self, account_id: int) -> list[datetime]:
+        """When each review conclusion of the account was written."""
+        found: list[datetime] = self._kind("reviews", self._reviews).get(account_id, [])
+        return found
+
+    def entered(self, account_id: int, stage: str) -> datetime | None:
+        """When the account last entered ``stage``, from its history."""
+        entries: dict[str, datetime] = self._kind("entered", self._entered).get(account_id, {})
+        return entries.get(stage)
+
+    def latest_score(self, account_id: int) -> float | None:
+        found: float | None = self._kind("scores", self._scores).get(account_id)
+        return found
+
+    # --- loaders: one query each, for every account of the batch -------------------------------
+
+    def _rows(self, statement: Any) -> list[Any]:
+        return list(self.session.execute(statement).all())
+
+    def _strategies(self) -> dict[int, Any]:
+        rows = self._rows(
+            sa.select(
+                col(Strategy.account_id),
+                col(Strategy.objective),
+                col(Strategy.stakeholders),
+                col(Strategy.rationale),
+            ).where(self._in(Strategy.account_id))
+        )
+        return {row[0]: StrategyFact(row[1], row[2], row[3]) for row in rows}
+
+    def _roles(self) -> dict[int, Any]:
+        found: dict[int, set[str]] = defaultdict(set)
+        statement = sa.select(col(RoleAssignment.account_id), col(RoleAssignment.role)).where(
+            self._in(RoleAssignment.account_id)
+        )
+        for account_id, role in self._rows(statement):
+            found[account_id].add(role)
+        return dict(found)
+
+    def _answers(self) -> dict[int, Any]:
+        found: dict[int, dict[str, AnswerFact]] = defaultdict(dict)
+        statement = sa.select(
+            col(Answer.account_id),
+            col(Answer.question_id),
+            col(Answer.text),
+            col(Answer.not_applicable),
+        ).where(self._in(Answer.account_id))
+        for account_id, question, text, not_applicable in self._rows(statement):
+            found[account_id][question] = AnswerFact(text, bool(not_applicable))
+        return dict(found)
+
+    def _actions(self) -> dict[int, Any]:
+        found: dict[int, list[ActionFact]] = defaultdict(list)
+        statement = (
+            sa.select(
+                col(Action.account_id),
+                col(Action.id),
+                col(Action.status),
+                col(Action.owner_id),
+                col(Action.due),
+            )
+            .where(self._in(Action.account_id))
+            .order_by(col(Action.id))
+        )
+        for account_id, action_id, status, owner_id, due in self._rows(statement):
+            found[account_id].append(ActionFact(action_id, status, owner_id, due))
+        return dict(found)
+
+    def _kpis(self) -> dict[int, Any]:
+        found: dict[int, list[KpiFact]] = defaultdict(list)
+        statement = (
+            sa.select(col(Kpi.account_id), col(Kpi.id), col(Kpi.name))
+            .where(self._in(Kpi.account_id))
+            .order_by(col(Kpi.id))
+        )
+        for account_id, kpi_id, name in self._rows(statement):
+            found[account_id].append(KpiFact(kpi_id, name))
+        return dict(found)
+
+    def _kpi_latest(self) -> dict[int, Any]:
+        found: dict[int, dict[int, datetime]] = defaultdict(dict)
+        statement = (
+            select(Kpi.account_id, KpiValue.kpi_id, func.max(KpiValue.recorded_at))
+            .join(Kpi, col(Kpi.id) == col(KpiValue.kpi_id))
+            .where(self._in(Kpi.account_id))
+            .group_by(col(Kpi.account_id), col(KpiValue.kpi_id))
+        )
+        for account_id, kpi_id, latest in self._rows(statement):
+            found[account_id][kpi_id] = _utc(latest)
+        return dict(found)
+
+    def _reviews(self) -> dict[int, Any]:
+        found: dict[int, list[datetime]] = defaultdict(list)
+        statement = sa.select(col(Review.account_id), col(Review.written_at)).where(
+            self._in(Review.account_id)
+        )
+        for account_id, written_at in self._rows(statement):
+            found[account_id].append(written_at)
+        return dict(found)
+
+    def _entered(self) -> dict[int, Any]:
+        found: dict[int, dict[str, datetime]] = defaultdict(dict)
+        statement = (
+            select(HistoryEntry.account_id, HistoryEntry.to_stage, func.max(HistoryEntry.at))
+            .where(
+                self._in(HistoryEntry.account_id),
+                col(HistoryEntry.kind).in_([HistoryKind.TRANSITION, HistoryKind.CREATED]),
+                col(HistoryEntry.to_stage).is_not(None),
+            )
+            .group_by(col(HistoryEntry.account_id), col(HistoryEntry.to_stage))
+        )
+        for account_id, stage, latest in self._rows(statement):
+            found[account_id][stage] = _utc(latest)
+        return dict(found)
+
+    def _scores(self) -> dict[int, Any]:
+        newest = (
+            select(Score.account_id, func.max(Score.id).label("newest"))
+            .where(self._in(Score.account_id))
+            .group_by(col(Score.account_id))
+            .subquery()
+        )
+        statement = select(Score.account_id, Score.total).join(
+            newest, col(Score.id) == newest.c.newest
+        )
+        return {account_id: total for account_id, total in self._rows(statement)}
+
+
+def _utc(value: Any) -> datetime:
+    """An aggregate (max) comes back untyped on SQLite: as a string, or a naive datetime."""
+    from kamflow.models import UTCDateTime
+
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    result = UTCDateTime().process_result_value(value, None)  # type: ignore[arg-type]
+    assert result is not None
+    return result

@@ -1,0 +1,63 @@
+"""The daemon's work as plain steps over the database, each callable once from a test, from
+`kamflow tick` or from the daemon's schedule (see `table` for the queuing steps, `delivery` for
+sending). A step finds what is due with set-based queries and writes it in batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from kamflow.config import MailSettings, Schedule
+from kamflow.steps.base import StepReport, StepRun, record_heartbeat
+from kamflow.steps.delivery import DeliveryReport, deliver
+from kamflow.steps.table import QUEUING, Step
+
+
+@dataclass
+class TickReport:
+    steps: list[StepReport] = field(default_factory=list)
+    delivery: DeliveryReport | None = None
+
+    def lines(self) -> list[str]:
+        found = [step.summary() for step in self.steps]
+        if self.delivery is not None:
+            found.append(self.delivery.summary())
+        return found
+
+
+def run_step(entry: Step, run: StepRun) -> StepReport:
+    """Run one queuing step and, unless it is a dry run, record its heartbeat."""
+    report = entry.queue(run)
+    if run.dry_run:
+        run.earlier += report.drafts
+    else:
+        record_heartbeat(run.engine, entry.name, run.now, ok=True, detail=report.as_dict())
+    return report
+
+
+def queue_due(
+    engine: sa.Engine, now: datetime, schedule: Schedule, *, dry_run: bool = False
+) -> list[StepReport]:
+    """Every queuing step once, in the table's order: stalls, actions, digests."""
+    run = StepRun(engine, now, schedule, dry_run=dry_run)
+    return [run_step(entry, run) for entry in QUEUING]
+
+
+def tick(
+    engine: sa.Engine,
+    now: datetime,
+    schedule: Schedule,
+    mail: MailSettings,
+    *,
+    dry_run: bool = False,
+) -> TickReport:
+    """One pass of every step: queue what is due, then deliver (a dry run only lists)."""
+    report = TickReport(steps=queue_due(engine, now, schedule, dry_run=dry_run))
+    if not dry_run:
+        report.delivery = deliver(engine, mail.make_transport(), sender=mail.sender, now=now)
+    return report
+
+
+__all__ = ["QUEUING", "DeliveryReport", "StepReport", "StepRun", "TickReport", "deliver", "tick"]

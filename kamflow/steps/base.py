@@ -1,0 +1,240 @@
+"""What every step shares: its run (engine, time, schedule), its report, heartbeats, the scans.
+
+A queuing step finds everything that is due with a few set-based queries, streamed in batches;
+each batch is judged, rendered and inserted in one transaction. What was queued already is an
+anti-join against the outbox's typed columns, so a step that runs twice queues nothing twice and a
+steady tick (nothing new due) costs about one indexed scan of the overdue accounts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from kamflow import defaults
+from kamflow.config import MailSettings, Schedule
+from kamflow.db import dialect_insert, read_scope, session_scope
+from kamflow.errors import KamflowError
+from kamflow.ladder import Rung, Status
+from kamflow.models import Account, Heartbeat
+from kamflow.outbox import Draft, queue_many
+from kamflow.text import first_line
+from kamflow.workflow import StageSpec, Workflow, get_workflow, workflow_names_in_use
+
+log = logging.getLogger("kamflow.steps")
+
+
+@dataclass
+class StepRun:
+    """One run of the steps: the database, the time, the settings, and whether to write."""
+
+    engine: sa.Engine
+    now: datetime
+    schedule: Schedule
+    mail: MailSettings | None = None
+    dry_run: bool = False
+    #: On a dry run, what the steps before this one would have queued (a digest leaves it out).
+    earlier: list[Draft] = field(default_factory=list)
+    worker: str | None = None
+
+
+@dataclass
+class StepReport:
+    """What one run of a queuing step did (or, on a dry run, would do)."""
+
+    step: str
+    queued: list[dict[str, Any]] = field(default_factory=list)
+    #: How many items the step found due (and not queued before).
+    examined: int = 0
+    drafts: list[Draft] = field(default_factory=list, repr=False)
+
+    def summary(self) -> str:
+        return f"{self.step}: examined {self.examined}, queued {len(self.queued)}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"examined": self.examined, "queued": len(self.queued)}
+
+    def offer(self, run: StepRun, drafts: list[Draft]) -> None:
+        """Queue a batch of drafts in one transaction (a dry run only notes them); those this run
+        inserted are counted (another daemon may have queued some of them first)."""
+        if not drafts:
+            return
+        if run.dry_run:
+            inserted = {draft.key for draft in drafts}
+            self.drafts += drafts
+        else:
+            with session_scope(run.engine) as session:
+                inserted = queue_many(session, drafts, now=run.now)
+        self.queued += [draft.describe() for draft in drafts if draft.key in inserted]
+
+
+# --- heartbeats ----------------------------------------------------------------------------------
+
+
+def record_heartbeat(
+    engine: sa.Engine,
+    step: str,
+    now: datetime,
+    *,
+    ok: bool,
+    detail: dict[str, Any],
+) -> None:
+    """Say that ``step`` ran, and how (`kamflow status` shows it)."""
+    values: dict[str, Any] = {
+        "step": step,
+        "at": now,
+        "ok": ok,
+        "detail": json.dumps(detail, default=str),
+        "done_period": "",
+    }
+    changes = {"at": now, "ok": ok, "detail": values["detail"]}
+    with session_scope(engine) as session:
+        statement = dialect_insert(session)(Heartbeat).values(**values)
+        session.execute(statement.on_conflict_do_update(index_elements=["step"], set_=changes))
+
+
+def heartbeats(session: Session) -> dict[str, dict[str, Any]]:
+    return {
+        row.step: {"at": row.at.isoformat(), "ok": row.ok, "detail": json.loads(row.detail or "{}")}
+        for row in session.exec(select(Heartbeat)).all()
+    }
+
+
+def mark_done(engine: sa.Engine, step: str, period: str, now: datetime) -> None:
+    """Record that ``step`` finished its whole pass for ``period``."""
+    values = {"step": step, "at": now, "ok": True, "detail": "{}", "done_period": period}
+    with session_scope(engine) as session:
+        statement = dialect_insert(session)(Heartbeat).values(**values)
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["step"], set_={"done_period": period}
+            )
+        )
+
+
+def done_period(engine: sa.Engine, step: str) -> str:
+    """The latest period for which ``step`` finished its pass ("" if none)."""
+    with read_scope(engine) as reading:
+        found = reading.execute(
+            sa.select(col(Heartbeat.done_period)).where(col(Heartbeat.step) == step)
+        ).scalar()
+    return found or ""
+
+
+# --- the workflows whose accounts the steps look at ----------------------------------------------
+
+
+def loaded_workflows(connection: Session | sa.Connection) -> list[Workflow]:
+    """The workflows some account follows; one whose file is broken is left out, with a warning,
+    so that it holds up only its own accounts."""
+    found = []
+    for name in workflow_names_in_use(connection):
+        try:
+            found.append(get_workflow(name))
+        except KamflowError as error:
+            log.warning("accounts following workflow %r skipped: %s", name, first_line(error))
+    return found
+
+
+def in_cycle(account: Any, definitions: list[Workflow]) -> Any:
+    """SQL: the account follows one of ``definitions`` and has not left its cycle."""
+    return sa.or_(
+        *(
+            sa.and_(account.workflow == d.name, col(account.stage).not_in(d.exit_names))
+            if d.exit_names
+            else account.workflow == d.name
+            for d in definitions
+        ),
+        sa.false(),
+    )
+
+
+# --- the ladder as ranges of stage_entered_at ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Phase:
+    """The accounts of one stage of one workflow on one rung of the ladder at ``now``.
+
+    Every account of the phase entered its stage in (``entered_after``, ``entered_by``]; on that
+    rung its messages repeat every ``interval``, so the one due now fell due after
+    ``now - interval``: that is how a scan tells, in SQL, whether it is queued already.
+    """
+
+    workflow: Workflow
+    stage: StageSpec
+    rung: Rung
+    entered_after: datetime | None
+    entered_by: datetime
+    interval: timedelta
+    order: int
+
+    @property
+    def status(self) -> Status:
+        return Status.STUCK if self.rung == Rung.ESCALATE else Status.BEHIND
+
+    def contains(self, account: Any) -> Any:
+        """SQL: ``account`` (the table or an alias) is in this phase."""
+        conditions = [
+            account.workflow == self.workflow.name,
+            account.stage == self.stage.name,
+            account.stage_entered_at <= self.entered_by,
+        ]
+        if self.entered_after is not None:
+            conditions.append(account.stage_entered_at > self.entered_after)
+        return sa.and_(*conditions)
+
+
+def phases(definitions: list[Workflow], now: datetime) -> list[Phase]:
+    """Stuck and behind, for every stage of every workflow, in workflow and stage order."""
+    found: list[Phase] = []
+    for definition in definitions:
+        for stage in definition.spec.stages:
+            ladder = definition.ladder_for(stage)
+            limit = now - timedelta(days=stage.limit_days)
+            escalate_line = limit - timedelta(days=ladder.escalate_after_days)
+            # The stuck before the behind: escalations are queued (and sent) first.
+            found.append(
+                Phase(
+                    definition,
+                    stage,
+                    Rung.ESCALATE,
+                    None,
+                    escalate_line,
+                    timedelta(days=ladder.escalate_every_days),
+                    len(found),
+                )
+            )
+            found.append(
+                Phase(
+                    definition,
+                    stage,
+                    Rung.REMIND,
+                    escalate_line,
+                    limit,
+                    timedelta(days=ladder.remind_every_days),
+                    len(found),
+                )
+            )
+    return found
+
+
+def overdue_counts(
+    connection: Session | sa.Connection, now: datetime
+) -> Iterator[tuple[Phase, int]]:
+    """How many accounts each phase holds, counted in SQL."""
+    for phase in phases(loaded_workflows(connection), now):
+        count = connection.execute(
+            sa.select(sa.func.count()).select_from(Account).where(phase.contains(Account))
+        ).scalar_one()
+        yield phase, count
+
+
+BATCH = defaults.STEP_BATCH

@@ -1,0 +1,343 @@
+"""Stalled accounts: the owner is reminded past a stage's limit; then leadership gets escalations.
+
+The ladder (`kamflow.ladder`) says which rung is due for an account at a moment. Accounts on the
+same rung of the same stage form a range of ``stage_entered_at`` (a `Phase`), so one indexed query
+per phase finds every account whose due message is not in the outbox yet and is not snoozed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col
+
+from kamflow import snoozes
+from kamflow.config import Schedule
+from kamflow.db import read_scope, stream
+from kamflow.engine import evaluate
+from kamflow.facts import Facts
+from kamflow.guards import AccountRow
+from kamflow.ladder import Rung, position
+from kamflow.ladder import schedule as ladder_schedule
+from kamflow.models import Account, MessageKind, Notification, Person
+from kamflow.notify.message import clean_header
+from kamflow.outbox import Draft, Identity
+from kamflow.steps.base import (
+    BATCH,
+    Phase,
+    StepReport,
+    StepRun,
+    loaded_workflows,
+    phases,
+)
+from kamflow.text import shell_quote
+from kamflow.workflow import Workflow
+
+NAME = "stalls"
+KINDS = (MessageKind.REMINDER, MessageKind.ESCALATION)
+
+
+def queued_in_phase(phase: Phase, now: datetime) -> Any:
+    """SQL: the message due now for the account's stay is in the outbox already.
+
+    Its rung repeats every ``phase.interval``; the outbox row of the one due now fell due after
+    ``now - interval``, and no other row of that rung and stay did.
+    """
+    return sa.exists().where(
+        col(Notification.account_id) == Account.id,
+        col(Notification.stage) == Account.stage,
+        col(Notification.stage_entered_at) == Account.stage_entered_at,
+        col(Notification.rung) == phase.rung.value,
+        col(Notification.due_at) > now - phase.interval,
+    )
+
+
+def due_query(phase: Phase, now: datetime, *, snoozes_running: bool) -> Any:
+    """The accounts of ``phase`` whose due message is neither queued nor paused, oldest first."""
+    statement: Any = (
+        sa.select(
+            col(Account.id),
+            col(Account.name),
+            col(Account.owner_id),
+            col(Account.workflow),
+            col(Account.stage),
+            col(Account.stage_entered_at),
+            col(Person.email),
+            col(Person.name).label("owner_name"),
+        )
+        .join(Person, col(Person.id) == col(Account.owner_id))
+        .where(phase.contains(Account), ~queued_in_phase(phase, now))
+        .order_by(col(Account.stage_entered_at), col(Account.id))
+    )
+    if snoozes_running:
+        statement = statement.where(~snoozes.pausing(Account, now))
+    return statement
+
+
+def leader_emails(connection: Session | sa.Connection) -> list[str]:
+    rows = connection.execute(
+        sa.select(col(Person.email)).where(col(Person.is_leader)).order_by(col(Person.email))
+    )
+    return [email for (email,) in rows]
+
+
+def queue_stalls(run: StepRun) -> StepReport:
+    """Queue the latest reminder or escalation due per overdue account, one transaction a batch."""
+    report = StepReport(NAME)
+    with read_scope(run.engine) as reading:
+        leaders = leader_emails(reading)
+        running = snoozes.any_active(reading, run.now)
+        for phase in phases(loaded_workflows(reading), run.now):
+            statement = due_query(phase, run.now, snoozes_running=running)
+            for rows in stream(reading, statement, BATCH):
+                report.examined += len(rows)
+                with Session(bind=reading) as session:
+                    drafts = list(_drafts(session, phase, rows, leaders, run.now))
+                report.offer(run, drafts)
+    return report
+
+
+def _drafts(
+    session: Session, phase: Phase, rows: list[Any], leaders: list[str], now: datetime
+) -> Iterator[Draft]:
+    """The reminder or escalation for each account of a batch, its guards judged together."""
+    definition, stage = phase.workflow, phase.stage
+    ladder = definition.ladder_for(stage)
+    moves = definition.moves_from(stage.name)
+    facts = Facts(session, [row.id for row in rows])
+    escalation = phase.rung == Rung.ESCALATE
+    reminded = _reminders_so_far(session, rows) if escalation else {}
+    for row in rows:
+        where = position(row.stage_entered_at, stage.limit_days, ladder, now)
+        if where.rung is None:  # cannot happen for a row of the phase; never queue a stray
+            continue
+        account = AccountRow(
+            row.id, row.name, row.owner_id, row.workflow, row.stage, row.stage_entered_at
+        )
+        unmet: list[str] = []
+        next_title = ""
+        if moves:
+            next_title = definition.title_of(moves[0].dest)
+            verdicts = evaluate(
+                session, account, definition, moves[0], actor=row.email, now=now, facts=facts
+            )
+            unmet = [verdict.message for verdict in verdicts if not verdict.ok]
+        to = list(leaders) if escalation and leaders else [row.email]
+        cc = [] if row.email in to else [row.email]  # an owner who leads gets it once
+        name = clean_header(row.name)
+        stage_title = definition.title_of(stage.name)
+        context = {
+            "account": name,
+            "stage": stage_title,
+            "next_stage": next_title,
+            "days": where.days_in_stage,
+            "limit": stage.limit_days,
+            "days_over": where.days_over,
+            "owner": row.email,
+            "owner_name": row.owner_name,
+            "unmet": unmet,
+            "escalation": escalation,
+            "no_leaders": escalation and not leaders,
+            "reminders_sent": reminded.get((row.id, row.stage_entered_at), 0),
+            "repeat": where.repeat,
+            "why_command": f"kamflow why {shell_quote(row.name)}",
+            "advance_command": f"kamflow advance {shell_quote(row.name)}",
+            "snooze_command": f"kamflow snooze {shell_quote(row.name)} --days 7 --reason TEXT",
+        }
+        prefix = "Escalation: " if escalation else ""
+        yield Draft(
+            identity=Identity.stall(
+                MessageKind.ESCALATION if escalation else MessageKind.REMINDER,
+                account_id=row.id,
+                owner_id=row.owner_id,
+                stage=stage.name,
+                entered_at=row.stage_entered_at,
+                rung=where.rung.value,
+                repeat=where.repeat,
+            ),
+            recipients=to,
+            cc=cc,
+            subject=f"{prefix}{name} has been in {stage_title} for {where.days_in_stage} days",
+            template="stall",
+            context=context,
+            due_at=where.due_at,
+        )
+
+
+def _reminders_so_far(session: Session, rows: list[Any]) -> dict[tuple[int, datetime], int]:
+    """How many reminders each account of the batch had in its current stay."""
+    found = session.execute(
+        sa.select(
+            col(Notification.account_id),
+            col(Notification.stage),
+            col(Notification.stage_entered_at),
+            sa.func.count(),
+        )
+        .where(
+            col(Notification.account_id).in_([row.id for row in rows]),
+            col(Notification.rung) == Rung.REMIND.value,
+        )
+        .group_by(
+            col(Notification.account_id),
+            col(Notification.stage),
+            col(Notification.stage_entered_at),
+        )
+    ).all()
+    stays = {(row.id, row.stage, row.stage_entered_at) for row in rows}
+    return {
+        (account_id, entered): count
+        for account_id, stage, entered, count in found
+        if (account_id, stage, entered) in stays
+    }
+
+
+# --- messages that are no longer true -----------------------------------------------------------
+
+
+def stale(session: Session, messages: list[Any], now: datetime) -> dict[int, str]:
+    """Why each of these reminders or escalations must not be sent any more, if it must not.
+
+    A stall message belongs to one stay of the account in one stage and never outlives it, nor is
+    it sent while that stay is snoozed.
+    """
+    if not messages:
+        return {}
+    rows = session.execute(
+        sa.select(
+            col(Notification.id),
+            col(Notification.stage),
+            col(Notification.stage_entered_at),
+            col(Account.id).label("account"),
+            col(Account.name),
+            col(Account.workflow),
+            col(Account.stage).label("now_in"),
+            col(Account.stage_entered_at).label("now_entered"),
+        )
+        .select_from(Notification)
+        .outerjoin(Account, col(Account.id) == col(Notification.account_id))
+        .where(col(Notification.id).in_([m.id for m in messages]))
+    ).all()
+    paused = _pauses(session, [row.account for row in rows if row.account is not None], now)
+    found: dict[int, str] = {}
+    for row in rows:
+        if row.account is None:
+            found[row.id] = "the account no longer exists"
+        elif row.now_in != row.stage:
+            found[row.id] = (
+                f"{row.name} has left {_title(row.workflow, row.stage)} "
+                f"(now {_title(row.workflow, row.now_in)})"
+            )
+        elif row.now_entered != row.stage_entered_at:
+            found[row.id] = (
+                f"{row.name} has left {_title(row.workflow, row.stage)} and entered it again since"
+            )
+        elif (row.account, row.stage, row.stage_entered_at) in paused:
+            until, reason = paused[(row.account, row.stage, row.stage_entered_at)]
+            found[row.id] = f"{row.name} is snoozed until {until.date().isoformat()}: {reason}"
+    return found
+
+
+def _pauses(
+    session: Session, account_ids: list[int], now: datetime
+) -> dict[tuple[int, str, datetime], tuple[datetime, str]]:
+    """The longest running snooze of each stay of these accounts."""
+    from kamflow.models import Snooze
+
+    if not account_ids:
+        return {}
+    rows = session.execute(
+        sa.select(
+            col(Snooze.account_id),
+            col(Snooze.stage),
+            col(Snooze.stage_entered_at),
+            col(Snooze.until),
+            col(Snooze.reason),
+        )
+        .where(col(Snooze.account_id).in_(account_ids), col(Snooze.until) > now)
+        .order_by(col(Snooze.until))
+    ).all()
+    return {(a, stage, entered): (until, reason) for a, stage, entered, until, reason in rows}
+
+
+def _title(workflow: str, stage: str) -> str:
+    """A stage as people read it (its name if the workflow file is broken)."""
+    from kamflow.errors import KamflowError
+    from kamflow.workflow import get_workflow
+
+    try:
+        return get_workflow(workflow).title_of(stage)
+    except KamflowError:
+        return stage
+
+
+# --- what would fire ----------------------------------------------------------------------------
+
+
+def forecast(
+    session: Session, now: datetime, end: datetime, schedule: Schedule
+) -> Iterator[tuple[Any, ...]]:
+    """Each reminder and escalation that would fire in (now, end] if nothing changed.
+
+    Yields (at, kind, account, stage title, repeat, ""): what is due when the window opens (now,
+    or when a snooze ends) fires then, the latest rung only, as the step sends it; then each
+    later rung.
+    """
+    from kamflow.models import Snooze
+
+    for definition in loaded_workflows(session):
+        for stage in definition.spec.stages:
+            yield from _forecast_stage(session, definition, stage, now, end, Snooze)
+
+
+def _forecast_stage(
+    session: Session, definition: Workflow, stage: Any, now: datetime, end: datetime, snooze: Any
+) -> Iterator[tuple[Any, ...]]:
+    from datetime import timedelta
+
+    ladder = definition.ladder_for(stage)
+    latest_queued = (
+        sa.select(sa.func.max(col(Notification.due_at)))
+        .where(
+            col(Notification.account_id) == Account.id,
+            col(Notification.stage) == Account.stage,
+            col(Notification.stage_entered_at) == Account.stage_entered_at,
+        )
+        .scalar_subquery()
+    )
+    paused_until = (
+        sa.select(sa.func.max(snooze.until))
+        .where(
+            snooze.account_id == Account.id,
+            snooze.stage == Account.stage,
+            snooze.stage_entered_at == Account.stage_entered_at,
+            snooze.until > now,
+        )
+        .scalar_subquery()
+    )
+    statement = sa.select(
+        col(Account.name),
+        col(Account.stage_entered_at),
+        sa.type_coerce(latest_queued, Account.__table__.c.stage_entered_at.type).label("queued"),  # type: ignore[attr-defined]
+        sa.type_coerce(paused_until, Account.__table__.c.stage_entered_at.type).label("until"),  # type: ignore[attr-defined]
+    ).where(
+        col(Account.workflow) == definition.name,
+        col(Account.stage) == stage.name,
+        col(Account.stage_entered_at) <= end - timedelta(days=stage.limit_days),
+    )
+    title = definition.title_of(stage.name)
+    for rows in stream(session.connection(), statement, BATCH):
+        for name, entered, queued, until in rows:
+            begin = until or now
+            if begin > end:
+                continue
+            current = position(entered, stage.limit_days, ladder, begin)
+            rungs = []
+            if current.rung is not None and current.due_at != queued:
+                rungs.append((begin, current.rung, current.repeat))
+            rungs += ladder_schedule(entered, stage.limit_days, ladder, begin, end)
+            for at, rung, repeat in rungs:
+                kind = MessageKind.ESCALATION if rung == Rung.ESCALATE else MessageKind.REMINDER
+                yield at, kind.value, name, title, repeat, ""
