@@ -195,9 +195,11 @@ class KpiValue(SQLModel, table=True):
     """A value of a KPI, recorded for a period such as 2027-Q2."""
 
     __tablename__ = "kpi_value"
+    # A KPI's latest value is one probe: its values in the order they were recorded.
+    __table_args__ = (sa.Index("ix_kpi_value_latest", "kpi_id", "recorded_at", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    kpi_id: int = Field(foreign_key="kpi.id", index=True)
+    kpi_id: int = Field(foreign_key="kpi.id")
     value: float
     period: str = Field(max_length=50)
     recorded_at: datetime = Field(sa_column=utc_column())

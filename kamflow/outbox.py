@@ -8,6 +8,7 @@ else; nothing ever parses it back.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -80,7 +81,7 @@ class Identity:
         """An owner's daily or a leader's weekly digest: one per person and period."""
         return cls(kind, person_id=person_id, period=period)
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         """The unique key of the message, derived from the identity (and only here)."""
         if self.kind in (MessageKind.REMINDER, MessageKind.ESCALATION):
@@ -168,13 +169,15 @@ def queue_many(session: Session, drafts: Sequence[Draft], *, now: datetime) -> s
     """Insert the drafts whose keys are not queued yet, in one statement; the keys inserted."""
     if not drafts:
         return set()
+    table = Notification.__table__  # type: ignore[attr-defined]
     statement = (
-        dialect_insert(session)(Notification)
+        dialect_insert(session)(table)
         .on_conflict_do_nothing(index_elements=["key"])
-        .returning(col(Notification.key))
+        .returning(table.c.key)
     )
     # RETURNING yields a row only for what this statement inserted (rowcount is not reliable).
-    rows = session.execute(statement, [draft.row(now) for draft in drafts]).all()
+    # A Core insert on the session's connection: the ORM's bulk path costs twice as much.
+    rows = session.connection().execute(statement, [draft.row(now) for draft in drafts]).all()
     return {key for (key,) in rows}
 
 

@@ -362,16 +362,26 @@ class Workflow:
         return tuple(question.id for question in self.questions.required)
 
     def bound_guards(self, transition: TransitionSpec) -> list[BoundGuard]:
-        return [
-            BoundGuard(g.name, REGISTRY[g.name].params.model_validate(g.params))
-            for g in transition.guards
-        ]
+        """The transition's guards with their parameters validated (once per definition)."""
+        found = self._bound.get(id(transition))
+        return found if found is not None else _bind(transition)
+
+    @functools.cached_property
+    def _bound(self) -> dict[int, list[BoundGuard]]:
+        return {id(transition): _bind(transition) for transition in self.spec.transitions}
 
     def fire(self, transition: TransitionSpec, stage: str) -> str:
         """Let the shared machine perform the move from ``stage``; returns the new stage."""
         position = _Position(stage)
         self.machine.events[transition.name].trigger(position)
         return position.stage
+
+
+def _bind(transition: TransitionSpec) -> list[BoundGuard]:
+    return [
+        BoundGuard(g.name, REGISTRY[g.name].params.model_validate(g.params))
+        for g in transition.guards
+    ]
 
 
 def _machine(spec: WorkflowSpec, initial: str) -> Machine:

@@ -14,7 +14,9 @@ from kamflow.errors import ConfigError
 
 def clean_header(value: str) -> str:
     """User data on one line: CR, LF and other control characters never reach a header."""
-    return " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())
+    if not value.isprintable():
+        value = "".join(ch if ch.isprintable() else " " for ch in value)
+    return " ".join(value.split())
 
 
 def sender_address(sender: str) -> Address:

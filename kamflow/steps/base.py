@@ -144,16 +144,14 @@ def loaded_workflows(connection: Session | sa.Connection) -> list[Workflow]:
 
 
 def in_cycle(account: Any, definitions: list[Workflow]) -> Any:
-    """SQL: the account follows one of ``definitions`` and has not left its cycle."""
-    return sa.or_(
-        *(
-            sa.and_(account.workflow == d.name, col(account.stage).not_in(d.exit_names))
-            if d.exit_names
-            else account.workflow == d.name
-            for d in definitions
-        ),
-        sa.false(),
-    )
+    """SQL: the account follows one of ``definitions`` and is in one of its stages or intake
+    places (it has not left the cycle).
+
+    Written on ``workflow:stage`` as one value on purpose: scans driven by another table (actions,
+    KPIs) must not be planned as a walk over the account index.
+    """
+    places = [f"{d.name}:{place}" for d in definitions for place in d.spec.active]
+    return (account.workflow + ":" + account.stage).in_(places)
 
 
 # --- the ladder as ranges of stage_entered_at ---------------------------------------------------

@@ -32,6 +32,9 @@ def upgrade() -> None:
         batch.create_index("ix_account_stall", ["workflow", "stage", "stage_entered_at"])
     with op.batch_alter_table("action") as batch:
         batch.create_index("ix_action_open_due", ["status", "due"])
+    with op.batch_alter_table("kpi_value") as batch:
+        batch.drop_index("ix_kpi_value_kpi_id")
+        batch.create_index("ix_kpi_value_latest", ["kpi_id", "recorded_at", "id"])
     with op.batch_alter_table("outbox") as batch:
         batch.add_column(sa.Column("person_id", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("stage", sa.String(length=100), nullable=True))
@@ -209,6 +212,9 @@ def downgrade() -> None:
         batch.create_index("ix_outbox_account_id", ["account_id"])
     with op.batch_alter_table("heartbeat") as batch:
         batch.drop_column("done_period")
+    with op.batch_alter_table("kpi_value") as batch:
+        batch.drop_index("ix_kpi_value_latest")
+        batch.create_index("ix_kpi_value_kpi_id", ["kpi_id"])
     with op.batch_alter_table("action") as batch:
         batch.drop_index("ix_action_open_due")
     with op.batch_alter_table("account") as batch:
