@@ -1019,6 +1019,10 @@ def daemon() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     for noisy in ("apscheduler", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not os.environ.get(defaults.ENV_DEBUG):
+        # A database outage is one line per failed step (the daemon logs it); the connection
+        # pool's own tracebacks about the same broken connections would bury it.
+        logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
     schedule, mail = Schedule.load(), MailSettings.load()
     config = settings()
     Daemon(ready_engine(config.database_url), config.clock, schedule, mail).run()

@@ -174,6 +174,8 @@ class Schedule:
     timezone: ZoneInfo
     stall_seconds: int
     delivery_seconds: int
+    #: How long a delivery run holds the messages it claimed (it stops sending well before).
+    lease_seconds: int
     action_every_days: int
     owner_digest: tuple[int, int]
     leader_digest: tuple[str, int, int]
@@ -210,6 +212,10 @@ class Schedule:
                 _env(defaults.ENV_DELIVERY_INTERVAL, env)
                 or str(defaults.DELIVERY_INTERVAL_SECONDS),
                 source=defaults.ENV_DELIVERY_INTERVAL,
+            ),
+            lease_seconds=parse_seconds(
+                _env(defaults.ENV_DELIVERY_LEASE, env) or str(defaults.LEASE_SECONDS),
+                source=defaults.ENV_DELIVERY_LEASE,
             ),
             action_every_days=action_days,
             owner_digest=(owner_hour, owner_minute),

@@ -95,6 +95,7 @@ class Daemon:
                 sender=self.mail.sender,
                 now=now,
                 worker=self.worker,
+                lease_seconds=self.schedule.lease_seconds,
             )
             return [report.summary()]
         run = StepRun(self.engine, now, self.schedule, worker=self.worker)

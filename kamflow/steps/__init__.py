@@ -56,7 +56,13 @@ def tick(
     """One pass of every step: queue what is due, then deliver (a dry run only lists)."""
     report = TickReport(steps=queue_due(engine, now, schedule, dry_run=dry_run))
     if not dry_run:
-        report.delivery = deliver(engine, mail.make_transport(), sender=mail.sender, now=now)
+        report.delivery = deliver(
+            engine,
+            mail.make_transport(),
+            sender=mail.sender,
+            now=now,
+            lease_seconds=schedule.lease_seconds,
+        )
     return report
 
 
