@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -37,6 +38,21 @@ class FixedClock:
         """Move time forward, e.g. ``clock.advance(days=3)``, and return the new time."""
         self._at += timedelta(**delta)
         return self._at
+
+
+class RunningClock:
+    """A time that starts at a given moment and then runs as real time does.
+
+    What a long-running process (the daemon) makes of KAMFLOW_NOW: its start is the moment
+    given, and leases, backoffs and schedules still see time pass.
+    """
+
+    def __init__(self, start: datetime) -> None:
+        self._start = as_utc(start)
+        self._began = time.monotonic()
+
+    def now(self) -> datetime:
+        return self._start + timedelta(seconds=time.monotonic() - self._began)
 
 
 def as_utc(value: datetime) -> datetime:
