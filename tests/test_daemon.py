@@ -54,7 +54,7 @@ from kamflow.steps.leader_digests import leader_view, queue_leader_digests
 from kamflow.steps.owner_digests import queue_owner_digests
 from kamflow.steps.stalls import queue_stalls
 from tests.account_steps import ACCOUNT, OWNER, add_person, define_strategy, go, new_account
-from tests.conftest import START, Cli, Runner, snapshot
+from tests.conftest import START, Cli, Runner, dispose, snapshot
 
 LEADER = "boss@example.com"
 CHIEF = "chief@example.com"
@@ -1436,3 +1436,140 @@ def test_a_second_signal_while_the_daemon_stops_exits_at_once_with_128_plus_its_
     assert code == 128 + signum, log_of(tmp_path, "daemon")
     assert took < 5, f"took {took:.1f} s to exit"
     assert len(inbox.received()) == 1  # the slow message never finished
+
+
+# --- the typed outbox, the bounded leadership digest, the migration of old rows ------------------
+
+
+def test_a_queued_message_says_what_it_is_about_in_columns(
+    engine: Engine, clock: FixedClock, run: Runner
+) -> None:
+    team(engine, clock, run)
+    action_id = add_overdue_action(engine, clock, run, "2027-01-18")
+    on_day(clock, 21)  # 2027-01-25: stuck, and the action is a week late
+    stalls(engine, clock)
+    actions(engine, clock)
+
+    escalation, reminder = outbox(engine)
+    with db.session_scope(engine) as session:
+        account = session.exec(select(Account)).one()
+    assert (escalation.kind, escalation.account_id, escalation.stage) == (
+        "escalation",
+        account.id,
+        "strategy",
+    )
+    assert escalation.stage_entered_at == account.stage_entered_at
+    assert (escalation.rung, escalation.repeat) == ("escalate", 0)
+    assert escalation.due_at == START + timedelta(days=21)  # limit 14 + 7: when it fell due
+    assert escalation.person_id == account.owner_id  # whom it concerns: the owner, in Cc
+    assert (reminder.kind, reminder.action_id, reminder.repeat) == ("action", action_id, 2)
+    assert reminder.action_due is not None and reminder.action_due.isoformat() == "2027-01-18"
+    assert reminder.period == "2027-01-24"  # the day of the third reminder (18, 21, 24)
+
+
+def test_the_leadership_digest_names_the_most_urgent_accounts_and_counts_the_rest(
+    engine: Engine, clock: FixedClock, run: Runner
+) -> None:
+    add_person(engine, clock, OWNER)
+    add_person(engine, clock, LEADER, leader=True)
+    names = [f"Account {n:02d}" for n in range(30)]
+    for name in names:  # one a day: the first is the most overdue
+        run(add_account, name, owner=OWNER, actor=LEADER, override="a large portfolio")
+        clock.advance(days=1)
+    clock.set(datetime(2027, 3, 1, 8, 0, tzinfo=UTC))  # a Monday; all 30 are stuck
+
+    [queued] = leader_digests(engine, clock)
+
+    assert "30 stuck" in queued["subject"]
+    body = text_body(outbox(engine)[-1])
+    assert "Stuck (escalated to leadership): 30" in body
+    listed = [name for name in names if f"{name} ({OWNER})" in body]
+    assert listed == names[:25]  # the 25 longest overdue, in full
+    assert "... and 5 more stuck, listed by: kamflow portfolio" in body
+    assert "kamflow report --html" in body
+    with db.session_scope(engine) as session:
+        view = leader_view(session, clock.now(), limit=3)
+    assert [a["name"] for a in view["stuck"]] == names[:3]
+    assert view["stuck_count"] == 30
+
+
+def test_the_migration_carries_queued_messages_over_and_nothing_is_queued_again(
+    tmp_path: Path, clock: FixedClock
+) -> None:
+    """A database at the schema before typed columns, with messages queued by the old code: the
+    upgrade writes what each key said into the columns, and the steps see those messages."""
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = db.engine_for(url)
+    with engine.begin() as connection:
+        command.upgrade(db._alembic_config(connection), "0003")
+        entered = START
+        connection.execute(
+            sa.text(
+                "INSERT INTO person (id, email, name, is_leader, created_at) VALUES "
+                "(1, :owner, '', 0, :at), (2, :doer, '', 0, :at)"
+            ),
+            {"owner": OWNER, "doer": DOER, "at": "2027-01-04 09:00:00.000000"},
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO account (id, name, owner_id, workflow, kind, stage, "
+                "stage_entered_at, version, created_at) VALUES (1, :name, 1, 'kam', 'existing', "
+                "'strategy', '2027-01-04 09:00:00.000000', 1, '2027-01-04 09:00:00.000000')"
+            ),
+            {"name": ACCOUNT},
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO action (id, account_id, title, owner_id, due, resources, status, "
+                "created_at) VALUES (7, 1, :title, 2, '2027-01-18', '', 'open', "
+                "'2027-01-04 09:00:00.000000')"
+            ),
+            {"title": ACTION},
+        )
+        keys = [
+            f"stall:1:strategy:{entered.isoformat()}:remind:0",
+            "action:7:2027-01-18:0",
+            "digest:owner:1:2027-01-18",
+        ]
+        for number, key in enumerate(keys, start=1):
+            connection.execute(
+                sa.text(
+                    "INSERT INTO outbox (id, key, account_id, kind, recipients, cc, subject, "
+                    "body_text, body_html, status, attempts, next_attempt_at, last_error, "
+                    "created_at) VALUES (:id, :key, 1, :kind, :to, '', 'old', 'Old body\n', '', "
+                    "'sent', 1, '2027-01-18 09:00:00.000000', '', '2027-01-18 09:00:00.000000')"
+                ),
+                {
+                    "id": number,
+                    "key": key,
+                    "kind": ["reminder", "action", "owner_digest"][number - 1],
+                    "to": OWNER,
+                },
+            )
+    dispose(url)
+
+    upgraded = db.ready_engine(url)
+    stall, action, digest = outbox(upgraded)
+    assert (stall.stage, stall.rung, stall.repeat, stall.person_id) == ("strategy", "remind", 0, 1)
+    assert stall.stage_entered_at == START
+    assert stall.due_at == START + timedelta(days=14)  # from the workflow's limit
+    assert (action.action_id, action.repeat, action.period, action.person_id) == (
+        7,
+        0,
+        "2027-01-18",
+        2,
+    )
+    assert (digest.person_id, digest.period) == (1, "2027-01-18")
+    assert bodies(stall) == ("Old body\n", "")  # queued before templates: sent as stored
+
+    # The reminder and the action's reminder of the day were sent before the upgrade.
+    on_day(clock, 15)  # 2027-01-19: still the first reminder's period
+    assert stalls(upgraded, clock) == []
+    clock.set(datetime(2027, 1, 20, 9, 0, tzinfo=UTC))  # the action's next reminder is on the 21st
+    assert actions(upgraded, clock) == []
+    on_day(clock, 17)  # 2027-01-21: the second reminder is due, and the action's second one
+    assert stalls(upgraded, clock) == [f"{ACCOUNT} has been in Strategy for 17 days"]
+    assert actions(upgraded, clock) == [f"Action 3 days overdue for {ACCOUNT}: {ACTION}"]
+    dispose(url)

@@ -187,9 +187,7 @@ class _SmtpSender:
         except smtplib.SMTPResponseException as error:
             _raise_for(error.smtp_code, _reply(error.smtp_error))
         except (smtplib.SMTPServerDisconnected, OSError) as error:
-            raise ConnectionLost(
-                f"lost the SMTP server {self.where}: {_describe(error)}"
-            ) from None
+            raise ConnectionLost(f"lost the SMTP server {self.where}: {_describe(error)}") from None
         except Exception:
             # Something about this message (an address smtplib cannot encode, an extension the
             # server lacks) broke off the transaction: reset it so the next message starts clean.

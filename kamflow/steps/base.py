@@ -113,9 +113,7 @@ def mark_done(engine: sa.Engine, step: str, period: str, now: datetime) -> None:
     with session_scope(engine) as session:
         statement = dialect_insert(session)(Heartbeat).values(**values)
         session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["step"], set_={"done_period": period}
-            )
+            statement.on_conflict_do_update(index_elements=["step"], set_={"done_period": period})
         )
 
 
