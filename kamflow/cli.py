@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
+import textwrap
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -101,6 +102,40 @@ def now_() -> Any:
 
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def emit_json_array(items: Iterable[Any]) -> None:
+    """A JSON array written element by element (as emit_json would print the whole list)."""
+    from kamflow.db import chunks
+
+    first = True
+    for batch in chunks(items, 500):
+        parts = []
+        for item in batch:
+            text = json.dumps(item, indent=2, ensure_ascii=False, default=str)
+            parts.append(("[\n" if first else ",\n") + textwrap.indent(text, "  "))
+            first = False
+        click.echo("".join(parts), nl=False)
+    click.echo("[]" if first else "\n]")
+
+
+def stream_table(
+    rows: Iterable[Sequence[Any]], headers: Sequence[str], widths: Sequence[int]
+) -> None:
+    """A table printed as its rows come, laid out as table() lays it out; ``widths``: the
+    longest value of each column, known beforehand (the headers may be wider)."""
+    titles = [h.upper() for h in headers]
+    sizes = [max(len(title), width) for title, width in zip(titles, widths, strict=True)]
+    empty = True
+    for row in rows:
+        if empty:
+            click.echo("  ".join(t.ljust(n) for t, n in zip(titles, sizes, strict=True)).rstrip())
+            click.echo("  ".join("-" * n for n in sizes))
+            empty = False
+        cells = [str(cell).ljust(n) for cell, n in zip(row, sizes, strict=True)]
+        click.echo("  ".join(cells).rstrip())
+    if empty:
+        click.echo("(none)")
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
@@ -1064,17 +1099,31 @@ def forecast(days: str, as_json: bool) -> None:
     from kamflow.steps.views import forecast as make_forecast
 
     schedule = Schedule.load()
-    rows = read(make_forecast, now_(), _whole_number(days, "--days"), schedule)
-    if as_json:
-        emit_json(rows)
-        return
-    table(
-        [
-            (r["at"][:10], r["kind"], r["account"], r.get("action") or r["stage"], r["repeat"] + 1)
-            for r in rows
-        ],
-        ["date", "kind", "account", "stage or action", "number"],
-    )
+    with read(make_forecast, now_(), _whole_number(days, "--days"), schedule) as rows:
+        if as_json:
+            emit_json_array(rows)
+            return
+        widths = [
+            10,
+            rows.longest("kind"),
+            rows.longest("account"),
+            max(rows.longest("stage"), rows.longest("action")),
+            len(str(rows.last_number())),
+        ]
+        stream_table(
+            (
+                (
+                    r["at"][:10],
+                    r["kind"],
+                    r["account"],
+                    r.get("action") or r["stage"],
+                    r["repeat"] + 1,
+                )
+                for r in rows
+            ),
+            ["date", "kind", "account", "stage or action", "number"],
+            widths,
+        )
 
 
 @app.group()

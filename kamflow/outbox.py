@@ -134,6 +134,15 @@ class Draft:
     def key(self) -> str:
         return self.identity.key
 
+    def mention(self) -> tuple[int | None, str, int | None] | None:
+        """(person, "account" or "action", id): what this message reminds its person of."""
+        identity = self.identity
+        if identity.kind in (MessageKind.REMINDER, MessageKind.ESCALATION):
+            return (identity.person_id, "account", identity.account_id)
+        if identity.kind == MessageKind.ACTION:
+            return (identity.person_id, "action", identity.action_id)
+        return None
+
     def describe(self) -> dict[str, Any]:
         return {
             "key": self.key,

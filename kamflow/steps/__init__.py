@@ -31,7 +31,7 @@ def run_step(entry: Step, run: StepRun) -> StepReport:
     """Run one queuing step and, unless it is a dry run, record its heartbeat."""
     report = entry.queue(run)
     if run.dry_run:
-        run.earlier += report.drafts
+        run.earlier |= report.mentions
     else:
         record_heartbeat(run.engine, entry.name, run.now, ok=True, detail=report.as_dict())
     return report

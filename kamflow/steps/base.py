@@ -40,8 +40,9 @@ class StepRun:
     schedule: Schedule
     mail: MailSettings | None = None
     dry_run: bool = False
-    #: On a dry run, what the steps before this one would have queued (a digest leaves it out).
-    earlier: list[Draft] = field(default_factory=list)
+    #: On a dry run, the (person, "account" or "action", id) the steps before this one would have
+    #: reminded someone of (a digest leaves them out).
+    earlier: set[tuple[int | None, str, int | None]] = field(default_factory=set)
     worker: str | None = None
 
 
@@ -53,7 +54,8 @@ class StepReport:
     queued: list[dict[str, Any]] = field(default_factory=list)
     #: How many items the step found due (and not queued before).
     examined: int = 0
-    drafts: list[Draft] = field(default_factory=list, repr=False)
+    #: On a dry run, who would have been reminded of which account or action.
+    mentions: set[tuple[int | None, str, int | None]] = field(default_factory=set, repr=False)
 
     def summary(self) -> str:
         return f"{self.step}: examined {self.examined}, queued {len(self.queued)}"
@@ -68,7 +70,7 @@ class StepReport:
             return
         if run.dry_run:
             inserted = {draft.key for draft in drafts}
-            self.drafts += drafts
+            self.mentions.update(filter(None, (draft.mention() for draft in drafts)))
         else:
             with session_scope(run.engine) as session:
                 inserted = queue_many(session, drafts, now=run.now)

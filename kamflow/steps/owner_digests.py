@@ -154,7 +154,7 @@ def queue_owner_digests(run: StepRun) -> StepReport:
     if not run.dry_run and done_period(run.engine, NAME) == period:
         return report  # today's pass is finished: nothing to build
     since = at.replace(hour=0, minute=0)
-    left_out = _earlier(run.earlier)
+    left_out = run.earlier
     with read_scope(run.engine) as reading:
         definitions = loaded_workflows(reading)
         all_phases = phases(definitions, run.now)
@@ -187,18 +187,6 @@ def _tagged(connection: sa.Connection, statement: Any, what: str) -> Iterator[tu
     for rows in stream(connection, statement, BATCH):
         for row in rows:
             yield row.owner, what, row
-
-
-def _earlier(drafts: list[Draft]) -> set[tuple[int | None, str, int | None]]:
-    """On a dry run: the accounts and actions the same pass would have reminded their owners of."""
-    found: set[tuple[int | None, str, int | None]] = set()
-    for draft in drafts:
-        identity = draft.identity
-        if identity.kind in (MessageKind.REMINDER, MessageKind.ESCALATION):
-            found.add((identity.person_id, "account", identity.account_id))
-        elif identity.kind == MessageKind.ACTION:
-            found.add((identity.person_id, "action", identity.action_id))
-    return found
 
 
 def _digest(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -10,6 +12,7 @@ from sqlmodel import Session, col
 
 from kamflow import defaults, snoozes
 from kamflow.config import Schedule
+from kamflow.db import chunks
 from kamflow.errors import InvalidInput
 from kamflow.ladder import Status
 from kamflow.models import Account, Notification, OutboxStatus
@@ -68,28 +71,65 @@ def last_tick(beats: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     return {"at": at, "ok": True, "detail": details}
 
 
-def forecast(
-    session: Session, now: datetime, days: int, schedule: Schedule
-) -> list[dict[str, Any]]:
+class Forecast:
+    """What would fire, sorted by time (then account) on disk, not in memory: a forecast of a
+    large portfolio holds a row per message, far more than a batch."""
+
+    COLUMNS = ("at", "kind", "account", "stage", "repeat", "action")
+
+    def __init__(self, rows: Iterable[tuple[Any, ...]]) -> None:
+        # An empty name: a private temporary database on disk, deleted when it is closed.
+        self._db = sqlite3.connect("")
+        self._db.execute(
+            "CREATE TABLE forecast (at TEXT, kind TEXT, account TEXT, stage TEXT, "
+            "repeat INTEGER, action TEXT)"
+        )
+        for chunk in chunks(rows, defaults.STEP_BATCH):
+            self._db.executemany(
+                "INSERT INTO forecast VALUES (?, ?, ?, ?, ?, ?)",
+                [(_moment(at), *rest) for at, *rest in chunk],
+            )
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        cursor = self._db.execute("SELECT * FROM forecast ORDER BY at, account")
+        for at, kind, account, stage, repeat, action in cursor:
+            row = {"at": at, "account": account, "stage": stage, "kind": kind, "repeat": repeat}
+            if action:
+                row["action"] = action
+            yield row
+
+    def longest(self, column: str) -> int:
+        """The length of the longest value of ``column`` (0 when there is none)."""
+        assert column in self.COLUMNS
+        found = self._db.execute(f"SELECT max(length({column})) FROM forecast").fetchone()[0]
+        return int(found or 0)
+
+    def last_number(self) -> int:
+        """The highest repeat number (counted from 1, as people count)."""
+        return int(self._db.execute("SELECT max(repeat) FROM forecast").fetchone()[0] or 0) + 1
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Forecast:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def forecast(session: Session, now: datetime, days: int, schedule: Schedule) -> Forecast:
     """What the steps would queue in the next ``days`` if nothing changed, by time."""
     if not 1 <= days <= defaults.MAX_FORECAST_DAYS:
         raise InvalidInput(f"--days must be from 1 to {defaults.MAX_FORECAST_DAYS}, not {days}")
     end = now + timedelta(days=days)
-    found = []
-    for entry in QUEUING:
-        if entry.forecast is not None:
-            found += list(entry.forecast(session, now, end, schedule))
-    found.sort(key=lambda item: (_moment(item[0]), item[2]))
-    return [_as_dict(item) for item in found]
+    return Forecast(
+        row
+        for entry in QUEUING
+        if entry.forecast is not None
+        for row in entry.forecast(session, now, end, schedule)
+    )
 
 
 def _moment(at: datetime | date) -> str:
     return at.isoformat()
-
-
-def _as_dict(item: tuple[Any, ...]) -> dict[str, Any]:
-    at, kind, account, stage, repeat, action = item
-    row = {"at": at.isoformat(), "account": account, "stage": stage, "kind": kind, "repeat": repeat}
-    if action:
-        row["action"] = action
-    return row
