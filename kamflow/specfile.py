@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from kamflow.errors import InvalidWorkflow
 
+#: libyaml's parser when PyYAML was built with it (about ten times faster), else the pure one.
+LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 Loc = tuple[str | int, ...]
 Problem = tuple[Loc, str]
 SpecT = TypeVar("SpecT", bound=BaseModel)
@@ -96,8 +99,11 @@ def load(
         reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
         raise InvalidWorkflow(source, [f"cannot read the file: {reason}"]) from None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.load(text, Loader=LOADER)
+        except yaml.YAMLError:
+            # The pure parser words its errors best: let it say what is wrong.
+            data = yaml.load(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line = mark.line + 1 if mark else 1
@@ -113,6 +119,8 @@ def load(
     else:
         problems = list(check(spec)) if check else []
     if problems:
+        # Only a file with problems is read a second time, for the line of each problem.
+        node = yaml.compose(text, Loader=LOADER)
         raise InvalidWorkflow(
             source, [f"line {line_of(node, loc)}, {place(loc)}: {msg}" for loc, msg in problems]
         )
