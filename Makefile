@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-quick clean
 
 $(VENV)/.python-ok:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "kamflow needs Python 3.11 or newer; set PYTHON=python3.x")'
@@ -31,6 +31,11 @@ lint: $(VENV)/.installed-test
 
 bench: $(VENV)/.installed-test
 	$(PY) bench/bench_transitions.py
+	$(PY) bench/bench_steps.py
+
+bench-quick: $(VENV)/.installed-test
+	$(PY) bench/bench_transitions.py
+	$(PY) bench/bench_steps.py --quick
 
 clean:
 	rm -rf $(VENV) kamflow-demo.db* outbox .pytest_cache .mypy_cache .ruff_cache

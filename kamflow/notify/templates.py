@@ -22,6 +22,7 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        auto_reload=False,  # shipped templates: no need to look at the files again per message
     )
     env.filters["number"] = format_number
     return env
