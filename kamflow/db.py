@@ -185,7 +185,8 @@ def read_scope(engine: Engine) -> Iterator[Connection]:
 
 def stream(connection: Connection, statement: Any, size: int) -> Iterator[list[Any]]:
     """The rows of ``statement`` in lists of at most ``size``, fetched as they are needed."""
-    result = connection.execution_options(yield_per=size).execute(statement)
+    # Per statement: Connection.execution_options() would stream every later query too.
+    result = connection.execute(statement, execution_options={"yield_per": size})
     for partition in result.partitions(size):
         yield list(partition)
 

@@ -53,13 +53,12 @@ def due_query(definitions: list[Any], today: date, every_days: int) -> Any:
             col(Action.title),
             col(Action.resources),
             col(Account.name).label("account"),
-            col(Person.email),
         )
         .join(Account, col(Account.id) == col(Action.account_id))
-        .join(Person, col(Person.id) == col(Action.owner_id))
         .where(
             col(Action.status) == ActionStatus.OPEN.value,
             col(Action.due) <= today,
+            col(Action.owner_id).is_not(None),
             in_cycle(Account, definitions),
             ~queued_since(Action, today - timedelta(days=every_days)),
         )
@@ -76,11 +75,21 @@ def queue_action_reminders(run: StepRun) -> StepReport:
         definitions = loaded_workflows(reading)
         for rows in stream(reading, due_query(definitions, today, every), BATCH):
             report.examined += len(rows)
-            report.offer(run, [_draft(row, today, every, run.schedule) for row in rows])
+            emails = dict(
+                reading.execute(
+                    sa.select(col(Person.id), col(Person.email)).where(
+                        col(Person.id).in_(sorted({row.owner_id for row in rows}))
+                    )
+                ).all()
+            )
+            report.offer(
+                run,
+                [_draft(row, emails[row.owner_id], today, every, run.schedule) for row in rows],
+            )
     return report
 
 
-def _draft(row: Any, today: date, every_days: int, schedule: Schedule) -> Draft:
+def _draft(row: Any, email: str, today: date, every_days: int, schedule: Schedule) -> Draft:
     repeat = repeat_on(row.due, today, every_days)
     days_late = (today - row.due).days
     name = clean_header(row.account)
@@ -91,7 +100,7 @@ def _draft(row: Any, today: date, every_days: int, schedule: Schedule) -> Draft:
         "due": row.due.isoformat(),
         "days_late": days_late,
         "resources": row.resources,
-        "owner": row.email,
+        "owner": email,
         "done_command": f"kamflow action done {shell_quote(row.account)} {row.id}",
         "list_command": f"kamflow action list {shell_quote(row.account)}",
     }
@@ -106,7 +115,7 @@ def _draft(row: Any, today: date, every_days: int, schedule: Schedule) -> Draft:
             repeat=repeat,
             day=day,
         ),
-        recipients=[row.email],
+        recipients=[email],
         cc=[],
         subject=f"Action {when} for {name}: {title}",
         template="action",
