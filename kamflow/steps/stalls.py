@@ -8,6 +8,7 @@ per phase finds every account whose due message is not in the outbox yet and is 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import groupby
 from typing import Any
@@ -101,10 +102,15 @@ def queue_stalls(run: StepRun) -> StepReport:
                 if leaders is None:
                     leaders = leader_emails(session)
                 owners = _owners(session, {row.owner_id for row in rows})
+                # What the guards read, and the reminders already had, for the whole batch.
+                facts = Facts(session, [row.id for row in rows])
+                stuck = [row for row in rows if all_phases[row.phase].rung == Rung.ESCALATE]
+                reminded = _reminders_so_far(session, stuck) if stuck else {}
                 drafts: list[Draft] = []
                 for phase_order, group in groupby(rows, key=lambda row: row.phase):
                     phase = all_phases[phase_order]
-                    drafts += _drafts(session, phase, list(group), owners, leaders, run.now)
+                    batch = Batch(session, facts, owners, leaders, reminded)
+                    drafts += _drafts(batch, phase, list(group), run.now)
             report.offer(run, drafts)
     return report
 
@@ -119,21 +125,24 @@ def _owners(session: Session, ids: set[int]) -> dict[int, tuple[str, str]]:
     return {person_id: (email, name) for person_id, email, name in rows}
 
 
-def _drafts(
-    session: Session,
-    phase: Phase,
-    rows: list[Any],
-    owners: dict[int, tuple[str, str]],
-    leaders: list[str],
-    now: datetime,
-) -> Iterator[Draft]:
-    """The reminder or escalation for each account of a batch, its guards judged together."""
+@dataclass(frozen=True)
+class Batch:
+    """What the drafts of one batch share: its session, facts, owners, leaders, reminders."""
+
+    session: Session
+    facts: Facts
+    owners: dict[int, tuple[str, str]]
+    leaders: list[str]
+    reminded: dict[tuple[int, datetime], int]
+
+
+def _drafts(batch: Batch, phase: Phase, rows: list[Any], now: datetime) -> Iterator[Draft]:
+    """The reminder or escalation for each account of one phase of a batch."""
     definition, stage = phase.workflow, phase.stage
     ladder = definition.ladder_for(stage)
     moves = definition.moves_from(stage.name)
-    facts = Facts(session, [row.id for row in rows])
     escalation = phase.rung == Rung.ESCALATE
-    reminded = _reminders_so_far(session, rows) if escalation else {}
+    session, facts, leaders, reminded = batch.session, batch.facts, batch.leaders, batch.reminded
     for row in rows:
         where = position(row.stage_entered_at, stage.limit_days, ladder, now)
         if where.rung is None:  # cannot happen for a row of the phase; never queue a stray
@@ -141,7 +150,7 @@ def _drafts(
         account = AccountRow(
             row.id, row.name, row.owner_id, row.workflow, row.stage, row.stage_entered_at
         )
-        email, owner_name = owners[row.owner_id]
+        email, owner_name = batch.owners[row.owner_id]
         unmet: list[str] = []
         next_title = ""
         if moves:
