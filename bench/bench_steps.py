@@ -812,8 +812,8 @@ def first_tick(
             seconds(kamflow_s),
             seconds(floor_s),
             ratio_text(ratio),
-            "≤ 3",
-            met(ratio, 3),
+            "≤ 3 at 1M",
+            met(ratio, 3) if size >= MILLION else NONE,
         ),
     )
 
@@ -858,8 +858,8 @@ def steady_tick(
                 seconds(kamflow_s),
                 seconds(floor_s),
                 ratio_text(ratio),
-                "≤ 2",
-                met(ratio, 2),
+                "≤ 2 at 1M",
+                met(ratio, 2) if size >= MILLION else NONE,
             ),
         )
         if queued or claimed:
