@@ -396,23 +396,6 @@ def score_at_least(context: GuardContext, params: ThresholdParams) -> tuple[bool
     return True, f"scored {total:g}, at least the threshold of {threshold:g}"
 
 
-def latest_scores(session: Session, account_ids: list[int | None]) -> dict[int | None, float]:
-    """Each account's most recent selection score."""
-    ids = [i for i in account_ids if i is not None]
-    if not ids:
-        return {}
-    newest = (
-        select(Score.account_id, func.max(Score.id).label("newest"))
-        .where(col(Score.account_id).in_(ids))
-        .group_by(col(Score.account_id))
-        .subquery()
-    )
-    rows = session.exec(
-        select(Score.account_id, Score.total).join(newest, col(Score.id) == newest.c.newest)
-    )
-    return {account_id: total for account_id, total in rows.all()}
-
-
 def latest_score(account_id: Any) -> Any:
     """SQL: the most recent selection score of the account whose id is ``account_id`` (a
     column of the outer query), or NULL: one probe of the score index per account."""
@@ -440,16 +423,6 @@ def _key_account_queries(
             query = query.where(Account.owner_id == owner_id)
         queries.append(query)
     return queries
-
-
-def key_accounts(
-    session: Session, *, owner_id: int | None = None, strict: bool = False
-) -> list[Account]:
-    """The accounts in a stage of the cycle (not candidates, not exited), across all workflows."""
-    found: list[Account] = []
-    for query in _key_account_queries(session, Account, owner_id=owner_id, strict=strict):
-        found += session.exec(query).all()
-    return sorted(found, key=lambda account: account.name.lower())
 
 
 def key_account_filter(session: Session, *, owner_id: int | None = None) -> Any:

@@ -28,13 +28,13 @@ COLOURS = {"on_track": "#3a8f5c", "behind": "#d89a1c", "stuck": "#c0392b", "cand
 def build_report(session: Session, *, now: datetime) -> dict[str, Any]:
     """Everything the page shows, as plain data (also what `report --json` prints)."""
     used = [definition.name for definition in workflows_in_use(session)] or [defaults.WORKFLOW]
-    rows = board(session, now=now)
+    rows = list(board(session, now=now).rows)
     return {
         "generated_at": now.isoformat(),
         "board": rows,
         "funnel": _funnel(stage_counts(session), used),
-        "coverage": coverage(session),
-        "kpis": kpi_report(session),
+        "coverage": list(coverage(session).rows),
+        "kpis": list(kpi_report(session).rows),
         "stuck": [r for r in rows if r["status"] == "stuck"],
         "behind": [r for r in rows if r["status"] == "behind"],
         "workflows": used,
