@@ -1029,12 +1029,14 @@ def report(html_file: str, as_json: bool) -> None:
     """Write the portfolio as one self-contained HTML page (board, charts, workflow, coverage)."""
     from kamflow.report import build_report, write_report
 
-    data = read(build_report, now=now_())
+    with reading() as session:
+        data = build_report(session, now=now_())
     path = write_report(data, html_file)
     if as_json:
         emit_json({"file": str(path), **data})
     else:
-        click.echo(f"Wrote {path} ({len(data['board'])} accounts). Open it in a browser.")
+        accounts = data["summary"]["accounts"]
+        click.echo(f"Wrote {path} ({accounts:,} accounts). Open it in a browser.")
 
 
 # --- reminders, escalations and the daemon -------------------------------------------------
