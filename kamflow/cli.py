@@ -439,21 +439,16 @@ def account_import(file: str, candidate: bool, override: str | None) -> None:
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 def account_export(file: str | None) -> None:
     """Write every account as CSV (the import's columns, plus stage and latest score)."""
-    from kamflow.transfer import export_accounts
+    from kamflow.transfer import export_accounts, write_export
 
-    text = read(export_accounts)
-    if file is None:
-        click.echo(text, nl=False)
-        return
-    try:
-        # With a byte-order mark, so that spreadsheets read accented names right.
-        with open(file, "w", encoding="utf-8-sig", newline="") as out:
-            out.write(text)
-    except OSError as error:
-        from kamflow.errors import InvalidInput
-
-        raise InvalidInput(f"cannot write {file}: {error.strerror}") from None
-    click.echo(f"Wrote {text.count(chr(10)) - 1} accounts to {file}.")
+    with reading() as session:
+        chunks = export_accounts(session)
+        if file is None:
+            for chunk in chunks:
+                click.echo(chunk, nl=False)
+            return
+        written = write_export(chunks, file)
+    click.echo(f"Wrote {written} accounts to {file}.")
 
 
 @account.command("list")

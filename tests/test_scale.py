@@ -164,3 +164,15 @@ def test_the_cap_names_the_lowest_scored_of_every_key_account(big: Cli) -> None:
     shown = ", ".join(f"{name} (not scored)" for name in unscored[:5])
     assert f"the organisation already has {len(KEY)} key accounts" in err
     assert f"{shown} and {len(KEY) - 5} more; the lowest-scored is {unscored[0]}" in err
+
+
+def test_the_export_writes_every_account_with_its_latest_score(
+    big: Cli, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    target = tmp_path_factory.mktemp("export") / "accounts.csv"
+
+    assert big("account", "export", str(target)).output == f"Wrote {COUNT} accounts to {target}.\n"
+    lines = target.read_text(encoding="utf-8-sig").splitlines()
+    assert len(lines) == 1 + COUNT
+    assert lines[3].startswith(f"{bulk.name(3)},{bulk.OTHER},existing,3,3,3,3,3,3,3,3,execution,")
+    assert lines[3].endswith(f",{score(3):g}")
