@@ -1,7 +1,9 @@
 """`kamflow report --html FILE`: the portfolio on one self-contained page.
 
 Everything is inline (CSS and SVG drawn here): no script, no font, no image to fetch, so the page
-works offline and can be mailed around as one file.
+works offline and can be mailed around as one file. It keeps one readable size whatever the
+portfolio's: the summaries count every account in SQL, and each list holds at most
+``defaults.REPORT_LIST_LIMIT`` rows, the most urgent first, naming the command for the rest.
 """
 
 from __future__ import annotations
