@@ -11,11 +11,11 @@ from sqlmodel import Session, col, func, select
 from kamflow import defaults, history
 from kamflow.errors import GuardRefused, InvalidInput, KamflowError, NotFound
 from kamflow.guards import REGISTRY, GuardContext, NoParams, Verdict, overridden
-from kamflow.ladder import position
+from kamflow.listing import Listing, Places, census, place_in, rows_of, text_widths
 from kamflow.models import Account, HistoryKind, Person
 from kamflow.people import get_person
 from kamflow.text import MAX_NAME, clean_text
-from kamflow.workflow import Workflow, available, get_workflow
+from kamflow.workflow import Workflow, available, get_workflow, workflow_names_in_use
 
 
 def add_account(
@@ -170,36 +170,28 @@ def normalise_stage(text: str) -> str:
 
 def summary(account: Account, owner: Person, definition: Workflow, now: datetime) -> dict[str, Any]:
     """The one-line facts about an account, as shown by `account list`."""
-    stage = definition.stage(account.stage)
-    where = (
-        position(account.stage_entered_at, stage.limit_days, definition.ladder_for(stage), now)
-        if stage
-        else None
+    return place_in(definition, account.stage).summary(account, owner.email, now)
+
+
+def list_accounts(session: Session, *, stage: str | None, now: datetime) -> Listing:
+    """Every account (of ``stage`` if given) by name, streamed, with its one-line facts."""
+    places = Places(get_workflow(name) for name in workflow_names_in_use(session))
+    which: Any = sa.true() if stage is None else col(Account.stage) == normalise_stage(stage)
+    statement = (
+        sa.select(
+            col(Account.id),
+            col(Account.name),
+            col(Account.workflow),
+            col(Account.kind),
+            col(Account.stage),
+            col(Account.stage_entered_at),
+            col(Person.email),
+        )
+        .join(Person, col(Account.owner_id) == col(Person.id))
+        .where(which)
+        .order_by(col(Account.name))
     )
-    return {
-        "id": account.id,
-        "name": account.name,
-        "owner": owner.email,
-        "workflow": account.workflow,
-        "kind": account.kind,
-        "stage": account.stage,
-        "stage_title": definition.title_of(account.stage),
-        "stage_entered_at": account.stage_entered_at.isoformat(),
-        "days_in_stage": days_between(account.stage_entered_at, now),
-        "limit_days": stage.limit_days if stage else None,
-        "status": (
-            where.status.value
-            if where
-            else "candidate"
-            if definition.is_intake(account.stage)
-            else "closed"
-        ),
-    }
-
-
-def list_accounts(session: Session, *, stage: str | None, now: datetime) -> list[dict[str, Any]]:
-    query = select(Account, Person).join(Person, col(Account.owner_id) == col(Person.id))
-    if stage is not None:
-        query = query.where(Account.stage == normalise_stage(stage))
-    rows = session.exec(query.order_by(col(Account.name))).all()
-    return [summary(a, p, get_workflow(a.workflow), now) for a, p in rows]
+    widths = text_widths(session, census(session, places, now, which), now, which)
+    widths["id"] = len(str(session.execute(sa.select(sa.func.max(col(Account.id)))).scalar() or 0))
+    rows = (places.summary(row, row.email, now) for row in rows_of(session, statement))
+    return Listing(rows, widths)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import textwrap
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
@@ -37,6 +36,9 @@ class KamflowGroup(click.Group):
         except KamflowError as error:
             fail(error.lines(), error.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except BrokenPipeError:
+            # Output piped into `head`, which has read enough: main() ends quietly.
             raise
         except Exception as error:  # a bug: still one line, never a traceback
             if os.environ.get("KAMFLOW_DEBUG"):
@@ -96,46 +98,25 @@ def read(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return function(session, *args, **kwargs)
 
 
+@contextmanager
+def reading() -> Iterator[Session]:
+    """A session that only reads, for a listing printed while its rows are read: it takes no
+    write lock on SQLite, and every query sees one snapshot of the database."""
+    from sqlmodel import Session
+
+    from kamflow.db import read_scope, ready_engine
+
+    engine = ready_engine(settings().database_url)
+    with read_scope(engine, snapshot=True) as connection, Session(bind=connection) as session:
+        yield session
+
+
 def now_() -> Any:
     return settings().clock.now()
 
 
 def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
-
-
-def emit_json_array(items: Iterable[Any]) -> None:
-    """A JSON array written element by element (as emit_json would print the whole list)."""
-    from kamflow.db import chunks
-
-    first = True
-    for batch in chunks(items, 500):
-        parts = []
-        for item in batch:
-            text = json.dumps(item, indent=2, ensure_ascii=False, default=str)
-            parts.append(("[\n" if first else ",\n") + textwrap.indent(text, "  "))
-            first = False
-        click.echo("".join(parts), nl=False)
-    click.echo("[]" if first else "\n]")
-
-
-def stream_table(
-    rows: Iterable[Sequence[Any]], headers: Sequence[str], widths: Sequence[int]
-) -> None:
-    """A table printed as its rows come, laid out as table() lays it out; ``widths``: the
-    longest value of each column, known beforehand (the headers may be wider)."""
-    titles = [h.upper() for h in headers]
-    sizes = [max(len(title), width) for title, width in zip(titles, widths, strict=True)]
-    empty = True
-    for row in rows:
-        if empty:
-            click.echo("  ".join(t.ljust(n) for t, n in zip(titles, sizes, strict=True)).rstrip())
-            click.echo("  ".join("-" * n for n in sizes))
-            empty = False
-        cells = [str(cell).ljust(n) for cell, n in zip(row, sizes, strict=True)]
-        click.echo("  ".join(cells).rstrip())
-    if empty:
-        click.echo("(none)")
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
@@ -150,6 +131,24 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
             rows, headers=[h.upper() for h in headers], tablefmt="simple", disable_numparse=True
         )
     )
+
+
+def emit_json_rows(rows: Iterable[Any]) -> None:
+    """A JSON array printed element by element, as emit_json() would print the whole list."""
+    from kamflow.streaming import json_array
+
+    for piece in json_array(rows):
+        click.echo(piece, nl=False)
+    click.echo()
+
+
+def stream_table(columns: Sequence[tuple[str, int]], cells: Iterable[Sequence[Any]]) -> None:
+    """A table printed a batch of rows at a time; each column as (header, widest cell)."""
+    from kamflow.streaming import Column, table_lines
+
+    heads = [Column(header.upper(), width) for header, width in columns]
+    for lines in table_lines(heads, cells):
+        click.echo("\n".join(lines))
 
 
 def json_option(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -364,26 +363,37 @@ def account_swap(out_name: str, in_name: str) -> None:
 def account_rank(as_json: bool) -> None:
     """Candidates and key accounts by their latest score."""
     from kamflow.portfolio import rank
+    from kamflow.text import score_text
 
-    rows = read(rank, now=now_())
-    if as_json:
-        emit_json(rows)
-        return
-    table(
-        [
+    with reading() as session:
+        listing = rank(session, now=now_())
+        if as_json:
+            emit_json_rows(listing.rows)
+            return
+        width = listing.widths
+        stream_table(
+            [
+                ("#", width["rank"]),
+                ("account", width["name"]),
+                ("kind", len("key account")),
+                ("stage", width["stage_title"]),
+                ("score", width["score"]),
+                ("above threshold", len("yes")),
+                ("owner", width["owner"]),
+            ],
             (
-                r["rank"],
-                r["name"],
-                "key account" if r["key_account"] else "candidate",
-                r["stage_title"],
-                "-" if r["score"] is None else f"{r['score']:g}",
-                "yes" if r["above_threshold"] else "",
-                r["owner"],
-            )
-            for r in rows
-        ],
-        ["#", "account", "kind", "stage", "score", "above threshold", "owner"],
-    )
+                (
+                    r["rank"],
+                    r["name"],
+                    "key account" if r["key_account"] else "candidate",
+                    r["stage_title"],
+                    score_text(r["score"]),
+                    "yes" if r["above_threshold"] else "",
+                    r["owner"],
+                )
+                for r in listing.rows
+            ),
+        )
 
 
 @account.command("set-workflow")
@@ -429,21 +439,16 @@ def account_import(file: str, candidate: bool, override: str | None) -> None:
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
 def account_export(file: str | None) -> None:
     """Write every account as CSV (the import's columns, plus stage and latest score)."""
-    from kamflow.transfer import export_accounts
+    from kamflow.transfer import export_accounts, write_export
 
-    text = read(export_accounts)
-    if file is None:
-        click.echo(text, nl=False)
-        return
-    try:
-        # With a byte-order mark, so that spreadsheets read accented names right.
-        with open(file, "w", encoding="utf-8-sig", newline="") as out:
-            out.write(text)
-    except OSError as error:
-        from kamflow.errors import InvalidInput
-
-        raise InvalidInput(f"cannot write {file}: {error.strerror}") from None
-    click.echo(f"Wrote {text.count(chr(10)) - 1} accounts to {file}.")
+    with reading() as session:
+        chunks = export_accounts(session)
+        if file is None:
+            for chunk in chunks:
+                click.echo(chunk, nl=False)
+            return
+        written = write_export(chunks, file)
+    click.echo(f"Wrote {written} accounts to {file}.")
 
 
 @account.command("list")
@@ -453,22 +458,41 @@ def account_list(stage: str | None, as_json: bool) -> None:
     """List key accounts with their stage and days in it."""
     from kamflow.accounts import list_accounts
 
-    rows = read(list_accounts, stage=stage, now=now_())
-    if as_json:
-        emit_json(rows)
-        return
-    table(
-        [
-            (r["id"], r["name"], r["stage_title"], _days(r), r["status"], r["owner"], r["workflow"])
-            for r in rows
-        ],
-        ["id", "account", "stage", "days", "status", "owner", "workflow"],
-    )
+    with reading() as session:
+        listing = list_accounts(session, stage=stage, now=now_())
+        if as_json:
+            emit_json_rows(listing.rows)
+            return
+        width = listing.widths
+        stream_table(
+            [
+                ("id", width["id"]),
+                ("account", width["name"]),
+                ("stage", width["stage_title"]),
+                ("days", width["days"]),
+                ("status", width["status"]),
+                ("owner", width["owner"]),
+                ("workflow", width["workflow"]),
+            ],
+            (
+                (
+                    r["id"],
+                    r["name"],
+                    r["stage_title"],
+                    _days(r),
+                    r["status"],
+                    r["owner"],
+                    r["workflow"],
+                )
+                for r in listing.rows
+            ),
+        )
 
 
 def _days(row: dict[str, Any]) -> str:
-    limit = row.get("limit_days")
-    return f"{row['days_in_stage']}/{limit}" if limit else str(row["days_in_stage"])
+    from kamflow.text import days_text
+
+    return days_text(row["days_in_stage"], row.get("limit_days"))
 
 
 @account.command("show")
@@ -878,26 +902,41 @@ def workflow_validate(file: str) -> None:
 def portfolio(as_json: bool) -> None:
     """The board: candidates and key accounts by stage, with owner, days, status and score."""
     from kamflow.portfolio import board
+    from kamflow.text import score_text
 
-    rows = read(board, now=now_())
-    if as_json:
-        emit_json(rows)
-        return
-    table(
-        [
+    with reading() as session:
+        listing = board(session, now=now_())
+        if as_json:
+            emit_json_rows(listing.rows)
+            return
+        width = listing.widths
+        stream_table(
+            [
+                ("stage", width["stage_title"]),
+                ("account", width["name"]),
+                ("owner", width["owner"]),
+                ("days", width["days"]),
+                ("status", width["status"]),
+                ("score", width["score"]),
+                ("workflow", width["workflow"]),
+            ],
             (
-                r["stage_title"],
-                r["name"],
-                r["owner"],
-                _days(r),
-                r["status"],
-                "-" if r["score"] is None else f"{r['score']:g}",
-                r["workflow"],
-            )
-            for r in rows
-        ],
-        ["stage", "account", "owner", "days", "status", "score", "workflow"],
-    )
+                (
+                    r["stage_title"],
+                    r["name"],
+                    r["owner"],
+                    _days(r),
+                    r["status"],
+                    score_text(r["score"]),
+                    r["workflow"],
+                )
+                for r in listing.rows
+            ),
+        )
+
+
+#: What coverage prints where no one holds a role.
+GAP = "-- GAP --"
 
 
 @app.command()
@@ -907,19 +946,28 @@ def coverage(as_json: bool) -> None:
     from kamflow import defaults
     from kamflow.portfolio import coverage as role_coverage
 
-    rows = read(role_coverage)
-    if as_json:
-        emit_json(rows)
-        return
-    table(
-        [
-            (r["account"], *(", ".join(r["roles"][role]) or "-- GAP --" for role in defaults.ROLES))
-            for r in rows
-        ],
-        ["account", *defaults.ROLES],
-    )
-    gaps = sum(len(r["gaps"]) for r in rows)
-    click.echo(f"\n{gaps} gap{'s' if gaps != 1 else ''} in {len(rows)} key accounts.")
+    with reading() as session:
+        listing = role_coverage(session)
+        if as_json:
+            emit_json_rows(listing.rows)
+            return
+        seen = {"accounts": 0, "gaps": 0}
+
+        def cells(row: dict[str, Any]) -> tuple[str, ...]:
+            seen["accounts"] += 1
+            seen["gaps"] += len(row["gaps"])
+            return (row["account"], *(", ".join(row["roles"][r]) or GAP for r in defaults.ROLES))
+
+        width = listing.widths
+        stream_table(
+            [
+                ("account", width["account"]),
+                *((role, max(width.get(role, 0), len(GAP))) for role in defaults.ROLES),
+            ],
+            map(cells, listing.rows),
+        )
+    gaps = seen["gaps"]
+    click.echo(f"\n{gaps} gap{'s' if gaps != 1 else ''} in {seen['accounts']} key accounts.")
 
 
 @app.command()
@@ -929,27 +977,37 @@ def kpis(as_json: bool) -> None:
     from kamflow.plan import format_number
     from kamflow.portfolio import kpi_report
 
-    rows = read(kpi_report)
-    if as_json:
-        emit_json(rows)
-        return
-    table(
-        [
+    with reading() as session:
+        listing = kpi_report(session)
+        if as_json:
+            emit_json_rows(listing.rows)
+            return
+        width = listing.widths
+        stream_table(
+            [
+                ("account", width["account"]),
+                ("kpi", width["name"]),
+                ("target", len("<= ") + width["target"]),
+                ("latest", max(width["latest"], len("-"))),
+                ("unit", width["unit"]),
+                ("period", width["period"]),
+                ("state", len("OFF TARGET")),
+            ],
             (
-                r["account"],
-                r["name"],
-                ("<= " if r["lower_is_better"] else ">= ") + format_number(r["target"]),
-                "-" if r["latest"] is None else format_number(r["latest"]),
-                r["unit"],
-                r["period"] or "",
-                "OFF TARGET"
-                if r["off_target"]
-                else ("on target" if r["on_target"] else "no value"),
-            )
-            for r in rows
-        ],
-        ["account", "kpi", "target", "latest", "unit", "period", "state"],
-    )
+                (
+                    r["account"],
+                    r["name"],
+                    ("<= " if r["lower_is_better"] else ">= ") + format_number(r["target"]),
+                    "-" if r["latest"] is None else format_number(r["latest"]),
+                    r["unit"],
+                    r["period"] or "",
+                    "OFF TARGET"
+                    if r["off_target"]
+                    else ("on target" if r["on_target"] else "no value"),
+                )
+                for r in listing.rows
+            ),
+        )
 
 
 @app.command()
@@ -966,12 +1024,14 @@ def report(html_file: str, as_json: bool) -> None:
     """Write the portfolio as one self-contained HTML page (board, charts, workflow, coverage)."""
     from kamflow.report import build_report, write_report
 
-    data = read(build_report, now=now_())
+    with reading() as session:
+        data = build_report(session, now=now_())
     path = write_report(data, html_file)
     if as_json:
         emit_json({"file": str(path), **data})
     else:
-        click.echo(f"Wrote {path} ({len(data['board'])} accounts). Open it in a browser.")
+        accounts = data["summary"]["accounts"]
+        click.echo(f"Wrote {path} ({accounts:,} accounts). Open it in a browser.")
 
 
 # --- reminders, escalations and the daemon -------------------------------------------------
@@ -1101,16 +1161,16 @@ def forecast(days: str, as_json: bool) -> None:
     schedule = Schedule.load()
     with read(make_forecast, now_(), _whole_number(days, "--days"), schedule) as rows:
         if as_json:
-            emit_json_array(rows)
+            emit_json_rows(rows)
             return
-        widths = [
-            10,
-            rows.longest("kind"),
-            rows.longest("account"),
-            max(rows.longest("stage"), rows.longest("action")),
-            len(str(rows.last_number())),
-        ]
         stream_table(
+            [
+                ("date", 10),
+                ("kind", rows.longest("kind")),
+                ("account", rows.longest("account")),
+                ("stage or action", max(rows.longest("stage"), rows.longest("action"))),
+                ("number", len(str(rows.last_number()))),
+            ],
             (
                 (
                     r["at"][:10],
@@ -1121,8 +1181,6 @@ def forecast(days: str, as_json: bool) -> None:
                 )
                 for r in rows
             ),
-            ["date", "kind", "account", "stage or action", "number"],
-            widths,
         )
 
 

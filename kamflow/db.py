@@ -168,15 +168,21 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 
 
 @contextmanager
-def read_scope(engine: Engine) -> Iterator[Connection]:
+def read_scope(engine: Engine, *, snapshot: bool = False) -> Iterator[Connection]:
     """A connection in a transaction that only reads, for scans that stream large results.
 
     It holds no write lock on SQLite, so the batches a scan finds can be written meanwhile, each
-    in a transaction of its own (session_scope), through another connection.
+    in a transaction of its own (session_scope), through another connection. With ``snapshot``,
+    every statement of the transaction sees the database as the first one did (SQLite's read
+    transactions always do; PostgreSQL needs REPEATABLE READ), so that counts and widths taken
+    first agree with the rows listed after them.
     """
+    options: dict[str, Any] = {READ_ONLY: True}
+    if snapshot and engine.dialect.name == "postgresql":
+        options["isolation_level"] = "REPEATABLE READ"
     try:
         with engine.connect() as connection:
-            reading = connection.execution_options(**{READ_ONLY: True})
+            reading = connection.execution_options(**options)
             with reading.begin():
                 yield reading
     except exc.DBAPIError as error:

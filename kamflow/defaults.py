@@ -60,6 +60,9 @@ STEP_BATCH = 500
 DIGEST_LIST_LIMIT = 25
 #: The HTML report draws and lists at most this many accounts per section.
 REPORT_LIST_LIMIT = 50
+#: Long listings (the board, rank, coverage, KPIs, the account list) read and print this many
+#: rows at a time: their memory follows this, not the portfolio.
+LISTING_BATCH = 1000
 
 #: The kinds of key account.
 ACCOUNT_KINDS = ("existing", "new")

@@ -396,21 +396,16 @@ def score_at_least(context: GuardContext, params: ThresholdParams) -> tuple[bool
     return True, f"scored {total:g}, at least the threshold of {threshold:g}"
 
 
-def latest_scores(session: Session, account_ids: list[int | None]) -> dict[int | None, float]:
-    """Each account's most recent selection score."""
-    ids = [i for i in account_ids if i is not None]
-    if not ids:
-        return {}
-    newest = (
-        select(Score.account_id, func.max(Score.id).label("newest"))
-        .where(col(Score.account_id).in_(ids))
-        .group_by(col(Score.account_id))
-        .subquery()
+def latest_score(account_id: Any) -> Any:
+    """SQL: the most recent selection score of the account whose id is ``account_id`` (a
+    column of the outer query), or NULL: one probe of the score index per account."""
+    return (
+        select(Score.total)
+        .where(col(Score.account_id) == account_id)
+        .order_by(col(Score.id).desc())
+        .limit(1)
+        .scalar_subquery()
     )
-    rows = session.exec(
-        select(Score.account_id, Score.total).join(newest, col(Score.id) == newest.c.newest)
-    )
-    return {account_id: total for account_id, total in rows.all()}
 
 
 def _key_account_queries(
@@ -430,14 +425,19 @@ def _key_account_queries(
     return queries
 
 
-def key_accounts(
-    session: Session, *, owner_id: int | None = None, strict: bool = False
-) -> list[Account]:
-    """The accounts in a stage of the cycle (not candidates, not exited), across all workflows."""
-    found: list[Account] = []
-    for query in _key_account_queries(session, Account, owner_id=owner_id, strict=strict):
-        found += session.exec(query).all()
-    return sorted(found, key=lambda account: account.name.lower())
+def key_account_filter(session: Session, *, owner_id: int | None = None) -> Any:
+    """SQL: the account is a key account (in a stage of the cycle of its workflow), of
+    ``owner_id`` if given; a workflow that fails to load is an error, as for the counts."""
+    from kamflow.workflow import workflows_in_use
+
+    conditions = [
+        sa.and_(
+            col(Account.workflow) == definition.name, col(Account.stage).in_(definition.stage_names)
+        )
+        for definition in workflows_in_use(session, strict=True)
+    ]
+    found = sa.or_(sa.false(), *conditions)
+    return found if owner_id is None else sa.and_(found, col(Account.owner_id) == owner_id)
 
 
 def count_key_accounts(session: Session, *, owner_id: int | None = None) -> int:
@@ -513,16 +513,25 @@ RANKED_SHOWN = 5
 
 def _ranked(session: Session, owner_id: int | None, leaving_out: AccountLike) -> str:
     """The key accounts, lowest-scored first (the first few), naming the lowest-scored one."""
-    accounts = [
-        a for a in key_accounts(session, owner_id=owner_id, strict=True) if a.id != leaving_out.id
-    ]
-    scores = latest_scores(session, [a.id for a in accounts])
-    ordered = sorted(accounts, key=lambda a: (scores.get(a.id, -1.0), a.name.lower()))
+    which = key_account_filter(session, owner_id=owner_id)
+    if leaving_out.id is not None:
+        which = sa.and_(which, col(Account.id) != leaving_out.id)
+    score = latest_score(Account.id).label("score")
+    lowest = session.execute(
+        select(col(Account.name), score)
+        .where(which)
+        # Unscored first, as the lowest of all; then by score, then by name in any case.
+        .order_by(func.coalesce(score, -1.0), func.lower(col(Account.name)))
+        .limit(RANKED_SHOWN)
+    ).all()
+    if not lowest:
+        return ""
+    total = session.execute(select(func.count()).select_from(Account).where(which)).scalar_one()
 
-    def label(a: Account) -> str:
-        return f"{a.name} ({scores[a.id]:g})" if a.id in scores else f"{a.name} (not scored)"
+    def label(name: str, value: float | None) -> str:
+        return f"{name} (not scored)" if value is None else f"{name} ({value:g})"
 
-    listing = ", ".join(label(a) for a in ordered[:RANKED_SHOWN])
-    if len(ordered) > RANKED_SHOWN:
-        listing += f" and {len(ordered) - RANKED_SHOWN} more"
-    return f"{listing}; the lowest-scored is {label(ordered[0])}" if ordered else listing
+    listing = ", ".join(label(name, total) for name, total in lowest)
+    if total > RANKED_SHOWN:
+        listing += f" and {total - RANKED_SHOWN} more"
+    return f"{listing}; the lowest-scored is {label(*lowest[0])}"

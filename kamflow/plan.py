@@ -6,6 +6,7 @@ import math
 from datetime import date, datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from kamflow import defaults, history
@@ -432,33 +433,76 @@ def write_review(
     return review
 
 
-def kpis_view(session: Session, account: Account) -> list[dict[str, Any]]:
-    kpis = session.exec(select(Kpi).where(Kpi.account_id == account.id).order_by(col(Kpi.id))).all()
-    views = []
-    for kpi in kpis:
-        latest = session.exec(
-            select(KpiValue)
-            .where(KpiValue.kpi_id == kpi.id)
-            .order_by(col(KpiValue.recorded_at).desc(), col(KpiValue.id).desc())
-        ).first()
-        on_target = None
-        if latest is not None:
-            on_target = (
-                latest.value <= kpi.target if kpi.lower_is_better else latest.value >= kpi.target
-            )
-        views.append(
-            {
-                "name": kpi.name,
-                "target": kpi.target,
-                "unit": kpi.unit,
-                "lower_is_better": kpi.lower_is_better,
-                "latest": latest.value if latest else None,
-                "period": latest.period if latest else None,
-                "recorded_at": latest.recorded_at.isoformat() if latest else None,
-                "on_target": on_target,
-            }
+def kpi_rows(where: Any) -> Any:
+    """SQL: the KPIs of the accounts ``where`` selects, each with its latest value (NULLs when
+    none), unordered: the account's id and name, the KPI's id and columns, then the value's.
+
+    The latest value's id is a correlated subquery (one probe of ``ix_kpi_value_latest`` per
+    KPI), joined back by primary key outside, so no plan has to compare every value with every
+    KPI.
+    """
+    latest = (
+        select(KpiValue.id)
+        .where(col(KpiValue.kpi_id) == col(Kpi.id))
+        .order_by(col(KpiValue.recorded_at).desc(), col(KpiValue.id).desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    inner = (
+        sa.select(
+            col(Account.id).label("account_id"),
+            col(Account.name).label("account_name"),
+            col(Kpi.id).label("kpi_id"),
+            col(Kpi.name),
+            col(Kpi.target),
+            col(Kpi.unit),
+            col(Kpi.lower_is_better),
+            latest.label("latest_id"),
         )
-    return views
+        .join(Kpi, col(Kpi.account_id) == col(Account.id))
+        .where(where)
+        .subquery("kpis")
+    )
+    return (
+        sa.select(
+            inner.c.account_id,
+            inner.c.account_name,
+            inner.c.kpi_id,
+            inner.c.name,
+            inner.c.target,
+            inner.c.unit,
+            inner.c.lower_is_better,
+            col(KpiValue.value),
+            col(KpiValue.period),
+            col(KpiValue.recorded_at),
+        )
+        .select_from(inner)
+        .outerjoin(KpiValue, col(KpiValue.id) == inner.c.latest_id)
+    )
+
+
+def kpi_view(row: Any) -> dict[str, Any]:
+    """A row of kpi_rows() as the views show it: target against the latest value."""
+    on_target = None
+    if row.value is not None:
+        on_target = row.value <= row.target if row.lower_is_better else row.value >= row.target
+    return {
+        "name": row.name,
+        "target": row.target,
+        "unit": row.unit,
+        "lower_is_better": row.lower_is_better,
+        "latest": row.value,
+        "period": row.period,
+        "recorded_at": None if row.recorded_at is None else row.recorded_at.isoformat(),
+        "on_target": on_target,
+    }
+
+
+def kpis_view(session: Session, account: Account) -> list[dict[str, Any]]:
+    """An account's KPIs, in the order they were added, each against its latest value."""
+    statement = kpi_rows(col(Account.id) == account.id)
+    statement = statement.order_by(statement.selected_columns.kpi_id)
+    return [kpi_view(row) for row in session.execute(statement)]
 
 
 def latest_review(session: Session, account: Account) -> Review | None:

@@ -3,21 +3,35 @@ leadership looks at (the board, role coverage, KPIs against targets)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from datetime import datetime
+from itertools import groupby
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from kamflow import defaults, history
-from kamflow.accounts import editable, find_account, summary, touch
+from kamflow.accounts import editable, find_account, touch
 from kamflow.errors import InvalidInput
-from kamflow.guards import key_accounts, latest_scores
-from kamflow.models import Account, HistoryKind, Person, RoleAssignment, Score
+from kamflow.guards import latest_score
+from kamflow.listing import (
+    INTAKE,
+    STAGE,
+    Listing,
+    Places,
+    census,
+    name_order,
+    rows_of,
+    text_widths,
+    widest,
+)
+from kamflow.models import Account, HistoryKind, Kpi, KpiValue, Person, RoleAssignment, Score
 from kamflow.people import require_owner_or_leader
-from kamflow.plan import kpis_view
+from kamflow.plan import format_number, kpi_rows, kpi_view
 from kamflow.selection import FACTORS, portfolio_config
 from kamflow.selection import score as compute_score
+from kamflow.text import score_text
 from kamflow.workflow import get_workflow, workflows_in_use
 
 
@@ -65,41 +79,73 @@ def scores_of(session: Session, ref: str) -> list[dict[str, Any]]:
     ]
 
 
-def board(session: Session, *, now: datetime) -> list[dict[str, Any]]:
+def board_select(places: Places, where: Any) -> Any:
+    """SQL: the accounts ``where`` selects, with their owner's address and latest score."""
+    return (
+        sa.select(
+            col(Account.id),
+            col(Account.name),
+            col(Account.workflow),
+            col(Account.kind),
+            col(Account.stage),
+            col(Account.stage_entered_at),
+            col(Person.email).label("owner"),
+            latest_score(Account.id).label("score"),
+        )
+        .join(Person, col(Person.id) == col(Account.owner_id))
+        .where(places.where(Account, INTAKE, STAGE), where)
+    )
+
+
+def board_row(places: Places, row: Any, now: datetime) -> dict[str, Any]:
+    """A row of board_select() as the board shows it."""
+    return {
+        **places.summary(row, row.owner, now),
+        "key_account": places.of(row.workflow, row.stage).kind == STAGE,
+        "score": row.score,
+    }
+
+
+def _board_widths(session: Session, places: Places, now: datetime) -> dict[str, int]:
+    on_board = places.where(Account, INTAKE, STAGE)
+    found = census(session, places, now, on_board)
+    widths = text_widths(session, found, now, on_board)
+    widths["rank"] = len(str(sum(group.count for group in found)))
+    # Any score ever given bounds the latest ones; there are few distinct totals.
+    totals = sa.select(col(Score.total)).distinct()
+    widths["score"] = widest(session, totals, score_text, len(score_text(None)))
+    return widths
+
+
+def board(session: Session, *, now: datetime) -> Listing:
     """Every candidate and key account (not the exited), stage by stage across the workflows,
-    with owner, days in stage, status and latest score."""
-    rows: list[tuple[int, str, dict[str, Any]]] = []
-    for definition in workflows_in_use(session):
-        name = definition.name
-        places = [*definition.intake_names, *definition.stage_names]
-        found = session.exec(
-            select(Account, Person)
-            .join(Person, col(Account.owner_id) == col(Person.id))
-            .where(Account.workflow == name, col(Account.stage).in_(places))
-            .order_by(col(Account.name))
-        ).all()
-        scores = latest_scores(session, [a.id for a, _ in found])
-        for account, owner in found:
-            row = {
-                **summary(account, owner, definition, now),
-                "key_account": not definition.is_intake(account.stage),
-                "score": scores.get(account.id),
-            }
-            rows.append((places.index(account.stage), account.name.lower(), row))
-    # Stage by stage across all workflows (kam and kam-lite share the stages' order).
-    return [row for _, _, row in sorted(rows, key=lambda item: item[:2])]
+    then by name, with owner, days in stage, status and latest score; streamed."""
+    places = Places(workflows_in_use(session))
+    statement = board_select(places, sa.true()).order_by(
+        places.order(Account, INTAKE, STAGE), name_order(session, Account.name)
+    )
+    rows = (board_row(places, row, now) for row in rows_of(session, statement))
+    return Listing(rows, _board_widths(session, places, now))
 
 
-def rank(session: Session, *, now: datetime) -> list[dict[str, Any]]:
-    """Candidates and key accounts by their latest score, best first (unscored last)."""
+def rank(session: Session, *, now: datetime) -> Listing:
+    """Candidates and key accounts by their latest score, best first (unscored last), then by
+    name; streamed."""
     threshold = portfolio_config().selection.threshold
-    rows = board(session, now=now)
-    for row in rows:
-        row["above_threshold"] = row["score"] is not None and row["score"] >= threshold
-    rows.sort(key=lambda r: (r["score"] is None, -(r["score"] or 0), r["name"].lower()))
-    for position, row in enumerate(rows, start=1):
-        row["rank"] = position
-    return rows
+    places = Places(workflows_in_use(session))
+    statement = board_select(places, sa.true())
+    score = statement.selected_columns.score
+    statement = statement.order_by(score.desc().nulls_last(), name_order(session, Account.name))
+
+    def ranked() -> Iterator[dict[str, Any]]:
+        for position, row in enumerate(rows_of(session, statement), start=1):
+            yield {
+                **board_row(places, row, now),
+                "above_threshold": row.score is not None and row.score >= threshold,
+                "rank": position,
+            }
+
+    return Listing(ranked(), _board_widths(session, places, now))
 
 
 def set_workflow(
@@ -136,40 +182,111 @@ def set_workflow(
 # --- views ---------------------------------------------------------------------------------------
 
 
-def coverage(session: Session) -> list[dict[str, Any]]:
-    """Key accounts x the six roles: who holds each, and the gaps."""
-    accounts = key_accounts(session)
-    ids = [a.id for a in accounts]
-    holders: dict[int | None, dict[str, list[str]]] = {
-        a.id: {role: [] for role in defaults.ROLES} for a in accounts
-    }
-    if ids:
-        rows = session.exec(
-            select(RoleAssignment.account_id, RoleAssignment.role, Person.email)
-            .join(Person, col(RoleAssignment.person_id) == col(Person.id))
-            .where(col(RoleAssignment.account_id).in_(ids))
-            .order_by(col(Person.email))
-        ).all()
-        for account_id, role, email in rows:
-            holders[account_id].setdefault(role, []).append(email)
-    return [
-        {
-            "account": a.name,
-            "stage": a.stage,
-            "roles": holders[a.id],
-            "gaps": [role for role in defaults.ROLES if not holders[a.id][role]],
+def team_rows(accounts: Any, *order: Any) -> Any:
+    """SQL: each account of the subquery ``accounts`` (id, name, stage) with every role held on
+    it and its holder's address (one row with NULLs for an account without a team), in
+    ``order`` and then by address."""
+    return (
+        sa.select(
+            accounts.c.id,
+            accounts.c.name,
+            accounts.c.stage,
+            col(RoleAssignment.role),
+            col(Person.email),
+        )
+        .select_from(accounts)
+        .outerjoin(RoleAssignment, col(RoleAssignment.account_id) == accounts.c.id)
+        .outerjoin(Person, col(Person.id) == col(RoleAssignment.person_id))
+        .order_by(*order, accounts.c.id, col(Person.email))
+    )
+
+
+def teams(rows: Iterable[Any]) -> Iterator[dict[str, Any]]:
+    """Rows of team_rows(), an account's rows together, as coverage shows each account."""
+    for _, group in groupby(rows, key=lambda row: row.id):
+        first = None
+        holders: dict[str, list[str]] = {role: [] for role in defaults.ROLES}
+        for row in group:
+            first = first or row
+            if row.role is not None:
+                holders.setdefault(row.role, []).append(row.email)
+        assert first is not None
+        yield {
+            "account": first.name,
+            "stage": first.stage,
+            "roles": holders,
+            "gaps": [role for role in defaults.ROLES if not holders[role]],
         }
-        for a in accounts
-    ]
 
 
-def kpi_report(session: Session) -> list[dict[str, Any]]:
-    """Every key account's KPIs: target against the latest value, off target marked."""
-    rows = []
-    for account in key_accounts(session):
-        for kpi in kpis_view(session, account):
-            rows.append({"account": account.name, **kpi, "off_target": kpi["on_target"] is False})
-    return rows
+def coverage(session: Session) -> Listing:
+    """Key accounts x the six roles, by name: who holds each, and the gaps; streamed."""
+    places = Places(workflows_in_use(session))
+    key = places.where(Account, STAGE)
+    accounts = (
+        sa.select(col(Account.id), col(Account.name), col(Account.stage)).where(key).subquery()
+    )
+    statement = team_rows(accounts, name_order(session, accounts.c.name))
+    held = (
+        sa.select(
+            col(RoleAssignment.role),
+            (
+                sa.func.sum(sa.func.length(col(Person.email))) + len(", ") * (sa.func.count() - 1)
+            ).label("width"),
+        )
+        .join(Person, col(Person.id) == col(RoleAssignment.person_id))
+        .join(Account, col(Account.id) == col(RoleAssignment.account_id))
+        .where(key)
+        .group_by(col(RoleAssignment.account_id), col(RoleAssignment.role))
+        .subquery()
+    )
+    widths = dict(
+        session.execute(
+            sa.select(held.c.role, sa.func.max(held.c.width)).group_by(held.c.role)
+        ).all()
+    )
+    longest = session.execute(sa.select(sa.func.max(sa.func.length(col(Account.name)))).where(key))
+    widths["account"] = longest.scalar() or 0
+    return Listing(teams(rows_of(session, statement)), widths)
+
+
+def kpi_report(session: Session) -> Listing:
+    """Every key account's KPIs, by account name: target against the latest value, off target
+    marked; streamed."""
+    places = Places(workflows_in_use(session))
+    key = places.where(Account, STAGE)
+    statement = kpi_rows(key)
+    columns = statement.selected_columns
+    statement = statement.order_by(
+        name_order(session, columns.account_name), columns.account_id, columns.kpi_id
+    )
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for row in rows_of(session, statement):
+            view = kpi_view(row)
+            yield {"account": row.account_name, **view, "off_target": view["on_target"] is False}
+
+    return Listing(rows(), _kpi_widths(session, key))
+
+
+def _kpi_widths(session: Session, key: Any) -> dict[str, int]:
+    """The widest account name, KPI name, unit and period, and the widest target and latest
+    value as `format_number` writes them (over the distinct numbers, a batch at a time)."""
+    length = sa.func.length
+    account, name, unit = session.execute(
+        sa.select(
+            sa.func.max(length(col(Account.name))),
+            sa.func.max(length(col(Kpi.name))),
+            sa.func.max(length(col(Kpi.unit))),
+        )
+        .join(Kpi, col(Kpi.account_id) == col(Account.id))
+        .where(key)
+    ).one()
+    period = session.execute(sa.select(sa.func.max(length(col(KpiValue.period))))).scalar()
+    widths = {"account": account or 0, "name": name or 0, "unit": unit or 0, "period": period or 0}
+    for field, column in (("target", col(Kpi.target)), ("latest", col(KpiValue.value))):
+        widths[field] = widest(session, sa.select(column).distinct(), format_number)
+    return widths
 
 
 def stage_counts(session: Session) -> list[dict[str, Any]]:

@@ -1,44 +1,245 @@
 """`kamflow report --html FILE`: the portfolio on one self-contained page.
 
 Everything is inline (CSS and SVG drawn here): no script, no font, no image to fetch, so the page
-works offline and can be mailed around as one file.
+works offline and can be mailed around as one file. It keeps one readable size whatever the
+portfolio's: the summaries count every account in SQL, and each list holds at most
+``defaults.REPORT_LIST_LIMIT`` rows, the most urgent first, naming the command for the rest.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
-from datetime import datetime
+from datetime import datetime, timedelta
 from html import escape
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from markupsafe import Markup
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from kamflow import defaults
 from kamflow.diagram import mermaid, svg
 from kamflow.errors import InvalidInput
-from kamflow.portfolio import board, coverage, kpi_report, stage_counts
+from kamflow.ladder import Status
+from kamflow.listing import CANDIDATE, INTAKE, STAGE, Census, Places, census, name_order
+from kamflow.models import Account, RoleAssignment
+from kamflow.plan import kpi_rows, kpi_view
+from kamflow.portfolio import board_row, board_select, stage_counts, team_rows, teams
 from kamflow.workflow import get_workflow, workflows_in_use
 
 COLOURS = {"on_track": "#3a8f5c", "behind": "#d89a1c", "stuck": "#c0392b", "candidate": "#7f8c8d"}
 
 
-def build_report(session: Session, *, now: datetime) -> dict[str, Any]:
-    """Everything the page shows, as plain data (also what `report --json` prints)."""
-    used = [definition.name for definition in workflows_in_use(session)] or [defaults.WORKFLOW]
-    rows = board(session, now=now)
+#: The commands that give each list of the page in full.
+FULL_LISTS = {
+    "board": "kamflow portfolio --json",
+    "stuck": "kamflow portfolio --json",
+    "behind": "kamflow portfolio --json",
+    "coverage": "kamflow coverage --json",
+    "kpis": "kamflow kpis --json",
+    "export": "kamflow account export FILE",
+}
+
+
+def build_report(
+    session: Session, *, now: datetime, limit: int = defaults.REPORT_LIST_LIMIT
+) -> dict[str, Any]:
+    """Everything the page shows, as plain data (also what `report --json` prints).
+
+    Summaries count the whole portfolio in SQL; the lists hold everything while it fits in
+    ``limit`` rows and otherwise the most urgent ``limit`` (the longest over their stage's limit,
+    the teams with the most gaps, the KPIs furthest off target), with how many more there are and
+    the command that lists them all. The page has the same size whatever the portfolio's.
+    """
+    definitions = workflows_in_use(session)
+    places = Places(definitions)
+    used = [definition.name for definition in definitions] or [defaults.WORKFLOW]
+    on_board = census(session, places, now, places.where(Account, INTAKE, STAGE))
+    summary = _summary(places, on_board)
+    board_rows: list[dict[str, Any]] = []
+    if summary["accounts"] <= limit:
+        statement = board_select(places, sa.true()).order_by(
+            places.order(Account, INTAKE, STAGE), name_order(session, Account.name)
+        )
+        board_rows = [board_row(places, row, now) for row in session.execute(statement)]
+    stuck = _most_overdue(session, places, now, Status.STUCK, limit)
+    behind = _most_overdue(session, places, now, Status.BEHIND, limit)
+    key = places.where(Account, STAGE)
+    teams_shown = _least_covered(session, key, limit)
+    kpi_counts = _kpi_counts(session, key)
+    kpis_shown = _kpis_furthest_off(session, key, limit, everything=kpi_counts["kpis"] <= limit)
+    shown = {
+        "board": (board_rows, summary["accounts"]),
+        "stuck": (stuck, summary["stuck"]),
+        "behind": (behind, summary["behind"]),
+        "coverage": (teams_shown, summary["key_accounts"]),
+        "kpis": (kpis_shown, kpi_counts["kpis"]),
+    }
     return {
         "generated_at": now.isoformat(),
-        "board": rows,
+        "summary": summary,
+        "board": board_rows,
         "funnel": _funnel(stage_counts(session), used),
-        "coverage": coverage(session),
-        "kpis": kpi_report(session),
-        "stuck": [r for r in rows if r["status"] == "stuck"],
-        "behind": [r for r in rows if r["status"] == "behind"],
+        "stuck": stuck,
+        "behind": behind,
+        "coverage": teams_shown,
+        "coverage_gaps": _gaps_per_role(session, key, summary["key_accounts"]),
+        "kpis": kpis_shown,
+        "kpi_counts": kpi_counts,
+        "more": {
+            name: {"count": total - len(rows), "command": FULL_LISTS[name]}
+            for name, (rows, total) in shown.items()
+        },
+        "export_command": FULL_LISTS["export"],
+        "list_limit": limit,
         "workflows": used,
     }
+
+
+def _summary(places: Places, found: list[Census]) -> dict[str, Any]:
+    """How many accounts are on the board, by status and by stage (stages of the same name
+    added up across the workflows, in process order)."""
+    statuses = (Status.ON_TRACK.value, Status.BEHIND.value, Status.STUCK.value, CANDIDATE)
+    totals = dict.fromkeys(statuses, 0)
+    stages: dict[str, dict[str, Any]] = {}
+    for place in sorted(places.select(INTAKE, STAGE), key=lambda p: p.order):
+        stages.setdefault(
+            place.name,
+            {"stage": place.name, "title": place.title, **dict.fromkeys(statuses, 0), "total": 0},
+        )
+    for group in found:
+        totals[group.status] += group.count
+        row = stages[group.place.name]
+        row[group.status] += group.count
+        row["total"] += group.count
+    return {
+        "accounts": sum(totals.values()),
+        "key_accounts": sum(totals.values()) - totals[CANDIDATE],
+        "candidates": totals[CANDIDATE],
+        **{status: totals[status] for status in statuses if status != CANDIDATE},
+        "stages": list(stages.values()),
+    }
+
+
+def _most_overdue(
+    session: Session, places: Places, now: datetime, status: Status, limit: int
+) -> list[dict[str, Any]]:
+    """The ``limit`` accounts of ``status`` longest past their stage's limit, longest first.
+
+    One indexed query per stage (its oldest stays first), the stages' heads merged here: the
+    accounts most days over their limit overall are among the first ``limit`` of some stage.
+    """
+    found: list[tuple[datetime, str, dict[str, Any]]] = []
+    for place in places.select(STAGE):
+        behind_line, stuck_line = place.lines(now)
+        entered = col(Account.stage_entered_at)
+        if status == Status.STUCK:
+            when = entered <= stuck_line
+        else:
+            when = sa.and_(entered > stuck_line, entered <= behind_line)
+        statement = (
+            board_select(
+                places,
+                sa.and_(col(Account.workflow) == place.workflow, col(Account.stage) == place.name),
+            )
+            .where(when)
+            .order_by(entered, col(Account.id))
+            .limit(limit)
+        )
+        assert place.limit_days is not None
+        for row in session.execute(statement):
+            due = row.stage_entered_at + timedelta(days=place.limit_days)
+            found.append((due, row.name.lower(), board_row(places, row, now)))
+    found.sort(key=lambda item: item[:2])
+    return [row for _, _, row in found[:limit]]
+
+
+def _least_covered(session: Session, key: Any, limit: int) -> list[dict[str, Any]]:
+    """Every key account's team by name while they fit in ``limit``; otherwise the ``limit``
+    teams with the most roles nobody holds."""
+    held = (
+        sa.select(sa.func.count(sa.distinct(col(RoleAssignment.role))))
+        # Every stored role is one of the six (plan.assign_role checks): no IN list, so that
+        # counting is one range of the unique index per account, not six probes.
+        .where(col(RoleAssignment.account_id) == col(Account.id))
+        .scalar_subquery()
+        .label("held")
+    )
+    ordered = sa.select(col(Account.id), col(Account.name), col(Account.stage), held).where(key)
+    by_name = name_order(session, Account.name)
+    worst = ordered.order_by(held, by_name).limit(limit).subquery()
+    total = session.execute(sa.select(sa.func.count()).select_from(Account).where(key))
+    if total.scalar_one() <= limit:
+        return list(teams(session.execute(team_rows(worst, name_order(session, worst.c.name)))))
+    statement = team_rows(worst, worst.c.held, name_order(session, worst.c.name))
+    return list(teams(session.execute(statement)))
+
+
+def _gaps_per_role(session: Session, key: Any, key_accounts: int) -> dict[str, int]:
+    """How many key accounts have nobody in each role (one pass over the assignments)."""
+    holding = dict(
+        session.execute(
+            sa.select(col(RoleAssignment.role), sa.func.count(sa.distinct(col(Account.id))))
+            .join(Account, col(Account.id) == col(RoleAssignment.account_id))
+            .where(key)
+            .group_by(col(RoleAssignment.role))
+        ).all()
+    )
+    return {role: key_accounts - holding.get(role, 0) for role in defaults.ROLES}
+
+
+def _off_target(columns: Any) -> Any:
+    """SQL: a row of kpi_rows() whose latest value misses its target."""
+    lower = columns.lower_is_better
+    return sa.or_(
+        sa.and_(lower, columns.value > columns.target),
+        sa.and_(sa.not_(lower), columns.value < columns.target),
+    )
+
+
+def _kpi_counts(session: Session, key: Any) -> dict[str, int]:
+    """How many KPIs the key accounts have, how many are off target, how many have no value."""
+    rows = kpi_rows(key).subquery()
+    kpis, off, missing = session.execute(
+        sa.select(
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(sa.case((_off_target(rows.c), 1), else_=0)), 0),
+            sa.func.coalesce(sa.func.sum(sa.case((rows.c.value.is_(None), 1), else_=0)), 0),
+        )
+    ).one()
+    return {"kpis": kpis, "off_target": off, "no_value": missing}
+
+
+def _kpis_furthest_off(
+    session: Session, key: Any, limit: int, *, everything: bool
+) -> list[dict[str, Any]]:
+    """Every KPI by account name when ``everything``; otherwise the ``limit`` off target by the
+    largest share of their target."""
+    statement = kpi_rows(key)
+    columns = statement.selected_columns
+    by_name = (name_order(session, columns.account_name), columns.account_id, columns.kpi_id)
+    if everything:
+        statement = statement.order_by(*by_name)
+    else:
+        missed = sa.case(
+            (columns.lower_is_better, columns.value - columns.target),
+            else_=columns.target - columns.value,
+        )
+        scale = sa.case((columns.target == 0, 1.0), else_=sa.func.abs(columns.target))
+        statement = (
+            statement.where(_off_target(columns))
+            .order_by((missed / scale).desc(), *by_name)
+            .limit(limit)
+        )
+    found = []
+    for row in session.execute(statement):
+        view = kpi_view(row)
+        found.append(
+            {"account": row.account_name, **view, "off_target": view["on_target"] is False}
+        )
+    return found
 
 
 def _funnel(counts: list[dict[str, Any]], used: list[str]) -> list[dict[str, Any]]:
@@ -82,8 +283,9 @@ def funnel_svg(funnel: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
-def days_svg(rows: list[dict[str, Any]]) -> str:
-    """Days in stage per key account, coloured by status, with the stage's limit marked."""
+def days_svg(rows: list[dict[str, Any]], empty: str = "No key accounts yet.") -> str:
+    """Days in stage per key account, coloured by status, with the stage's limit marked;
+    ``empty`` says why there is no bar."""
     accounts = [r for r in rows if r["limit_days"]]
     width, bar, gap, label_w = 640, 18, 6, 170
     height = max(1, len(accounts)) * (bar + gap) + gap + 16
@@ -111,7 +313,7 @@ def days_svg(rows: list[dict[str, Any]]) -> str:
             f"{row['days_in_stage']}d</text>"
         )
     if not accounts:
-        parts.append(f'<text x="{label_w}" y="20">No key accounts yet.</text>')
+        parts.append(f'<text x="{label_w}" y="20">{escape(empty)}</text>')
     parts.append(
         f'<text x="{label_w}" y="{height - 4}" class="note">bar: days in the stage; '
         "black line: the stage's limit</text></svg>"
@@ -119,7 +321,16 @@ def days_svg(rows: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
+def _charted(data: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """The accounts the days-in-stage chart draws (the whole board while it is on the page,
+    otherwise the stuck and behind accounts the page lists), and what it says without any."""
+    if not data["more"]["board"]["count"]:
+        return list(data["board"]), "No key accounts yet."
+    return [*data["stuck"], *data["behind"]], "No account is past its stage's limit."
+
+
 def render_report(data: dict[str, Any]) -> str:
+    """The page for the data of build_report()."""
     from kamflow.notify.templates import environment
 
     diagrams = [
@@ -137,7 +348,7 @@ def render_report(data: dict[str, Any]) -> str:
         roles=defaults.ROLES,
         colours=COLOURS,
         funnel_svg=Markup(funnel_svg(data["funnel"])),
-        days_svg=Markup(days_svg(data["board"])),
+        days_svg=Markup(days_svg(*_charted(data))),
         diagrams=diagrams,
     )
 

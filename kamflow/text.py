@@ -46,3 +46,13 @@ def first_line(error: BaseException) -> str:
 def plural(count: int, noun: str) -> str:
     """``1 key account``, ``3 key accounts``."""
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def days_text(days: int, limit: int | None) -> str:
+    """Days in a stage against its limit (``22/14``), or the days alone where there is none."""
+    return f"{days}/{limit}" if limit else str(days)
+
+
+def score_text(score: float | None) -> str:
+    """A selection score as the tables show it (``62.5``), or ``-`` for none yet."""
+    return "-" if score is None else f"{score:g}"

@@ -9,18 +9,22 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from kamflow import defaults
 from kamflow.accounts import create_account
 from kamflow.errors import GuardRefused, InvalidFile, InvalidInput, KamflowError
 from kamflow.guards import Verdict, overridden
+from kamflow.listing import rows_of
 from kamflow.models import Account, Person, Score
 from kamflow.people import find_person
 from kamflow.portfolio import score_account
@@ -232,33 +236,90 @@ def _check(session: Session, rows: list[Row]) -> list[str]:
     return problems
 
 
-def export_accounts(session: Session) -> str:
-    """Every account as CSV: the import's columns, then the stage and the latest score."""
-    rows = session.exec(
-        select(Account, Person)
+def export_accounts(session: Session) -> Iterator[str]:
+    """Every account as CSV by name, a batch of lines at a time: the import's columns, then the
+    stage and the latest score (joined by the id a correlated subquery finds per account)."""
+    latest = (
+        select(Score.id)
+        .where(col(Score.account_id) == col(Account.id))
+        .order_by(col(Score.id).desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    accounts = (
+        sa.select(
+            col(Account.name),
+            col(Person.email),
+            col(Account.kind),
+            col(Account.stage),
+            latest.label("score_id"),
+        )
         .join(Person, col(Account.owner_id) == col(Person.id))
-        .order_by(col(Account.name))
-    ).all()
-    newest: dict[int | None, Score] = {}
-    for score in session.exec(select(Score).order_by(col(Score.id))).all():
-        newest[score.account_id] = score  # the last one read is the latest
+        .subquery()
+    )
+    factors = [getattr(Score.__table__.c, factor) for factor in FACTORS]  # type: ignore[attr-defined]
+    statement = (
+        sa.select(accounts, *factors, col(Score.total))
+        .select_from(accounts)
+        .outerjoin(Score, col(Score.id) == accounts.c.score_id)
+        .order_by(accounts.c.name)
+    )
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow([*COLUMNS, *IGNORED])
-    for account, owner in rows:
-        latest = newest.get(account.id)
-        factors = [getattr(latest, f) if latest else "" for f in FACTORS]
+    for row in rows_of(session, statement):
+        scored = row.total is not None
         writer.writerow(
             [
-                spreadsheet_safe(account.name),
-                owner.email,
-                account.kind,
-                *factors,
-                account.stage,
-                "" if latest is None else f"{latest.total:g}",
+                spreadsheet_safe(row.name),
+                row.email,
+                row.kind,
+                *(getattr(row, factor) if scored else "" for factor in FACTORS),
+                row.stage,
+                f"{row.total:g}" if scored else "",
             ]
         )
-    return out.getvalue()
+        if out.tell() > EXPORT_CHUNK:
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+    yield out.getvalue()
+
+
+#: An export hands its CSV on in pieces of about this many characters.
+EXPORT_CHUNK = 64 * 1024
+
+
+def write_export(chunks: Iterable[str], file: str) -> int:
+    """Write an export to ``file`` (with a byte-order mark, so that spreadsheets read accented
+    names right), whole or not at all; returns how many accounts it holds."""
+    target = Path(file)
+    lines = 0
+    try:
+        handle, temporary = tempfile.mkstemp(
+            dir=target.resolve().parent, prefix=".export-", suffix=".tmp"
+        )
+    except OSError as error:
+        raise InvalidInput(f"cannot write {file}: {error.strerror}") from None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8-sig", newline="") as out:
+            for chunk in chunks:
+                out.write(chunk)
+                lines += chunk.count("\n")
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it private; an export is not
+        os.replace(temporary, target)
+    except OSError as error:
+        raise InvalidInput(f"cannot write {file}: {error.strerror}") from None
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return lines - 1
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 #: A cell starting with one of these is a formula to a spreadsheet.

@@ -1,7 +1,9 @@
 """The portfolio reports: the board, role coverage, KPIs, the workflow diagram and the HTML page.
 
 Every report is read through the CLI (text and --json) on SQLite and on PostgreSQL. The HTML page
-is also opened in a real headless Chromium, which must render every account and the charts.
+is also opened in a real headless Chromium, which must render every account of a small portfolio
+and the charts, and, for a portfolio larger than a page, the most urgent accounts with the
+commands that list the rest.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from html.parser import HTMLParser
 from pathlib import Path
@@ -24,7 +28,18 @@ from kamflow.accounts import add_account
 from kamflow.cli import app
 from kamflow.clock import FixedClock
 from tests import account_steps as steps
-from tests.conftest import START, Cli, Runner, as_json, ok, snapshot
+from tests import bulk
+from tests.conftest import (
+    START,
+    Cli,
+    Runner,
+    as_json,
+    cli_on,
+    dispose,
+    fresh_schema,
+    ok,
+    snapshot,
+)
 
 OWNER = "owner@example.com"
 LEADER = "lead@example.com"
@@ -750,6 +765,45 @@ def test_report_fits_a_laptop_window_in_headless_chromium(
     assert int(found.group(1)) <= 0, f"the page is {found.group(1)} px wider than the window"
 
 
+def test_a_report_larger_than_a_page_renders_in_headless_chromium(
+    chromium: str, database_url: str, tmp_path: Path
+) -> None:
+    """The bounded page of 400 accounts: its lists, their "and N more" lines, its charts, and no
+    sideways scrolling in a laptop window."""
+    large_report(database_url, 400, tmp_path)
+    probe = tmp_path / "probe.html"
+    probe.write_text(
+        (tmp_path / "report-400.html")
+        .read_text(encoding="utf-8")
+        .replace(
+            "</body>",
+            '<script>document.body.setAttribute("data-overflow", '
+            "document.documentElement.scrollWidth - window.innerWidth);</script></body>",
+        ),
+        encoding="utf-8",
+    )
+
+    dumped = browse(
+        chromium,
+        tmp_path / "profile",
+        "--window-size=1200,1600",
+        "--dump-dom",
+        probe.resolve().as_uri(),
+    )
+
+    dom = dumped.stdout.decode("utf-8")
+    page = Page(dom)
+    assert page.tags.count("svg") >= 3, page.tags
+    text = page.all_text()
+    assert "400 accounts, 100 stuck, 100 behind" in text
+    assert "... and 50 more: kamflow portfolio --json lists them all." in text
+    assert "kamflow coverage --json" in text and "kamflow kpis --json" in text
+    assert most_days(400, 14, 0)[0] in text
+    found = re.search(r'data-overflow="(-?\d+)"', dom)
+    assert found is not None, "the probe did not run"
+    assert int(found.group(1)) <= 0, f"the page is {found.group(1)} px wider than the window"
+
+
 def test_the_diagrams_draw_moves_from_every_stage_to_a_stage(tmp_path: Path) -> None:
     """A `from: "*"` move into the cycle (here: restart) is drawn, not only the exits."""
     from kamflow.diagram import mermaid, svg
@@ -771,3 +825,124 @@ def test_the_diagrams_draw_moves_from_every_stage_to_a_stage(tmp_path: Path) -> 
     assert ">restart</text>" in drawn
     assert "first --> first: restart" in mermaid(definition)
     assert "second --> first: restart" in mermaid(definition)
+
+
+# --- the HTML report of a portfolio larger than a page -------------------------------------------
+
+LIST_LIMIT = 50
+
+
+def urgent_layout(i: int) -> tuple[str, int]:
+    """A quarter stuck in Strategy (21 days and more), a quarter behind, the rest on track."""
+    if i % 4 == 0:
+        return "strategy", 21 + i * 37 % 300
+    if i % 4 == 1:
+        return "strategy", 14 + i % 7
+    return ("strategy" if i % 4 == 2 else "research"), i % 14
+
+
+def team_layout(i: int) -> tuple[str, ...]:
+    """A full team on a third of the accounts, nobody on another third, some roles on the rest."""
+    return ROLES if i % 3 == 0 else () if i % 3 == 1 else ROLES[: i % 5]
+
+
+def kpi_layout(i: int) -> tuple[float, float | None]:
+    return 40.0, float(i % 50)
+
+
+LARGE = bulk.Layout(urgent_layout, roles=team_layout, kpi=kpi_layout)
+
+
+def large_report(database_url: str, count: int, tmp_path: Path) -> tuple[dict[str, Any], str]:
+    """The report --json data and the page of a bulk-written portfolio of ``count`` accounts."""
+    bulk.build(database_url, count, LARGE, now=START)
+    cli = cli_on(database_url, FixedClock(START))
+    target = tmp_path / f"report-{count}.html"
+    data = as_json(cli("report", "--html", str(target), "--json"))
+    return data, target.read_text(encoding="utf-8")
+
+
+def most_days(count: int, stage_limit: int, wanted: int) -> list[str]:
+    """The names of the ``wanted`` accounts of a status longest past the limit, longest first."""
+    found = [(urgent_layout(i)[1], i) for i in range(1, count + 1) if i % 4 == wanted]
+    found.sort(key=lambda item: (-(item[0] - stage_limit), bulk.name(item[1])))
+    return [bulk.name(i) for _, i in found]
+
+
+def rows_of_table(html: str) -> list[str]:
+    """The visible text of each body row of the first table in ``html``."""
+    table = re.search(r"<table>(.*?)</table>", html, re.DOTALL)
+    assert table is not None, html
+    return [Page(row).all_text() for row in re.findall(r"<tr>(.*?)</tr>", table.group(1))[1:]]
+
+
+def test_a_report_larger_than_a_page_lists_the_most_urgent_and_names_the_full_lists(
+    database_url: str, tmp_path: Path
+) -> None:
+    count = 400
+    data, html = large_report(database_url, count, tmp_path)
+
+    stuck = most_days(count, 14, 0)
+    assert [r["name"] for r in data["stuck"]] == stuck[:LIST_LIMIT]
+    assert data["more"]["stuck"] == {
+        "count": len(stuck) - LIST_LIMIT,
+        "command": "kamflow portfolio --json",
+    }
+    assert [r["name"] for r in data["behind"]][:1] == most_days(count, 14, 1)[:1]
+    assert data["summary"]["accounts"] == count
+    assert (data["summary"]["stuck"], data["summary"]["behind"]) == (count // 4, count // 4)
+    assert data["board"] == [] and data["more"]["board"]["count"] == count
+
+    listed = rows_of_table(section(html, "stuck"))
+    assert len(listed) == LIST_LIMIT
+    assert listed[0].startswith(stuck[0]) and listed[-1].startswith(stuck[LIST_LIMIT - 1])
+    assert stuck[LIST_LIMIT] not in section(html, "stuck")
+    stuck_text = Page(section(html, "stuck")).all_text()
+    assert f"... and {len(stuck) - LIST_LIMIT} more: kamflow portfolio --json" in stuck_text
+    board = Page(section(html, "board")).all_text()
+    assert f"{count} accounts are on the board" in board
+    assert "kamflow portfolio --json" in board and "kamflow account export FILE" in board
+    # The days chart draws the accounts listed, stuck and behind, not the whole board.
+    days = next(c for c in svgs(html) if "Days in stage" in c)
+    assert days.count("<rect") == len(data["stuck"]) + len(data["behind"]) == 2 * LIST_LIMIT
+
+    # Coverage: the teams with the most gaps, the gaps counted per role over every account.
+    empty = [bulk.name(i) for i in range(1, count + 1) if not team_layout(i)]
+    assert [row["account"] for row in data["coverage"]] == empty[:LIST_LIMIT]
+    assert data["coverage_gaps"]["relationship-lead"] == sum(
+        1 for i in range(1, count + 1) if "relationship-lead" not in team_layout(i)
+    )
+    coverage_text = Page(section(html, "coverage")).all_text()
+    assert f"... and {count - LIST_LIMIT} more: kamflow coverage --json" in coverage_text
+
+    # KPIs: the furthest off target first (a latest value of 0 against a target of 40).
+    off = sum(1 for i in range(1, count + 1) if i % 50 < 40)
+    assert data["kpi_counts"] == {"kpis": count, "off_target": off, "no_value": 0}
+    assert [k["latest"] for k in data["kpis"][:8]] == [0.0] * 8
+    assert all(k["off_target"] for k in data["kpis"])
+    kpi_text = Page(section(html, "KPI")).all_text()
+    assert f"{off} of {count} KPIs off target" in kpi_text
+    assert f"... and {count - LIST_LIMIT} more: kamflow kpis --json" in kpi_text
+
+
+@contextmanager
+def fresh_database(like: str, tmp_path: Path) -> Iterator[str]:
+    """Another empty database of the same kind as ``like``."""
+    if like.startswith("sqlite"):
+        url = f"sqlite:///{tmp_path / 'other.db'}"
+        yield url
+        dispose(url)
+        return
+    with fresh_schema() as url:
+        yield url
+
+
+def test_the_report_page_keeps_its_size_as_the_portfolio_grows(
+    database_url: str, tmp_path: Path
+) -> None:
+    _, small = large_report(database_url, 200, tmp_path)
+    with fresh_database(database_url, tmp_path) as other:
+        _, large = large_report(other, 2_000, tmp_path)
+
+    assert len(large.encode()) <= 1.02 * len(small.encode())
+    assert len(large.encode()) < 300_000
