@@ -17,8 +17,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from kamflow import db, engine, people, plan
+from kamflow import db, engine
 from kamflow.models import Account
+from kamflow.records import people, plan
 
 NOW = datetime(2027, 1, 4, 9, tzinfo=UTC)
 ACTOR = "owner@example.com"

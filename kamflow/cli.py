@@ -85,7 +85,7 @@ def act(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 def act_on(function: Callable[..., T], ref: str, *args: Any, **kwargs: Any) -> tuple[str, T]:
     """Like act() for a change to account ``ref``; also returns the account's name as stored."""
-    from kamflow.accounts import find_account
+    from kamflow.records.accounts import find_account
 
     config = settings()
     with transaction() as session:
@@ -135,7 +135,7 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
 
 def emit_json_rows(rows: Iterable[Any]) -> None:
     """A JSON array printed element by element, as emit_json() would print the whole list."""
-    from kamflow.streaming import json_array
+    from kamflow.reports.streaming import json_array
 
     for piece in json_array(rows):
         click.echo(piece, nl=False)
@@ -144,7 +144,7 @@ def emit_json_rows(rows: Iterable[Any]) -> None:
 
 def stream_table(columns: Sequence[tuple[str, int]], cells: Iterable[Sequence[Any]]) -> None:
     """A table printed a batch of rows at a time; each column as (header, widest cell)."""
-    from kamflow.streaming import Column, table_lines
+    from kamflow.reports.streaming import Column, table_lines
 
     heads = [Column(header.upper(), width) for header, width in columns]
     for lines in table_lines(heads, cells):
@@ -234,7 +234,7 @@ def person() -> None:
 @click.option("--leader", is_flag=True, help="Part of leadership: receives escalations.")
 def person_add(email: str, name: str, leader: bool) -> None:
     """Add a person by email."""
-    from kamflow.people import add_person
+    from kamflow.records.people import add_person
 
     added = read(add_person, email, name=name, leader=leader, now=now_())
     click.echo(f"Added {added.email}{' (leader)' if added.is_leader else ''}.")
@@ -244,7 +244,7 @@ def person_add(email: str, name: str, leader: bool) -> None:
 @json_option
 def person_list(as_json: bool) -> None:
     """List people."""
-    from kamflow.people import list_people
+    from kamflow.records.people import list_people
 
     people = read(list_people)
     if as_json:
@@ -283,7 +283,7 @@ def account_add(
     name: str, owner: str, workflow: str, kind: str, candidate: bool, override: str | None
 ) -> None:
     """Add a key account at its workflow's first stage (within the cap), or a candidate."""
-    from kamflow.accounts import create_account
+    from kamflow.records.accounts import create_account
 
     added, verdicts = act(
         create_account,
@@ -315,8 +315,8 @@ def account_add(
 @click.option("--logo", required=True, metavar="1-5", help="Logo appeal.")
 def account_score(name: str, **factors: str) -> None:
     """Score an account on the eight selection factors (0-100; earlier scores are kept)."""
-    from kamflow.portfolio import score_account
-    from kamflow.selection import portfolio_config
+    from kamflow.definitions.selection import portfolio_config
+    from kamflow.reports.portfolio import score_account
 
     account, scored = act_on(score_account, name, factors)
     threshold = portfolio_config().selection.threshold
@@ -362,7 +362,7 @@ def account_swap(out_name: str, in_name: str) -> None:
 @json_option
 def account_rank(as_json: bool) -> None:
     """Candidates and key accounts by their latest score."""
-    from kamflow.portfolio import rank
+    from kamflow.reports.portfolio import rank
     from kamflow.text import score_text
 
     with reading() as session:
@@ -401,7 +401,7 @@ def account_rank(as_json: bool) -> None:
 @click.argument("workflow_name", metavar="WORKFLOW")
 def account_set_workflow(name: str, workflow_name: str) -> None:
     """Move an account to another workflow (e.g. kam-lite), keeping its stage, data and history."""
-    from kamflow.portfolio import set_workflow
+    from kamflow.reports.portfolio import set_workflow
 
     moved = act(set_workflow, name, workflow_name)
     click.echo(f"{moved.name} now follows workflow {moved.workflow} (still in {moved.stage}).")
@@ -456,7 +456,7 @@ def account_export(file: str | None) -> None:
 @json_option
 def account_list(stage: str | None, as_json: bool) -> None:
     """List key accounts with their stage and days in it."""
-    from kamflow.accounts import list_accounts
+    from kamflow.records.accounts import list_accounts
 
     with reading() as session:
         listing = list_accounts(session, stage=stage, now=now_())
@@ -500,7 +500,7 @@ def _days(row: dict[str, Any]) -> str:
 @json_option
 def account_show(name: str, as_json: bool) -> None:
     """Show everything about one account."""
-    from kamflow.views import account_details
+    from kamflow.reports.views import account_details
 
     config = settings()
     details = read(
@@ -509,7 +509,7 @@ def account_show(name: str, as_json: bool) -> None:
     if as_json:
         emit_json(details)
         return
-    from kamflow.render import render_account
+    from kamflow.reports.render import render_account
 
     click.echo(render_account(details))
 
@@ -529,7 +529,7 @@ def strategy() -> None:
 @click.option("--why", required=True, help="Why it matters to both sides.")
 def strategy_set(name: str, objective: str, who: str, why: str) -> None:
     """Set the account's strategy."""
-    from kamflow.plan import set_strategy
+    from kamflow.records.plan import set_strategy
 
     account, _ = act_on(set_strategy, name, objective=objective, who=who, why=why)
     click.echo(f"Strategy of {account} recorded.")
@@ -546,7 +546,7 @@ def role() -> None:
 @click.argument("email")
 def role_assign(name: str, role_name: str, email: str) -> None:
     """Give ROLE on the account to a person (one person may hold several roles)."""
-    from kamflow.plan import assign_role
+    from kamflow.records.plan import assign_role
 
     account, _ = act_on(assign_role, name, role_name, email)
     click.echo(f"{email} holds {role_name} on {account}.")
@@ -558,7 +558,7 @@ def role_assign(name: str, role_name: str, email: str) -> None:
 @click.argument("email")
 def role_unassign(name: str, role_name: str, email: str) -> None:
     """Take ROLE on the account away from a person."""
-    from kamflow.plan import unassign_role
+    from kamflow.records.plan import unassign_role
 
     account, _ = act_on(unassign_role, name, role_name, email)
     click.echo(f"{email} no longer holds {role_name} on {account}.")
@@ -575,7 +575,7 @@ def plan() -> None:
 @json_option
 def plan_questions(name: str, only_open: bool, as_json: bool) -> None:
     """The questions with ids, categories, required marks and answers."""
-    from kamflow.plan import questions_view
+    from kamflow.records.plan import questions_view
 
     rows = read(questions_view, name)
     if only_open:
@@ -599,7 +599,7 @@ def plan_questions(name: str, only_open: bool, as_json: bool) -> None:
 @click.argument("text")
 def plan_answer(name: str, question_id: str, text: str) -> None:
     """Answer a planning question."""
-    from kamflow.plan import answer_question
+    from kamflow.records.plan import answer_question
 
     account, answer = act_on(answer_question, name, question_id, text)
     click.echo(f"Answered {answer.question_id} for {account}.")
@@ -611,7 +611,7 @@ def plan_answer(name: str, question_id: str, text: str) -> None:
 @click.option("--reason", required=True, help="Why the question does not apply.")
 def plan_na(name: str, question_id: str, reason: str) -> None:
     """Mark a question not applicable to this account."""
-    from kamflow.plan import mark_not_applicable
+    from kamflow.records.plan import mark_not_applicable
 
     account, answer = act_on(mark_not_applicable, name, question_id, reason=reason)
     click.echo(f"Marked {answer.question_id} not applicable for {account}.")
@@ -630,7 +630,7 @@ def action() -> None:
 @click.option("--resources", default="", help="Resources it needs.")
 def action_add(name: str, title: str, owner: str, due: str, resources: str) -> None:
     """Add an action to the plan."""
-    from kamflow.plan import add_action
+    from kamflow.records.plan import add_action
 
     account, added = act_on(add_action, name, title, owner=owner, due=due, resources=resources)
     click.echo(f"Added action #{added.id} to {account}: {added.title} (due {added.due}).")
@@ -641,7 +641,7 @@ def action_add(name: str, title: str, owner: str, due: str, resources: str) -> N
 @click.argument("action_id")
 def action_done(name: str, action_id: str) -> None:
     """Mark an action done."""
-    from kamflow.plan import complete_action
+    from kamflow.records.plan import complete_action
 
     account, done = act_on(complete_action, name, action_id)
     click.echo(f"Action #{done.id} of {account} is done.")
@@ -652,7 +652,7 @@ def action_done(name: str, action_id: str) -> None:
 @json_option
 def action_list(name: str, as_json: bool) -> None:
     """List the plan's actions."""
-    from kamflow.plan import actions_view
+    from kamflow.records.plan import actions_view
 
     rows = read(actions_view, name, today=now_().astimezone(settings().timezone).date())
     if as_json:
@@ -687,7 +687,7 @@ def kpi() -> None:
 @click.option("--lower-is-better", is_flag=True, help="Below the target is good (e.g. churn).")
 def kpi_add(name: str, kpi_name: str, target: str, unit: str, lower_is_better: bool) -> None:
     """Define a KPI with its target."""
-    from kamflow.plan import add_kpi, format_number
+    from kamflow.records.plan import add_kpi, format_number
 
     account, added = act_on(
         add_kpi, name, kpi_name, target=target, unit=unit, lower_is_better=lower_is_better
@@ -703,7 +703,7 @@ def kpi_add(name: str, kpi_name: str, target: str, unit: str, lower_is_better: b
 @click.option("--period", help="Period label (default: the current quarter, e.g. 2027-Q2).")
 def kpi_record(name: str, kpi_name: str, value: str, period: str | None) -> None:
     """Record a KPI's value."""
-    from kamflow.plan import format_number, record_kpi
+    from kamflow.records.plan import format_number, record_kpi
 
     account, recorded = act_on(record_kpi, name, kpi_name, value, period=period)
     click.echo(
@@ -716,7 +716,7 @@ def kpi_record(name: str, kpi_name: str, value: str, period: str | None) -> None
 @click.option("--conclusion", required=True, help="What the review concluded.")
 def kpi_review(name: str, conclusion: str) -> None:
     """Write the conclusion of this pass through Review."""
-    from kamflow.plan import write_review
+    from kamflow.records.plan import write_review
 
     account, _ = act_on(write_review, name, conclusion=conclusion)
     click.echo(f"Review of {account} written.")
@@ -791,7 +791,7 @@ def retire(name: str, reason: str, dry_run: bool) -> None:
 def why(name: str, as_json: bool) -> None:
     """What the next transition(s) still need."""
     from kamflow.engine import why as why_account
-    from kamflow.render import render_why
+    from kamflow.reports.render import render_why
 
     report = act(why_account, name)
     if as_json:
@@ -805,14 +805,14 @@ def why(name: str, as_json: bool) -> None:
 @json_option
 def history(name: str, as_json: bool) -> None:
     """Every change to an account, oldest first."""
-    from kamflow.accounts import find_account
-    from kamflow.history import entries
+    from kamflow.records.accounts import find_account
+    from kamflow.records.history import entries
 
     rows = read(lambda session: entries(session, find_account(session, name)))
     if as_json:
         emit_json(rows)
         return
-    from kamflow.render import history_rows
+    from kamflow.reports.render import history_rows
 
     table(history_rows(rows), ["when", "who", "what", "note"])
 
@@ -829,7 +829,7 @@ def workflow() -> None:
 @json_option
 def workflow_list(as_json: bool) -> None:
     """List the available workflows."""
-    from kamflow.workflow import available, load_workflow
+    from kamflow.definitions.workflow import available, load_workflow
 
     rows = []
     for name, path in sorted(available().items()):
@@ -864,14 +864,14 @@ def workflow_list(as_json: bool) -> None:
 @json_option
 def workflow_show(name: str, form: str, as_json: bool) -> None:
     """Show a workflow's stages, limits and transitions with their guards."""
-    from kamflow.render import render_workflow
-    from kamflow.workflow import get_workflow
+    from kamflow.definitions.workflow import get_workflow
+    from kamflow.reports.render import render_workflow
 
     definition = get_workflow(name)
     if as_json or form == "json":
         emit_json(definition.spec.model_dump(by_alias=True))
     elif form == "mermaid":
-        from kamflow.diagram import mermaid
+        from kamflow.reports.diagram import mermaid
 
         click.echo(mermaid(definition))
     else:
@@ -884,7 +884,7 @@ def workflow_validate(file: str) -> None:
     """Check a workflow file (and its question bank); exit 1 naming every problem."""
     from pathlib import Path
 
-    from kamflow.workflow import load_workflow
+    from kamflow.definitions.workflow import load_workflow
 
     definition = load_workflow(Path(file).resolve())
     click.echo(
@@ -901,7 +901,7 @@ def workflow_validate(file: str) -> None:
 @json_option
 def portfolio(as_json: bool) -> None:
     """The board: candidates and key accounts by stage, with owner, days, status and score."""
-    from kamflow.portfolio import board
+    from kamflow.reports.portfolio import board
     from kamflow.text import score_text
 
     with reading() as session:
@@ -944,7 +944,7 @@ GAP = "-- GAP --"
 def coverage(as_json: bool) -> None:
     """Key accounts x the six account-team roles: who holds each, and the gaps."""
     from kamflow import defaults
-    from kamflow.portfolio import coverage as role_coverage
+    from kamflow.reports.portfolio import coverage as role_coverage
 
     with reading() as session:
         listing = role_coverage(session)
@@ -974,8 +974,8 @@ def coverage(as_json: bool) -> None:
 @json_option
 def kpis(as_json: bool) -> None:
     """Every key account's KPIs: target against the latest value, off target marked."""
-    from kamflow.plan import format_number
-    from kamflow.portfolio import kpi_report
+    from kamflow.records.plan import format_number
+    from kamflow.reports.portfolio import kpi_report
 
     with reading() as session:
         listing = kpi_report(session)
@@ -1022,7 +1022,7 @@ def kpis(as_json: bool) -> None:
 @json_option
 def report(html_file: str, as_json: bool) -> None:
     """Write the portfolio as one self-contained HTML page (board, charts, workflow, coverage)."""
-    from kamflow.report import build_report, write_report
+    from kamflow.reports.report import build_report, write_report
 
     with reading() as session:
         data = build_report(session, now=now_())
@@ -1057,7 +1057,7 @@ def _whole_number(text: str, what: str) -> int:
 @click.option("--reason", required=True, help="Why the account may wait.")
 def snooze(name: str, days: str, reason: str) -> None:
     """Pause the reminders and escalations of an account (the owner or a leader)."""
-    from kamflow.snoozes import snooze as snooze_account
+    from kamflow.records.snoozes import snooze as snooze_account
 
     account, paused = act_on(
         snooze_account, name, days=_whole_number(days, "--days"), reason=reason
@@ -1139,7 +1139,7 @@ def status(as_json: bool) -> None:
     if as_json:
         emit_json(report)
         return
-    from kamflow.render import render_status
+    from kamflow.reports.render import render_status
 
     click.echo(render_status(report))
 

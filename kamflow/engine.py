@@ -10,15 +10,22 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from kamflow import history
-from kamflow.accounts import days_between, find_account
+from kamflow.definitions.workflow import (
+    LEADER,
+    OWNER,
+    ROLE_PREFIX,
+    TransitionSpec,
+    Workflow,
+    get_workflow,
+)
 from kamflow.errors import Conflict, GuardRefused, InvalidInput
-from kamflow.facts import Facts
 from kamflow.guards import REGISTRY, AccountLike, GuardContext, Verdict, overridden
 from kamflow.models import Account, HistoryKind, Person, RoleAssignment
-from kamflow.people import find_person
+from kamflow.records import history
+from kamflow.records.accounts import days_between, find_account
+from kamflow.records.facts import Facts
+from kamflow.records.people import find_person
 from kamflow.text import clean_text, one_line, shell_quote
-from kamflow.workflow import LEADER, OWNER, ROLE_PREFIX, TransitionSpec, Workflow, get_workflow
 
 
 @dataclass

@@ -13,17 +13,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import Session, col, func, select
 
 from kamflow import defaults
-from kamflow.facts import AnswerFact, Facts
 from kamflow.models import (
     Account,
     ActionStatus,
     Person,
     Score,
 )
+from kamflow.records.facts import AnswerFact, Facts
 from kamflow.text import plural, shell_quote
 
 if TYPE_CHECKING:
-    from kamflow.workflow import Workflow
+    from kamflow.definitions.workflow import Workflow
 
 
 @dataclass(frozen=True)
@@ -379,7 +379,7 @@ class ThresholdParams(NoParams):
 
 @guard("score_at_least", "the latest selection score reaches the threshold", ThresholdParams)
 def score_at_least(context: GuardContext, params: ThresholdParams) -> tuple[bool, str]:
-    from kamflow.selection import portfolio_config
+    from kamflow.definitions.selection import portfolio_config
 
     threshold = params.threshold
     if threshold is None:
@@ -412,7 +412,7 @@ def _key_account_queries(
     session: Session, what: Any, *, owner_id: int | None, strict: bool
 ) -> list[Any]:
     """One query per workflow in use, for its accounts in a stage of the cycle."""
-    from kamflow.workflow import workflows_in_use
+    from kamflow.definitions.workflow import workflows_in_use
 
     queries = []
     for definition in workflows_in_use(session, strict=strict):
@@ -428,7 +428,7 @@ def _key_account_queries(
 def key_account_filter(session: Session, *, owner_id: int | None = None) -> Any:
     """SQL: the account is a key account (in a stage of the cycle of its workflow), of
     ``owner_id`` if given; a workflow that fails to load is an error, as for the counts."""
-    from kamflow.workflow import workflows_in_use
+    from kamflow.definitions.workflow import workflows_in_use
 
     conditions = [
         sa.and_(
@@ -460,8 +460,8 @@ def overridden(verdicts: list[Verdict]) -> bool:
 
 @guard("within_cap", "the organisation and the owner stay within the key-account cap")
 def within_cap(context: GuardContext, _: NoParams) -> tuple[bool, str]:
-    from kamflow.people import find_person
-    from kamflow.selection import portfolio_config
+    from kamflow.definitions.selection import portfolio_config
+    from kamflow.records.people import find_person
 
     cap = portfolio_config().cap
     account = context.account

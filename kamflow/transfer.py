@@ -21,14 +21,14 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from kamflow import defaults
-from kamflow.accounts import create_account
+from kamflow.definitions.selection import FACTORS, parse_factor
 from kamflow.errors import GuardRefused, InvalidFile, InvalidInput, KamflowError
 from kamflow.guards import Verdict, overridden
-from kamflow.listing import rows_of
 from kamflow.models import Account, Person, Score
-from kamflow.people import find_person
-from kamflow.portfolio import score_account
-from kamflow.selection import FACTORS, parse_factor
+from kamflow.records.accounts import create_account
+from kamflow.records.people import find_person
+from kamflow.reports.listing import rows_of
+from kamflow.reports.portfolio import score_account
 from kamflow.text import MAX_NAME, clean_text, plural
 
 REQUIRED = ("name", "owner", "kind")

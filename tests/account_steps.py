@@ -9,13 +9,14 @@ from __future__ import annotations
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from kamflow import db, defaults, people, plan
-from kamflow.accounts import add_account, find_account
+from kamflow import db, defaults
 from kamflow.clock import FixedClock
+from kamflow.definitions.workflow import get_workflow
 from kamflow.engine import Outcome, advance
 from kamflow.guards import Verdict
 from kamflow.models import Account, HistoryEntry, HistoryKind
-from kamflow.workflow import get_workflow
+from kamflow.records import people, plan
+from kamflow.records.accounts import add_account, find_account
 from tests.conftest import Runner
 
 OWNER = "owner@example.com"

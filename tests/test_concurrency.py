@@ -51,8 +51,6 @@ def race_cli(
     try:
         from click.testing import CliRunner
 
-        import kamflow.accounts
-        import kamflow.engine  # noqa: F401  (imported by the command; loaded before the race)
         from kamflow.cli import app
         from kamflow.db import ready_engine
 

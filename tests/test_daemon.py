@@ -34,8 +34,7 @@ from aiosmtpd.smtp import Session as SmtpSession
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from kamflow import db, people, plan
-from kamflow.accounts import add_account
+from kamflow import db
 from kamflow.clock import FixedClock
 from kamflow.config import MailSettings, Schedule
 from kamflow.daemon import Daemon
@@ -45,7 +44,9 @@ from kamflow.models import Account, HistoryEntry, HistoryKind, MessageKind, Noti
 from kamflow.notify.message import bodies
 from kamflow.notify.transports import FileTransport, SmtpSettings, SmtpTransport
 from kamflow.outbox import Draft, Identity, queue
-from kamflow.snoozes import snooze
+from kamflow.records import people, plan
+from kamflow.records.accounts import add_account
+from kamflow.records.snoozes import snooze
 from kamflow.steps import tick
 from kamflow.steps.actions import queue_action_reminders
 from kamflow.steps.base import StepReport, StepRun

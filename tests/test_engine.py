@@ -11,12 +11,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
-from kamflow import db, plan
+from kamflow import db
 from kamflow.clock import FixedClock
+from kamflow.definitions.workflow import get_workflow
 from kamflow.engine import Outcome, advance, close
 from kamflow.errors import Conflict, GuardRefused, InvalidInput, NotFound
 from kamflow.models import Answer
-from kamflow.workflow import get_workflow
+from kamflow.records import plan
 from tests.account_steps import (
     ACCOUNT,
     BANK,

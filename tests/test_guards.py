@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from kamflow import db, plan
-from kamflow.accounts import find_account
+from kamflow import db
 from kamflow.clock import FixedClock
+from kamflow.definitions.workflow import get_workflow
 from kamflow.engine import close, evaluate, why
 from kamflow.errors import GuardRefused, InvalidInput
-from kamflow.workflow import get_workflow
+from kamflow.records import plan
+from kamflow.records.accounts import find_account
 from tests.account_steps import (
     ACCOUNT,
     BANK,

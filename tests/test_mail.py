@@ -34,8 +34,7 @@ from click.testing import Result
 from sqlalchemy.engine import Engine
 from sqlmodel import col, select
 
-from kamflow import db, defaults, plan
-from kamflow.accounts import add_account
+from kamflow import db, defaults
 from kamflow.clock import FixedClock
 from kamflow.config import MailSettings, Schedule
 from kamflow.errors import ConfigError
@@ -51,6 +50,8 @@ from kamflow.notify.transports import (
     session,
 )
 from kamflow.outbox import Draft, Identity, queue
+from kamflow.records import plan
+from kamflow.records.accounts import add_account
 from kamflow.steps.actions import queue_action_reminders
 from kamflow.steps.base import StepRun
 from kamflow.steps.delivery import DeliveryReport, claim, deliver

@@ -24,9 +24,9 @@ import pytest
 from click.testing import CliRunner, Result
 from sqlalchemy.engine import Engine
 
-from kamflow.accounts import add_account
 from kamflow.cli import app
 from kamflow.clock import FixedClock
+from kamflow.records.accounts import add_account
 from tests import account_steps as steps
 from tests import bulk
 from tests.conftest import (
@@ -806,8 +806,8 @@ def test_a_report_larger_than_a_page_renders_in_headless_chromium(
 
 def test_the_diagrams_draw_moves_from_every_stage_to_a_stage(tmp_path: Path) -> None:
     """A `from: "*"` move into the cycle (here: restart) is drawn, not only the exits."""
-    from kamflow.diagram import mermaid, svg
-    from kamflow.workflow import load_workflow
+    from kamflow.definitions.workflow import load_workflow
+    from kamflow.reports.diagram import mermaid, svg
 
     shipped = Path(__file__).resolve().parent.parent / "workflows"
     shutil.copy(shipped / "questions.yaml", tmp_path / "questions.yaml")

@@ -19,9 +19,9 @@ from sqlmodel import Session
 
 from kamflow import db
 from kamflow.clock import FixedClock
+from kamflow.definitions.selection import FACTORS, SelectionSpec, portfolio_config, score
 from kamflow.engine import promote
 from kamflow.errors import InvalidInput, InvalidWorkflow, KamflowError
-from kamflow.selection import FACTORS, SelectionSpec, portfolio_config, score
 from tests.conftest import Cli, as_json, ok, refused, snapshot
 
 OWNER = "owner@example.com"

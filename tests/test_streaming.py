@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from tabulate import tabulate
 
-from kamflow.streaming import Column, json_array, table_lines
+from kamflow.reports.streaming import Column, json_array, table_lines
 
 HEADERS = ["#", "ACCOUNT", "KIND", "SCORE", "ABOVE THRESHOLD", "OWNER"]
 ROWS: list[tuple[Any, ...]] = [

@@ -15,9 +15,9 @@ from sqlalchemy.engine import Engine
 
 from kamflow import defaults
 from kamflow.cli import app
+from kamflow.definitions.questions import load_bank
+from kamflow.definitions.workflow import load_workflow
 from kamflow.errors import InvalidWorkflow
-from kamflow.questions import load_bank
-from kamflow.workflow import load_workflow
 from tests.conftest import snapshot
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ FOLDER = Path(__file__).resolve().parent.parent / "templates"
 
 @functools.cache
 def environment() -> jinja2.Environment:
-    from kamflow.plan import format_number
+    from kamflow.records.plan import format_number
 
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(FOLDER),

@@ -21,12 +21,12 @@ from sqlmodel import Session, col, select
 from kamflow import defaults
 from kamflow.config import MailSettings, Schedule
 from kamflow.db import dialect_insert, read_scope, session_scope
+from kamflow.definitions.ladder import Rung, Status
+from kamflow.definitions.workflow import StageSpec, Workflow, get_workflow, workflow_names_in_use
 from kamflow.errors import KamflowError
-from kamflow.ladder import Rung, Status
 from kamflow.models import Account, Heartbeat
 from kamflow.outbox import Draft, queue_many
 from kamflow.text import first_line
-from kamflow.workflow import StageSpec, Workflow, get_workflow, workflow_names_in_use
 
 log = logging.getLogger("kamflow.steps")
 

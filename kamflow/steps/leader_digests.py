@@ -12,12 +12,13 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
-from kamflow import defaults, snoozes
+from kamflow import defaults
 from kamflow.config import DAYS
 from kamflow.db import read_scope, stream
-from kamflow.ladder import Status, position
+from kamflow.definitions.ladder import Status, position
 from kamflow.models import Account, Kpi, KpiValue, MessageKind, Notification, Person
 from kamflow.outbox import Draft, Identity
+from kamflow.records import snoozes
 from kamflow.steps.base import BATCH, StepReport, StepRun, in_cycle, loaded_workflows, phases
 from kamflow.text import shell_quote
 

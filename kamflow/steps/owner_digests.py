@@ -18,9 +18,8 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlmodel import col
 
-from kamflow import snoozes
 from kamflow.db import read_scope, stream
-from kamflow.ladder import position
+from kamflow.definitions.ladder import position
 from kamflow.models import (
     Account,
     Action,
@@ -31,6 +30,7 @@ from kamflow.models import (
     Person,
 )
 from kamflow.outbox import Draft, Identity
+from kamflow.records import snoozes
 from kamflow.steps.base import (
     BATCH,
     Phase,

@@ -16,17 +16,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
-from kamflow import snoozes
 from kamflow.config import Schedule
 from kamflow.db import read_scope, stream
+from kamflow.definitions.ladder import Rung, position
+from kamflow.definitions.ladder import schedule as ladder_schedule
+from kamflow.definitions.workflow import Workflow
 from kamflow.engine import evaluate
-from kamflow.facts import Facts
 from kamflow.guards import AccountRow
-from kamflow.ladder import Rung, position
-from kamflow.ladder import schedule as ladder_schedule
 from kamflow.models import Account, MessageKind, Notification, Person
 from kamflow.notify.message import clean_header
 from kamflow.outbox import Draft, Identity
+from kamflow.records import snoozes
+from kamflow.records.facts import Facts
 from kamflow.steps.base import (
     BATCH,
     Phase,
@@ -36,7 +37,6 @@ from kamflow.steps.base import (
     phases,
 )
 from kamflow.text import shell_quote
-from kamflow.workflow import Workflow
 
 NAME = "stalls"
 KINDS = (MessageKind.REMINDER, MessageKind.ESCALATION)
@@ -298,8 +298,8 @@ def _pauses(
 
 def _title(workflow: str, stage: str) -> str:
     """A stage as people read it (its name if the workflow file is broken)."""
+    from kamflow.definitions.workflow import get_workflow
     from kamflow.errors import KamflowError
-    from kamflow.workflow import get_workflow
 
     try:
         return get_workflow(workflow).title_of(stage)

@@ -10,13 +10,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col
 
-from kamflow import defaults, snoozes
+from kamflow import defaults
 from kamflow.config import Schedule
 from kamflow.db import chunks
+from kamflow.definitions.ladder import Status
 from kamflow.errors import InvalidInput
-from kamflow.ladder import Status
 from kamflow.models import Account, Notification, OutboxStatus
 from kamflow.outbox import counts
+from kamflow.records import snoozes
 from kamflow.steps.base import heartbeats, loaded_workflows, phases
 from kamflow.steps.delivery import NAME as DELIVERY
 from kamflow.steps.table import QUEUING

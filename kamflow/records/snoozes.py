@@ -8,13 +8,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from kamflow import defaults, history
-from kamflow.accounts import find_account
+from kamflow import defaults
+from kamflow.definitions.workflow import get_workflow
 from kamflow.errors import InvalidInput
 from kamflow.models import Account, HistoryKind, Snooze
-from kamflow.people import require_owner_or_leader
+from kamflow.records import history
+from kamflow.records.accounts import find_account
+from kamflow.records.people import require_owner_or_leader
 from kamflow.text import one_line
-from kamflow.workflow import get_workflow
 
 
 def active_snooze(session: Session, account: Account, now: datetime) -> Snooze | None:

@@ -19,10 +19,10 @@ import sqlalchemy as sa
 from sqlmodel import Session, col
 
 from kamflow import defaults
-from kamflow.ladder import Status, position
+from kamflow.definitions.ladder import Status, position
+from kamflow.definitions.workflow import LadderSpec, Workflow
 from kamflow.models import Account, Person
 from kamflow.text import days_text
-from kamflow.workflow import LadderSpec, Workflow
 
 BATCH = defaults.LISTING_BATCH
 

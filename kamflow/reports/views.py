@@ -8,10 +8,11 @@ from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
 
-from kamflow import accounts, engine, plan
+from kamflow import engine
+from kamflow.definitions.workflow import get_workflow
 from kamflow.models import Person, Strategy
-from kamflow.portfolio import scores_of
-from kamflow.workflow import get_workflow
+from kamflow.records import accounts, plan
+from kamflow.reports.portfolio import scores_of
 
 UTC_ZONE = ZoneInfo("UTC")
 

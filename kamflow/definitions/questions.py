@@ -10,9 +10,9 @@ from pathlib import Path
 
 from pydantic import Field
 
-from kamflow import specfile
+from kamflow.definitions import specfile
+from kamflow.definitions.specfile import Problem, Spec
 from kamflow.errors import NotFound
-from kamflow.specfile import Problem, Spec
 
 ID = r"^[a-z0-9][a-z0-9.-]*$"
 

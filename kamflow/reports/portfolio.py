@@ -11,11 +11,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from kamflow import defaults, history
-from kamflow.accounts import editable, find_account, touch
+from kamflow import defaults
+from kamflow.definitions.selection import FACTORS, portfolio_config
+from kamflow.definitions.selection import score as compute_score
+from kamflow.definitions.workflow import get_workflow, workflows_in_use
 from kamflow.errors import InvalidInput
 from kamflow.guards import latest_score
-from kamflow.listing import (
+from kamflow.models import Account, HistoryKind, Kpi, KpiValue, Person, RoleAssignment, Score
+from kamflow.records import history
+from kamflow.records.accounts import editable, find_account, touch
+from kamflow.records.people import require_owner_or_leader
+from kamflow.records.plan import format_number, kpi_rows, kpi_view
+from kamflow.reports.listing import (
     INTAKE,
     STAGE,
     Listing,
@@ -26,13 +33,7 @@ from kamflow.listing import (
     text_widths,
     widest,
 )
-from kamflow.models import Account, HistoryKind, Kpi, KpiValue, Person, RoleAssignment, Score
-from kamflow.people import require_owner_or_leader
-from kamflow.plan import format_number, kpi_rows, kpi_view
-from kamflow.selection import FACTORS, portfolio_config
-from kamflow.selection import score as compute_score
 from kamflow.text import score_text
-from kamflow.workflow import get_workflow, workflows_in_use
 
 
 def score_account(

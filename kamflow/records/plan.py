@@ -9,8 +9,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from kamflow import defaults, history
-from kamflow.accounts import editable, find_account, touch
+from kamflow import defaults
+from kamflow.definitions.workflow import get_workflow
 from kamflow.errors import InvalidInput, NotFound
 from kamflow.models import (
     Account,
@@ -25,9 +25,10 @@ from kamflow.models import (
     RoleAssignment,
     Strategy,
 )
-from kamflow.people import get_person
+from kamflow.records import history
+from kamflow.records.accounts import editable, find_account, touch
+from kamflow.records.people import get_person
 from kamflow.text import MAX_LABEL, MAX_NAME, MAX_TITLE, clean_text
-from kamflow.workflow import get_workflow
 
 
 def _changed(

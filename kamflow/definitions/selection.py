@@ -12,9 +12,9 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from kamflow import specfile
+from kamflow.definitions import specfile
+from kamflow.definitions.specfile import Problem, Spec
 from kamflow.errors import InvalidInput, NotFound
-from kamflow.specfile import Problem, Spec
 
 #: The eight selection factors of KAM.md, in the order kamflow shows them.
 FACTORS = ("revenue", "growth", "renewal", "win_now", "effort", "relationship", "fit", "logo")
@@ -80,7 +80,7 @@ def _load_stamped(path: Path, _stamp: tuple[tuple[str, int], ...]) -> PortfolioS
 
 def portfolio_config() -> PortfolioSpec:
     """The first portfolio.yaml on the workflow search path (KAMFLOW_WORKFLOWS, then shipped)."""
-    from kamflow.workflow import search_path
+    from kamflow.definitions.workflow import search_path
 
     for folder in search_path():
         path = folder / CONFIG_FILE

@@ -17,11 +17,12 @@ from pydantic import Field, ValidationError, field_validator
 from sqlmodel import Session
 from transitions import Machine
 
-from kamflow import defaults, specfile
+from kamflow import defaults
+from kamflow.definitions import specfile
+from kamflow.definitions.questions import QuestionBank, load_bank
+from kamflow.definitions.specfile import Problem, Spec
 from kamflow.errors import KamflowError, NotFound
 from kamflow.guards import REGISTRY, NoParams, RequiredParams
-from kamflow.questions import QuestionBank, load_bank
-from kamflow.specfile import Problem, Spec
 from kamflow.text import first_line
 
 log = logging.getLogger("kamflow.workflow")
@@ -417,7 +418,7 @@ def _load_workflow(path: Path, _stamp: tuple[tuple[str, int], ...]) -> Workflow:
 def search_path() -> list[Path]:
     """Where workflows are looked for: KAMFLOW_WORKFLOWS folders first, then the shipped ones."""
     folders = [Path(p) for p in os.environ.get(defaults.ENV_WORKFLOWS, "").split(os.pathsep) if p]
-    here = Path(__file__).resolve().parent
+    here = Path(__file__).resolve().parent.parent  # the kamflow package
     # Installed wheel: the definitions ship inside the package; a checkout keeps them at the top.
     for shipped in (here / "workflows", here.parent / "workflows"):
         if shipped.is_dir():

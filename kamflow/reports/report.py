@@ -20,14 +20,14 @@ from markupsafe import Markup
 from sqlmodel import Session, col
 
 from kamflow import defaults
-from kamflow.diagram import mermaid, svg
+from kamflow.definitions.ladder import Status
+from kamflow.definitions.workflow import get_workflow, workflows_in_use
 from kamflow.errors import InvalidInput
-from kamflow.ladder import Status
-from kamflow.listing import CANDIDATE, INTAKE, STAGE, Census, Places, census, name_order
 from kamflow.models import Account, RoleAssignment
-from kamflow.plan import kpi_rows, kpi_view
-from kamflow.portfolio import board_row, board_select, stage_counts, team_rows, teams
-from kamflow.workflow import get_workflow, workflows_in_use
+from kamflow.records.plan import kpi_rows, kpi_view
+from kamflow.reports.diagram import mermaid, svg
+from kamflow.reports.listing import CANDIDATE, INTAKE, STAGE, Census, Places, census, name_order
+from kamflow.reports.portfolio import board_row, board_select, stage_counts, team_rows, teams
 
 COLOURS = {"on_track": "#3a8f5c", "behind": "#d89a1c", "stuck": "#c0392b", "candidate": "#7f8c8d"}
 

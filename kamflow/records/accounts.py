@@ -8,14 +8,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
-from kamflow import defaults, history
+from kamflow import defaults
+from kamflow.definitions.workflow import Workflow, available, get_workflow, workflow_names_in_use
 from kamflow.errors import GuardRefused, InvalidInput, KamflowError, NotFound
 from kamflow.guards import REGISTRY, GuardContext, NoParams, Verdict, overridden
-from kamflow.listing import Listing, Places, census, place_in, rows_of, text_widths
 from kamflow.models import Account, HistoryKind, Person
-from kamflow.people import get_person
+from kamflow.records import history
+from kamflow.records.people import get_person
+from kamflow.reports.listing import Listing, Places, census, place_in, rows_of, text_widths
 from kamflow.text import MAX_NAME, clean_text
-from kamflow.workflow import Workflow, available, get_workflow, workflow_names_in_use
 
 
 def add_account(

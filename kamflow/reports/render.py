@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from kamflow.plan import format_number
-from kamflow.workflow import Workflow
+from kamflow.definitions.workflow import Workflow
+from kamflow.records.plan import format_number
 
 
 def _mark(ok: bool) -> str:
