@@ -283,7 +283,7 @@ def account_add(
     name: str, owner: str, workflow: str, kind: str, candidate: bool, override: str | None
 ) -> None:
     """Add a key account at its workflow's first stage (within the cap), or a candidate."""
-    from kamflow.records.accounts import create_account
+    from kamflow.engine import create_account
 
     added, verdicts = act(
         create_account,
@@ -316,7 +316,7 @@ def account_add(
 def account_score(name: str, **factors: str) -> None:
     """Score an account on the eight selection factors (0-100; earlier scores are kept)."""
     from kamflow.definitions.selection import portfolio_config
-    from kamflow.reports.portfolio import score_account
+    from kamflow.records.scores import score_account
 
     account, scored = act_on(score_account, name, factors)
     threshold = portfolio_config().selection.threshold
@@ -401,7 +401,7 @@ def account_rank(as_json: bool) -> None:
 @click.argument("workflow_name", metavar="WORKFLOW")
 def account_set_workflow(name: str, workflow_name: str) -> None:
     """Move an account to another workflow (e.g. kam-lite), keeping its stage, data and history."""
-    from kamflow.reports.portfolio import set_workflow
+    from kamflow.records.accounts import set_workflow
 
     moved = act(set_workflow, name, workflow_name)
     click.echo(f"{moved.name} now follows workflow {moved.workflow} (still in {moved.stage}).")
@@ -456,7 +456,7 @@ def account_export(file: str | None) -> None:
 @json_option
 def account_list(stage: str | None, as_json: bool) -> None:
     """List key accounts with their stage and days in it."""
-    from kamflow.records.accounts import list_accounts
+    from kamflow.reports.portfolio import list_accounts
 
     with reading() as session:
         listing = list_accounts(session, stage=stage, now=now_())
@@ -829,7 +829,8 @@ def workflow() -> None:
 @json_option
 def workflow_list(as_json: bool) -> None:
     """List the available workflows."""
-    from kamflow.definitions.workflow import available, load_workflow
+    from kamflow.definitions.discovery import available
+    from kamflow.definitions.workflow import load_workflow
 
     rows = []
     for name, path in sorted(available().items()):
@@ -864,7 +865,7 @@ def workflow_list(as_json: bool) -> None:
 @json_option
 def workflow_show(name: str, form: str, as_json: bool) -> None:
     """Show a workflow's stages, limits and transitions with their guards."""
-    from kamflow.definitions.workflow import get_workflow
+    from kamflow.definitions.discovery import get_workflow
     from kamflow.reports.render import render_workflow
 
     definition = get_workflow(name)

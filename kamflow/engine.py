@@ -1,4 +1,19 @@
-"""Stage changes: guards, a compare-and-set update and the history row, in one transaction."""
+"""Stage changes: the workflow's transitions Machine decides each move, in one transaction.
+
+The engine reads the account and hands the workflow's one shared Machine a `Move`: a small object
+that carries this account and this call for a moment (no table row is ever a Machine model, and
+there is no Machine per account). The Machine knows which moves exist from a stage and refuses
+any other; its callbacks on the move do the work:
+
+- ``judge`` (prepare) gives every verdict: who may act, then each guard of the transition, all of
+  them, so that a refusal lists everything still missing;
+- ``allowed`` (the condition) lets the move happen only if every verdict is met;
+- ``write`` (after the Machine moved the stage) makes the compare-and-set update of the account
+  and appends the history row, in the caller's transaction.
+
+Who may act, a leader's authority to override the key-account cap and the lock that keeps two
+promotions from taking the last place are the engine's; guards only judge what they are shown.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +24,26 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
+from transitions import MachineError
 
-from kamflow.definitions.workflow import (
-    LEADER,
-    OWNER,
-    ROLE_PREFIX,
-    TransitionSpec,
-    Workflow,
-    get_workflow,
-)
+from kamflow import defaults
+from kamflow.definitions.discovery import get_workflow
+from kamflow.definitions.guardspecs import WITHIN_CAP, NoParams
+from kamflow.definitions.spec import LEADER, OWNER, ROLE_PREFIX, TransitionSpec
+from kamflow.definitions.workflow import Workflow
 from kamflow.errors import Conflict, GuardRefused, InvalidInput
-from kamflow.guards import REGISTRY, AccountLike, GuardContext, Verdict, overridden
+from kamflow.guards import REGISTRY, AccountLike, CapFacts, GuardContext
 from kamflow.models import Account, HistoryKind, Person, RoleAssignment
 from kamflow.records import history
-from kamflow.records.accounts import days_between, find_account
+from kamflow.records.accounts import days_between, find_account, find_by_name, new_account
+from kamflow.records.cap import count_key_accounts, ranked
 from kamflow.records.facts import Facts
-from kamflow.records.people import find_person
-from kamflow.text import clean_text, one_line, shell_quote
+from kamflow.records.people import find_person, get_person
+from kamflow.text import MAX_NAME, clean_text, one_line, shell_quote
+from kamflow.verdict import Verdict, overridden
+
+#: PostgreSQL's advisory lock that serialises the counting of the key-account cap.
+CAP_LOCK = 4242002
 
 
 @dataclass
@@ -94,6 +112,42 @@ def _who_may(
     )
 
 
+def _override_refused(session: Session, actor: str, override: str | None) -> Verdict | None:
+    """A refusal when someone other than a leader asks to go over the key-account cap."""
+    if override is None:
+        return None
+    person = find_person(session, actor)
+    if person is not None and person.is_leader:
+        return None
+    return Verdict(
+        "allowed", False, f"only a leader may override the key-account cap; you are {actor}"
+    )
+
+
+def cap_facts(
+    session: Session,
+    account: AccountLike,
+    definition: Workflow,
+    *,
+    override: str | None,
+    lock: bool,
+) -> CapFacts:
+    """Where the cap stands for ``account``; with ``lock``, counted under a lock held until the
+    transaction ends, so two promotions at once cannot both take the last place (SQLite lets one
+    writer in at a time anyway)."""
+    if lock and session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.text(f"SELECT pg_advisory_xact_lock({CAP_LOCK})"))
+    is_key = account.id is not None and account.stage in definition.stage_names
+    owner = session.get(Person, account.owner_id)
+    return CapFacts(
+        everyone=count_key_accounts(session) - is_key,
+        owned=count_key_accounts(session, owner_id=account.owner_id) - is_key,
+        owner=owner.email if owner else "the owner",
+        ranked=lambda owner_id: ranked(session, owner_id, account.id),
+        override=override,
+    )
+
+
 def evaluate(
     session: Session,
     account: AccountLike,
@@ -104,25 +158,168 @@ def evaluate(
     now: datetime,
     override: str | None = None,
     facts: Facts | None = None,
+    lock: bool = False,
 ) -> list[Verdict]:
     """Every verdict on ``transition``: who may fire it, then each guard, all of them evaluated.
 
-    ``facts``: what the guards read, when it is already loaded for a batch of accounts.
+    ``facts``: what the guards read, when it is already loaded for a batch of accounts; ``lock``:
+    count the key-account cap under its lock (only a move about to be written takes it).
     """
-    verdicts = []
-    restriction = _who_may(session, account, transition, actor)
-    if restriction is not None:
-        verdicts.append(restriction)
-    context = GuardContext(
-        session, account, definition, now, actor=actor, override=override, facts=facts
-    )
-    for bound in definition.bound_guards(transition):
-        verdicts.append(REGISTRY[bound.name].evaluate(context, bound.params))
+    bound = definition.bound_guards(transition)
+    verdicts = [
+        found
+        for found in (
+            _who_may(session, account, transition, actor),
+            _override_refused(session, actor, override)
+            if any(b.name == WITHIN_CAP for b in bound)
+            else None,
+        )
+        if found is not None
+    ]
+    cap = None
+    if any(b.name == WITHIN_CAP for b in bound):
+        authorised = override if not verdicts or verdicts[-1].ok else None
+        cap = cap_facts(session, account, definition, override=authorised, lock=lock)
+    known = facts or Facts(session, [account.id] if account.id is not None else [])
+    context = GuardContext(account, definition, now, known, actor=actor, cap=cap)
+    verdicts += [REGISTRY[b.name].evaluate(context, b.params) for b in bound]
     return verdicts
 
 
+class Move:
+    """One move of one account, as the workflow's Machine carries it out.
+
+    ``stage`` is what the Machine reads and sets; the rest is what its callbacks need.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        account: Account,
+        definition: Workflow,
+        *,
+        note: str,
+        actor: str,
+        now: datetime,
+        dry_run: bool,
+        override: str | None = None,
+        before_write: Callable[[], None] | None = None,
+    ) -> None:
+        self.session = session
+        self.account = account
+        self.definition = definition
+        self.note = one_line(note)
+        self.actor = actor
+        self.now = now
+        self.dry_run = dry_run
+        self.override = override
+        self.before_write = before_write
+        self.stage = account.stage
+        #: What the guards judge is the account as read now; the write succeeds only if it
+        #: still is.
+        self.from_stage, self.version = account.stage, account.version
+        self.transition: TransitionSpec | None = None
+        self.verdicts: list[Verdict] = []
+        self.written = False
+
+    # --- the Machine's callbacks (named in kamflow.definitions.workflow) -------------------
+
+    def judge(self, event: Any) -> None:
+        """prepare: find the transition the Machine chose and give every verdict on it."""
+        transition = self.definition.transition_spec(
+            event.event.name, event.transition.source, event.transition.dest
+        )
+        self.transition = transition
+        if transition.reason_required and not self.note:
+            raise InvalidInput(f"{transition.name} needs a reason (--reason TEXT)")
+        self.verdicts = evaluate(
+            self.session,
+            self.account,
+            self.definition,
+            transition,
+            actor=self.actor,
+            now=self.now,
+            override=self.override,
+            lock=not self.dry_run,
+        )
+
+    def allowed(self, _event: Any) -> bool:
+        """condition: the move happens only when it is for real and every verdict is met."""
+        return not self.dry_run and all(verdict.ok for verdict in self.verdicts)
+
+    def write(self, _event: Any) -> None:
+        """after: the Machine set ``stage``; write it (compare-and-set) and the history row."""
+        assert self.transition is not None
+        if self.before_write is not None:
+            self.before_write()
+        account = self.account
+        changed: sa.CursorResult[Any] = self.session.execute(  # type: ignore[assignment]
+            sa.update(Account)
+            .where(
+                col(Account.id) == account.id,
+                col(Account.stage) == self.from_stage,
+                col(Account.version) == self.version,
+            )
+            .values(stage=self.stage, stage_entered_at=self.now, version=self.version + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if changed.rowcount != 1:
+            raise Conflict(f"{account.name} was changed meanwhile; nothing was written: try again")
+        note = self.note
+        if overridden(self.verdicts):
+            note = "; ".join(filter(None, [note, f"cap override: {self.override}"]))
+        history.record(
+            self.session,
+            account,
+            actor=self.actor,
+            at=self.now,
+            kind=HistoryKind.TRANSITION,
+            transition=self.transition.name,
+            from_stage=self.from_stage,
+            to_stage=self.stage,
+            note=note,
+            verdicts=self.verdicts,
+        )
+        self.written = True
+
+    # --- firing -------------------------------------------------------------------------------
+
+    def fire(self, trigger: str) -> Outcome:
+        """Ask the Machine to fire ``trigger`` from the account's stage; what came of it."""
+        definition = self.definition
+        try:
+            definition.machine.events[trigger].trigger(self)
+        except (MachineError, KeyError):
+            raise InvalidInput(
+                f"workflow {definition.name} has no {trigger} from "
+                f"{definition.title_of(self.from_stage)}"
+            ) from None
+        if self.transition is None:
+            raise RuntimeError(f"the Machine of workflow {definition.name} judged no move")
+        outcome = Outcome(
+            account=self.account.name,
+            transition=self.transition.name,
+            from_stage=self.from_stage,
+            to_stage=self.transition.dest,
+            verdicts=self.verdicts,
+            dry_run=self.dry_run,
+        )
+        unmet = [verdict for verdict in self.verdicts if not verdict.ok]
+        if unmet and not self.dry_run:
+            raise GuardRefused(
+                f"{self.account.name} cannot {self.transition.name} from "
+                f"{definition.title_of(self.from_stage)} to "
+                f"{definition.title_of(self.transition.dest)}; still missing:",
+                unmet,
+            )
+        if not self.dry_run and not self.written:
+            raise RuntimeError(f"the Machine of workflow {definition.name} made no move")
+        return outcome
+
+
 def choose_move(account: Account, definition: Workflow, to: str | None) -> TransitionSpec:
-    """The move `advance` means: the first listed from the stage, or the one reaching ``to``."""
+    """The move `advance` means: the first the Machine knows from the stage (in the file's
+    order), or the one reaching ``to``."""
     current = account.stage
     title = definition.title_of
     if definition.is_exit(current):
@@ -152,19 +349,6 @@ def choose_move(account: Account, definition: Workflow, to: str | None) -> Trans
     )
 
 
-def _named_transition(account: Account, definition: Workflow, name: str) -> TransitionSpec:
-    if definition.is_exit(account.stage):
-        raise InvalidInput(
-            f"{account.name} is already {definition.title_of(account.stage).lower()}"
-        )
-    for transition in definition.transitions_from(account.stage):
-        if transition.name == name:
-            return transition
-    raise InvalidInput(
-        f"workflow {definition.name} has no {name} from {definition.title_of(account.stage)}"
-    )
-
-
 def advance(
     session: Session,
     ref: str,
@@ -184,17 +368,17 @@ def advance(
     account = find_account(session, ref)
     definition = get_workflow(account.workflow)
     transition = choose_move(account, definition, to)
-    return _perform(
+    move = Move(
         session,
         account,
         definition,
-        transition,
         note=note,
         actor=actor,
         now=now,
         dry_run=dry_run,
         before_write=before_write,
     )
+    return move.fire(transition.name)
 
 
 def close(
@@ -211,10 +395,14 @@ def close(
     reason = clean_text(reason, "--reason")
     account = find_account(session, ref)
     definition = get_workflow(account.workflow)
-    transition = _named_transition(account, definition, transition_name)
-    return _perform(
-        session, account, definition, transition, note=reason, actor=actor, now=now, dry_run=dry_run
+    if definition.is_exit(account.stage):
+        raise InvalidInput(
+            f"{account.name} is already {definition.title_of(account.stage).lower()}"
+        )
+    move = Move(
+        session, account, definition, note=reason, actor=actor, now=now, dry_run=dry_run
     )
+    return move.fire(transition_name)
 
 
 def promote(
@@ -237,12 +425,10 @@ def promote(
         raise InvalidInput(
             f"{account.name} is in {definition.title_of(account.stage)}, not a candidate"
         )
-    transition = _named_transition(account, definition, "promote")
-    return _perform(
+    move = Move(
         session,
         account,
         definition,
-        transition,
         note="",
         actor=actor,
         now=now,
@@ -250,6 +436,7 @@ def promote(
         override=override,
         before_write=before_write,
     )
+    return move.fire("promote")
 
 
 def swap(
@@ -276,74 +463,99 @@ def swap(
     return retired, promoted
 
 
-def _perform(
+# --- a new key account counts against the cap -----------------------------------------------------
+
+
+def add_account(
+    session: Session,
+    name: str,
+    *,
+    owner: str,
+    workflow: str = defaults.WORKFLOW,
+    kind: str = "existing",
+    candidate: bool = False,
+    override: str | None = None,
+    actor: str,
+    now: datetime,
+) -> Account:
+    """Create a candidate, or a key account at its workflow's first stage (within the cap)."""
+    account, _ = create_account(
+        session,
+        name,
+        owner=owner,
+        workflow=workflow,
+        kind=kind,
+        candidate=candidate,
+        override=override,
+        actor=actor,
+        now=now,
+    )
+    return account
+
+
+def create_account(
+    session: Session,
+    name: str,
+    *,
+    owner: str,
+    workflow: str = defaults.WORKFLOW,
+    kind: str = "existing",
+    candidate: bool = False,
+    override: str | None = None,
+    actor: str,
+    now: datetime,
+) -> tuple[Account, list[Verdict]]:
+    """add_account(), also returning the cap's verdicts (a warning near the cap, say)."""
+    name = clean_text(name, "an account's name", max_length=MAX_NAME)
+    if name.isdigit():
+        raise InvalidInput(f"{name!r} would be taken for an account id: give it a name")
+    if kind not in defaults.ACCOUNT_KINDS:
+        raise InvalidInput(f"kind must be one of {', '.join(defaults.ACCOUNT_KINDS)}, not {kind!r}")
+    definition = get_workflow(workflow)
+    person = get_person(session, owner)
+    if find_by_name(session, name) is not None:
+        raise InvalidInput(f"there is already an account named {name!r}")
+    if candidate and not definition.intake_names:
+        raise InvalidInput(f"workflow {definition.name} has no place for candidates")
+    if candidate and override is not None:
+        raise InvalidInput("a candidate is not a key account yet: there is no cap to override")
+    account = Account(
+        name=name,
+        owner_id=person.id,  # type: ignore[arg-type]
+        workflow=definition.name,
+        kind=kind,
+        stage=definition.intake_names[0] if candidate else definition.initial,
+        stage_entered_at=now,
+        created_at=now,
+    )
+    verdicts = [] if candidate else _within_cap(session, account, definition, actor, now, override)
+    note = f"owner {person.email}, workflow {definition.name}, {kind} account"
+    if candidate:
+        note += ", a candidate"
+    if overridden(verdicts):
+        note += f"; cap override: {override}"
+    new_account(session, account, actor=actor, now=now, note=note, verdicts=verdicts)
+    return account, verdicts
+
+
+def _within_cap(
     session: Session,
     account: Account,
     definition: Workflow,
-    transition: TransitionSpec,
-    *,
-    note: str,
     actor: str,
     now: datetime,
-    dry_run: bool,
-    before_write: Callable[[], None] | None = None,
-    override: str | None = None,
-) -> Outcome:
-    note = one_line(note)
-    # What the guards judge is the account as read now; the write succeeds only if it still is.
-    stage, version = account.stage, account.version
-    if transition.reason_required and not note:
-        raise InvalidInput(f"{transition.name} needs a reason (--reason TEXT)")
-    verdicts = evaluate(
-        session, account, definition, transition, actor=actor, now=now, override=override
-    )
-    outcome = Outcome(
-        account=account.name,
-        transition=transition.name,
-        from_stage=stage,
-        to_stage=transition.dest,
-        verdicts=verdicts,
-        dry_run=dry_run,
-    )
-    if overridden(verdicts):
-        note = "; ".join(filter(None, [note, f"cap override: {override}"]))
+    override: str | None,
+) -> list[Verdict]:
+    """A new key account counts against the cap like a promotion; refused when over it."""
+    refusal = _override_refused(session, actor, override)
+    authorised = override if refusal is None else None
+    cap = cap_facts(session, account, definition, override=authorised, lock=True)
+    context = GuardContext(account, definition, now, Facts(session, []), actor=actor, cap=cap)
+    verdicts = [v for v in (refusal, REGISTRY[WITHIN_CAP].evaluate(context, NoParams())) if v]
     unmet = [verdict for verdict in verdicts if not verdict.ok]
-    if unmet and not dry_run:
-        raise GuardRefused(
-            f"{account.name} cannot {transition.name} from {definition.title_of(stage)} "
-            f"to {definition.title_of(transition.dest)}; still missing:",
-            unmet,
-        )
-    if dry_run:
-        return outcome
-    if before_write is not None:
-        before_write()
-    new_stage = definition.fire(transition, stage)
-    changed: sa.CursorResult[Any] = session.execute(  # type: ignore[assignment]
-        sa.update(Account)
-        .where(
-            col(Account.id) == account.id,
-            col(Account.stage) == stage,
-            col(Account.version) == version,
-        )
-        .values(stage=new_stage, stage_entered_at=now, version=version + 1)
-        .execution_options(synchronize_session=False)
-    )
-    if changed.rowcount != 1:
-        raise Conflict(f"{account.name} was changed meanwhile; nothing was written: try again")
-    history.record(
-        session,
-        account,
-        actor=actor,
-        at=now,
-        kind=HistoryKind.TRANSITION,
-        transition=transition.name,
-        from_stage=stage,
-        to_stage=new_stage,
-        note=note,
-        verdicts=verdicts,
-    )
-    return outcome
+    if unmet:
+        raise GuardRefused(f"{account.name} cannot be added as a key account:", unmet)
+    return verdicts
 
 
 def why(session: Session, ref: str, *, actor: str, now: datetime) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from kamflow.guards import Verdict
+    from kamflow.verdict import Verdict
 
 
 class KamflowError(Exception):

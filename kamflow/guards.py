@@ -1,47 +1,36 @@
-"""Named guards: each checks one condition of a stage change and explains itself in a sentence."""
+"""Named guards: each checks one condition of a stage change and explains itself in a sentence.
+
+A guard judges what its context holds: the account as read, its workflow, the time, and the facts
+about the account that the caller loaded (for one account, or for a batch of them). A guard never
+reads the database, takes a lock or decides who may act: the engine does those, before it asks the
+guards. What guards exist, and the parameters each takes, is part of the definitions
+(`kamflow.definitions.guardspecs`); a workflow names them.
+"""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Protocol
 
-import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlmodel import Session, col, func, select
-
-from kamflow import defaults
-from kamflow.models import (
-    Account,
-    ActionStatus,
-    Person,
-    Score,
+from kamflow.definitions.guardspecs import (
+    SPECS,
+    WITHIN_CAP,
+    CountParams,
+    NoParams,
+    RequiredParams,
+    RolesParams,
+    SinceParams,
+    ThresholdParams,
 )
-from kamflow.records.facts import AnswerFact, Facts
+from kamflow.definitions.questions import QuestionBank
+from kamflow.definitions.selection import portfolio_config
 from kamflow.text import plural, shell_quote
+from kamflow.verdict import Verdict
 
-if TYPE_CHECKING:
-    from kamflow.definitions.workflow import Workflow
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """One guard's answer: met or not, and a sentence saying why."""
-
-    guard: str
-    ok: bool
-    message: str
-    #: Met, but worth saying (e.g. an owner close to the cap).
-    warning: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def verdicts_json(verdicts: list[Verdict]) -> str:
-    return json.dumps([verdict.as_dict() for verdict in verdicts])
+#: An open action (as the facts give an action's status).
+OPEN = "open"
 
 
 class AccountLike(Protocol):
@@ -73,32 +62,95 @@ class AccountRow:
     stage_entered_at: datetime
 
 
-@dataclass
-class GuardContext:
-    """What a guard may look at: the account (as read in this transaction), its facts, the time.
-
-    ``facts`` may be shared by the contexts of a whole batch of accounts (the stall step judges
-    hundreds at once); by default it holds this account alone.
-    """
-
-    session: Session
-    account: AccountLike
-    workflow: Workflow
-    now: datetime
-    actor: str = ""
-    #: The reason a leader gave to go over the key-account cap, if any.
-    override: str | None = None
-    facts: Facts | None = None
-
-    def __post_init__(self) -> None:
-        if self.facts is None:  # an account not yet written has no facts to load
-            ids = [] if self.account.id is None else [self.account.id]
-            self.facts = Facts(self.session, ids)
+class WorkflowLike(Protocol):
+    """What guards read of the account's workflow."""
 
     @property
-    def known(self) -> Facts:
-        """The facts about this account (and its batch)."""
-        assert self.facts is not None
+    def questions(self) -> QuestionBank: ...
+    @property
+    def required_questions(self) -> tuple[str, ...]: ...
+    @property
+    def stage_names(self) -> list[str]: ...
+    def title_of(self, name: str) -> str: ...
+
+
+class StrategyLike(Protocol):
+    @property
+    def objective(self) -> str: ...
+    @property
+    def stakeholders(self) -> str: ...
+    @property
+    def rationale(self) -> str: ...
+
+
+class AnswerLike(Protocol):
+    @property
+    def text(self) -> str: ...
+    @property
+    def not_applicable(self) -> bool: ...
+
+
+class ActionLike(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def owner_id(self) -> int | None: ...
+    @property
+    def due(self) -> date | None: ...
+
+
+class KpiLike(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+
+
+class FactsLike(Protocol):
+    """The facts about accounts that guards read (`kamflow.records.facts.Facts` loads them)."""
+
+    def strategy(self, account_id: int) -> StrategyLike | None: ...
+    def roles(self, account_id: int) -> set[str]: ...
+    def answers(self, account_id: int) -> Mapping[str, AnswerLike]: ...
+    def actions(self, account_id: int) -> Sequence[ActionLike]: ...
+    def kpis(self, account_id: int) -> Sequence[KpiLike]: ...
+    def kpi_latest(self, account_id: int) -> Mapping[int, datetime]: ...
+    def review_times(self, account_id: int) -> Sequence[datetime]: ...
+    def entered(self, account_id: int, stage: str) -> datetime | None: ...
+    def latest_score(self, account_id: int) -> float | None: ...
+
+
+@dataclass(frozen=True)
+class CapFacts:
+    """Where the key-account cap stands for an account about to become a key account, counted by
+    the engine (under a lock when it is about to write)."""
+
+    #: Key accounts of the organisation, and of the account's owner, leaving this one out.
+    everyone: int
+    owned: int
+    owner: str
+    #: The lowest-scored key accounts, named (of one owner, or of everyone when None).
+    ranked: Callable[[int | None], str]
+    #: A leader's reason for going over the cap (the engine checked that the actor leads).
+    override: str | None = None
+
+
+@dataclass
+class GuardContext:
+    """What a guard may look at: the account as read, its workflow, the time, its facts."""
+
+    account: AccountLike
+    workflow: WorkflowLike
+    now: datetime
+    facts: FactsLike
+    actor: str = ""
+    #: The key-account cap, for the transitions that check it.
+    cap: CapFacts | None = None
+
+    @property
+    def known(self) -> FactsLike:
         return self.facts
 
     @property
@@ -118,47 +170,7 @@ class GuardContext:
         return self.known.entered(self.id, stage)
 
 
-class NoParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    def stage_refs(self) -> list[tuple[str, str]]:
-        """(parameter, stage name) pairs the workflow must know."""
-        return []
-
-    def question_refs(self) -> list[tuple[str, str]]:
-        """(parameter, question id) pairs the question bank must know."""
-        return []
-
-
 CheckFn = Callable[[GuardContext, Any], tuple[bool, str]]
-
-
-@dataclass(frozen=True)
-class Guard:
-    name: str
-    description: str
-    params: type[NoParams]
-    check: CheckFn
-
-    def evaluate(self, context: GuardContext, params: NoParams) -> Verdict:
-        result = self.check(context, params)
-        ok, message = result
-        return Verdict(self.name, ok, message, warning=isinstance(result, Warn))
-
-
-REGISTRY: dict[str, Guard] = {}
-
-
-def guard(
-    name: str, description: str, params: type[NoParams] = NoParams
-) -> Callable[[CheckFn], CheckFn]:
-    """Register a guard under ``name``; workflow files refer to it by that name."""
-
-    def register(check: CheckFn) -> CheckFn:
-        REGISTRY[name] = Guard(name, description, params, check)
-        return check
-
-    return register
 
 
 class Warn(tuple[bool, str]):
@@ -168,11 +180,57 @@ class Warn(tuple[bool, str]):
         return super().__new__(cls, (True, message))
 
 
+class Overridden(Warn):
+    """Met only because a leader overrode the key-account cap."""
+
+
+@dataclass(frozen=True)
+class Guard:
+    """A guard's check, under the name workflow files give it."""
+
+    name: str
+    check: CheckFn
+
+    @property
+    def params(self) -> type[NoParams]:
+        return SPECS[self.name].params
+
+    @property
+    def description(self) -> str:
+        return SPECS[self.name].description
+
+    def evaluate(self, context: GuardContext, params: NoParams) -> Verdict:
+        result = self.check(context, params)
+        ok, message = result
+        return Verdict(
+            self.name,
+            ok,
+            message,
+            warning=isinstance(result, Warn),
+            overridden=isinstance(result, Overridden),
+        )
+
+
+REGISTRY: dict[str, Guard] = {}
+
+
+def guard(name: str) -> Callable[[CheckFn], CheckFn]:
+    """Register the check of the guard called ``name`` (one of the definitions' SPECS)."""
+    if name not in SPECS:
+        raise KeyError(f"no guard {name!r} in the definitions")
+
+    def register(check: CheckFn) -> CheckFn:
+        REGISTRY[name] = Guard(name, check)
+        return check
+
+    return register
+
+
 def _listing(items: list[str]) -> str:
     return ", ".join(items)
 
 
-@guard("strategy_defined", "what, with whom and why are recorded")
+@guard("strategy_defined")
 def strategy_defined(context: GuardContext, _: NoParams) -> tuple[bool, str]:
     strategy = context.known.strategy(context.id)
     parts = {
@@ -191,19 +249,7 @@ def strategy_defined(context: GuardContext, _: NoParams) -> tuple[bool, str]:
     return True, "the strategy says what, with whom and why"
 
 
-class RolesParams(NoParams):
-    roles: list[str] = Field(default_factory=lambda: list(defaults.ROLES), min_length=1)
-
-    @field_validator("roles")
-    @classmethod
-    def known_roles(cls, roles: list[str]) -> list[str]:
-        unknown = [role for role in roles if role not in defaults.ROLES]
-        if unknown:
-            raise ValueError(f"unknown role {unknown[0]!r} (roles: {', '.join(defaults.ROLES)})")
-        return roles
-
-
-@guard("roles_covered", "each listed account-team role is held by a person", RolesParams)
+@guard("roles_covered")
 def roles_covered(context: GuardContext, params: RolesParams) -> tuple[bool, str]:
     held = context.known.roles(context.id)
     missing = [role for role in params.roles if role not in held]
@@ -215,11 +261,11 @@ def roles_covered(context: GuardContext, params: RolesParams) -> tuple[bool, str
     return True, f"all {len(params.roles)} roles are held"
 
 
-def _answered_ids(context: GuardContext) -> dict[str, AnswerFact]:
+def _answered_ids(context: GuardContext) -> Mapping[str, AnswerLike]:
     return context.known.answers(context.id)
 
 
-@guard("research_done", "every question category has an answer or a not-applicable mark")
+@guard("research_done")
 def research_done(context: GuardContext, _: NoParams) -> tuple[bool, str]:
     bank = context.workflow.questions
     answered = _answered_ids(context)
@@ -234,21 +280,7 @@ def research_done(context: GuardContext, _: NoParams) -> tuple[bool, str]:
     return True, f"all {len(bank.categories)} question categories have answers"
 
 
-class RequiredParams(NoParams):
-    required: list[str] | None = Field(
-        default=None,
-        description="the question ids that must be answered (default: the bank's marks)",
-    )
-
-    def question_refs(self) -> list[tuple[str, str]]:
-        return [("required", question) for question in self.required or []]
-
-
-@guard(
-    "plan_complete",
-    "required questions answered, at least one action, every open action owned and dated",
-    RequiredParams,
-)
+@guard("plan_complete")
 def plan_complete(context: GuardContext, _: RequiredParams) -> tuple[bool, str]:
     answered = _answered_ids(context)
     problems = []
@@ -271,7 +303,7 @@ def plan_complete(context: GuardContext, _: RequiredParams) -> tuple[bool, str]:
     loose = [
         f"#{a.id}"
         for a in actions
-        if a.status == ActionStatus.OPEN and (a.owner_id is None or a.due is None)
+        if a.status == OPEN and (a.owner_id is None or a.due is None)
     ]
     if loose:
         problems.append(f"open actions without an owner or a due date: {_listing(loose)}")
@@ -280,11 +312,7 @@ def plan_complete(context: GuardContext, _: RequiredParams) -> tuple[bool, str]:
     return True, f"the plan answers every required question and has {len(actions)} action(s)"
 
 
-class CountParams(NoParams):
-    at_least: int = Field(default=1, ge=1)
-
-
-@guard("kpis_defined", "at least N KPIs with a target", CountParams)
+@guard("kpis_defined")
 def kpis_defined(context: GuardContext, params: CountParams) -> tuple[bool, str]:
     count = len(context.known.kpis(context.id))
     if count < params.at_least:
@@ -293,15 +321,6 @@ def kpis_defined(context: GuardContext, params: CountParams) -> tuple[bool, str]
             f"(kamflow kpi add {context.typed} KPI --target NUMBER)"
         )
     return True, f"{count} KPI{'s' if count != 1 else ''} with targets"
-
-
-class SinceParams(NoParams):
-    since: str | None = Field(
-        default=None, description="the stage whose latest entry starts the period"
-    )
-
-    def stage_refs(self) -> list[tuple[str, str]]:
-        return [("since", self.since)] if self.since else []
 
 
 def _kpis_without_recent_value(context: GuardContext, since: datetime | None) -> list[str] | None:
@@ -323,11 +342,7 @@ def _since(context: GuardContext, params: SinceParams) -> tuple[str, datetime | 
     return stage, context.entered_at(stage)
 
 
-@guard(
-    "kpis_recorded",
-    "every KPI has a value recorded since the account entered the stage",
-    SinceParams,
-)
+@guard("kpis_recorded")
 def kpis_recorded(context: GuardContext, params: SinceParams) -> tuple[bool, str]:
     stage, since = _since(context, params)
     missing = _kpis_without_recent_value(context, since)
@@ -342,11 +357,7 @@ def kpis_recorded(context: GuardContext, params: SinceParams) -> tuple[bool, str
     return True, f"every KPI has a value recorded since entering {title}"
 
 
-@guard(
-    "kpis_reviewed",
-    "a review conclusion written in this stage, and every KPI measured this cycle",
-    SinceParams,
-)
+@guard("kpis_reviewed")
 def kpis_reviewed(context: GuardContext, params: SinceParams) -> tuple[bool, str]:
     problems = []
     stage, since = _since(context, params)
@@ -368,19 +379,8 @@ def kpis_reviewed(context: GuardContext, params: SinceParams) -> tuple[bool, str
     return True, "the KPIs are measured and the review's conclusion is written"
 
 
-# --- selection and the cap ---------------------------------------------------------------------
-
-
-class ThresholdParams(NoParams):
-    threshold: float | None = Field(
-        default=None, ge=0, le=100, description="default: the threshold in portfolio.yaml"
-    )
-
-
-@guard("score_at_least", "the latest selection score reaches the threshold", ThresholdParams)
+@guard("score_at_least")
 def score_at_least(context: GuardContext, params: ThresholdParams) -> tuple[bool, str]:
-    from kamflow.definitions.selection import portfolio_config
-
     threshold = params.threshold
     if threshold is None:
         threshold = portfolio_config().selection.threshold
@@ -396,142 +396,39 @@ def score_at_least(context: GuardContext, params: ThresholdParams) -> tuple[bool
     return True, f"scored {total:g}, at least the threshold of {threshold:g}"
 
 
-def latest_score(account_id: Any) -> Any:
-    """SQL: the most recent selection score of the account whose id is ``account_id`` (a
-    column of the outer query), or NULL: one probe of the score index per account."""
-    return (
-        select(Score.total)
-        .where(col(Score.account_id) == account_id)
-        .order_by(col(Score.id).desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-
-
-def _key_account_queries(
-    session: Session, what: Any, *, owner_id: int | None, strict: bool
-) -> list[Any]:
-    """One query per workflow in use, for its accounts in a stage of the cycle."""
-    from kamflow.definitions.workflow import workflows_in_use
-
-    queries = []
-    for definition in workflows_in_use(session, strict=strict):
-        query = select(what).where(
-            Account.workflow == definition.name, col(Account.stage).in_(definition.stage_names)
-        )
-        if owner_id is not None:
-            query = query.where(Account.owner_id == owner_id)
-        queries.append(query)
-    return queries
-
-
-def key_account_filter(session: Session, *, owner_id: int | None = None) -> Any:
-    """SQL: the account is a key account (in a stage of the cycle of its workflow), of
-    ``owner_id`` if given; a workflow that fails to load is an error, as for the counts."""
-    from kamflow.definitions.workflow import workflows_in_use
-
-    conditions = [
-        sa.and_(
-            col(Account.workflow) == definition.name, col(Account.stage).in_(definition.stage_names)
-        )
-        for definition in workflows_in_use(session, strict=True)
-    ]
-    found = sa.or_(sa.false(), *conditions)
-    return found if owner_id is None else sa.and_(found, col(Account.owner_id) == owner_id)
-
-
-def count_key_accounts(session: Session, *, owner_id: int | None = None) -> int:
-    """How many key accounts there are (counted in SQL; a workflow that fails to load is an
-    error here, since leaving its accounts out would let the cap be passed)."""
-    return sum(
-        session.exec(query).one()
-        for query in _key_account_queries(session, func.count(), owner_id=owner_id, strict=True)
-    )
-
-
-#: How a within_cap verdict begins when a leader's override took the account over the cap.
-OVERRIDDEN = "over the cap by leader override"
-
-
-def overridden(verdicts: list[Verdict]) -> bool:
-    """Whether a leader's override was what let these verdicts pass."""
-    return any(v.guard == "within_cap" and v.message.startswith(OVERRIDDEN) for v in verdicts)
-
-
-@guard("within_cap", "the organisation and the owner stay within the key-account cap")
+@guard(WITHIN_CAP)
 def within_cap(context: GuardContext, _: NoParams) -> tuple[bool, str]:
-    from kamflow.definitions.selection import portfolio_config
-    from kamflow.records.people import find_person
-
-    cap = portfolio_config().cap
-    account = context.account
-    if context.override is not None:
-        actor = find_person(context.session, context.actor)
-        if actor is None or not actor.is_leader:
-            return False, f"only a leader may override the key-account cap; you are {context.actor}"
-    if context.session.get_bind().dialect.name == "postgresql":
-        # Two promotions at once must not both take the last place: count under a lock held
-        # until commit (SQLite lets one writer in at a time anyway).
-        context.session.execute(sa.text("SELECT pg_advisory_xact_lock(4242002)"))
-    is_key = account.id is not None and account.stage in context.workflow.stage_names
-    everyone = count_key_accounts(context.session) - is_key
-    owned = count_key_accounts(context.session, owner_id=account.owner_id) - is_key
-    owner = context.session.get(Person, account.owner_id)
-    owner_name = owner.email if owner else "the owner"
+    if context.cap is None:  # the engine counts for every transition that names this guard
+        return False, "the key-account cap was not counted"
+    limits = portfolio_config().cap
+    cap = context.cap
     over = []
-    if everyone >= cap.organisation:
+    if cap.everyone >= limits.organisation:
         over.append(
-            f"the organisation already has {plural(everyone, 'key account')}, the cap is "
-            f"{cap.organisation}: {_ranked(context.session, None, account)}"
+            f"the organisation already has {plural(cap.everyone, 'key account')}, the cap is "
+            f"{limits.organisation}: {cap.ranked(None)}"
         )
-    if owned >= cap.per_owner:
+    if cap.owned >= limits.per_owner:
         over.append(
-            f"{owner_name} already owns {plural(owned, 'key account')}, the cap is "
-            f"{cap.per_owner}: {_ranked(context.session, account.owner_id, account)}"
+            f"{cap.owner} already owns {plural(cap.owned, 'key account')}, the cap is "
+            f"{limits.per_owner}: {cap.ranked(context.account.owner_id)}"
         )
     if over:
-        if context.override is None:
+        if cap.override is None:
             return False, "; ".join(over) + (
                 " (swap one out with kamflow account swap OUT IN, or a leader may override "
                 "with --override --reason TEXT)"
             )
-        return Warn(f"{OVERRIDDEN} ({context.actor}: {context.override}): " + "; ".join(over))
-    if owned + 1 >= cap.warn_per_owner:
+        return Overridden(
+            f"over the cap by leader override ({context.actor}: {cap.override}): "
+            + "; ".join(over)
+        )
+    if cap.owned + 1 >= limits.warn_per_owner:
         return Warn(
-            f"{owner_name} will own {plural(owned + 1, 'key account')} "
-            f"(the cap is {cap.per_owner}; kamflow warns from {cap.warn_per_owner})"
+            f"{cap.owner} will own {plural(cap.owned + 1, 'key account')} "
+            f"(the cap is {limits.per_owner}; kamflow warns from {limits.warn_per_owner})"
         )
     return True, (
-        f"{everyone + 1} of {cap.organisation} key accounts, "
-        f"{owned + 1} of {cap.per_owner} for {owner_name}"
+        f"{cap.everyone + 1} of {limits.organisation} key accounts, "
+        f"{cap.owned + 1} of {limits.per_owner} for {cap.owner}"
     )
-
-
-#: How many of the lowest-scored key accounts a cap refusal names.
-RANKED_SHOWN = 5
-
-
-def _ranked(session: Session, owner_id: int | None, leaving_out: AccountLike) -> str:
-    """The key accounts, lowest-scored first (the first few), naming the lowest-scored one."""
-    which = key_account_filter(session, owner_id=owner_id)
-    if leaving_out.id is not None:
-        which = sa.and_(which, col(Account.id) != leaving_out.id)
-    score = latest_score(Account.id).label("score")
-    lowest = session.execute(
-        select(col(Account.name), score)
-        .where(which)
-        # Unscored first, as the lowest of all; then by score, then by name in any case.
-        .order_by(func.coalesce(score, -1.0), func.lower(col(Account.name)))
-        .limit(RANKED_SHOWN)
-    ).all()
-    if not lowest:
-        return ""
-    total = session.execute(select(func.count()).select_from(Account).where(which)).scalar_one()
-
-    def label(name: str, value: float | None) -> str:
-        return f"{name} (not scored)" if value is None else f"{name} ({value:g})"
-
-    listing = ", ".join(label(name, total) for name, total in lowest)
-    if total > RANKED_SHOWN:
-        listing += f" and {total - RANKED_SHOWN} more"
-    return f"{listing}; the lowest-scored is {label(*lowest[0])}"

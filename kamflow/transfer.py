@@ -22,14 +22,14 @@ from sqlmodel import Session, col, select
 
 from kamflow import defaults
 from kamflow.definitions.selection import FACTORS, parse_factor
+from kamflow.engine import create_account
 from kamflow.errors import GuardRefused, InvalidFile, InvalidInput, KamflowError
-from kamflow.guards import Verdict, overridden
 from kamflow.models import Account, Person, Score
-from kamflow.records.accounts import create_account
 from kamflow.records.people import find_person
+from kamflow.records.scores import score_account
 from kamflow.reports.listing import rows_of
-from kamflow.reports.portfolio import score_account
 from kamflow.text import MAX_NAME, clean_text, plural
+from kamflow.verdict import Verdict, overridden
 
 REQUIRED = ("name", "owner", "kind")
 IGNORED = ("stage", "score")

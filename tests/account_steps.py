@@ -11,12 +11,12 @@ from sqlmodel import col, select
 
 from kamflow import db, defaults
 from kamflow.clock import FixedClock
-from kamflow.definitions.workflow import get_workflow
-from kamflow.engine import Outcome, advance
-from kamflow.guards import Verdict
+from kamflow.definitions.discovery import get_workflow
+from kamflow.engine import Outcome, add_account, advance
 from kamflow.models import Account, HistoryEntry, HistoryKind
 from kamflow.records import people, plan
-from kamflow.records.accounts import add_account, find_account
+from kamflow.records.accounts import find_account
+from kamflow.verdict import Verdict
 from tests.conftest import Runner
 
 OWNER = "owner@example.com"

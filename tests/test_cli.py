@@ -581,6 +581,7 @@ def test_why_says_what_each_move_still_needs(cli: Cli) -> None:
             "ok": False,
             "message": move["verdicts"][0]["message"],
             "warning": False,
+            "overridden": False,
         }
     ]
     set_strategy(cli)

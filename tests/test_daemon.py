@@ -38,14 +38,13 @@ from kamflow import db
 from kamflow.clock import FixedClock
 from kamflow.config import MailSettings, Schedule
 from kamflow.daemon import Daemon
-from kamflow.engine import advance, close
+from kamflow.engine import add_account, advance, close
 from kamflow.errors import PermanentFailure
 from kamflow.models import Account, HistoryEntry, HistoryKind, MessageKind, Notification
 from kamflow.notify.message import bodies
 from kamflow.notify.transports import FileTransport, SmtpSettings, SmtpTransport
 from kamflow.outbox import Draft, Identity, queue
 from kamflow.records import people, plan
-from kamflow.records.accounts import add_account
 from kamflow.records.snoozes import snooze
 from kamflow.steps import tick
 from kamflow.steps.actions import queue_action_reminders

@@ -13,7 +13,7 @@ from sqlmodel import select
 
 from kamflow import db
 from kamflow.clock import FixedClock
-from kamflow.definitions.workflow import get_workflow
+from kamflow.definitions.discovery import get_workflow
 from kamflow.engine import Outcome, advance, close
 from kamflow.errors import Conflict, GuardRefused, InvalidInput, NotFound
 from kamflow.models import Answer
@@ -270,6 +270,7 @@ def test_a_transition_writes_one_history_row_and_bumps_version_and_entry_time(
             "ok": True,
             "message": "the strategy says what, with whom and why",
             "warning": False,
+            "overridden": False,
         }
     ]
     after = account_row(engine)
@@ -576,3 +577,47 @@ def test_an_account_walks_all_five_stages_and_round_again(
         ("replan", "review", "strategy"),
         ("advance", "strategy", "research"),
     ]
+
+
+# --- the workflow's Machine decides ---------------------------------------------------------------
+
+
+def test_the_workflow_machine_is_what_moves_an_account(
+    engine: Engine, clock: FixedClock, run: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """transitions is load-bearing: with its trigger made to do nothing, no account moves, no
+    verdict is given and nothing is written, and the engine says so instead of pretending."""
+    from transitions.core import Event
+
+    new_account(engine, clock, run)
+    define_strategy(run)
+    before = snapshot(engine)
+    monkeypatch.setattr(Event, "trigger", lambda self, model, *args, **kwargs: True)
+
+    with pytest.raises(RuntimeError, match="judged no move"):
+        run(advance, ACCOUNT)
+    with pytest.raises(RuntimeError, match="judged no move"):
+        run(advance, ACCOUNT, dry_run=True)
+    assert snapshot(engine) == before
+    assert stage_of(engine) == "strategy"
+
+    monkeypatch.undo()
+    assert go(run) == "research"  # the same move, with the Machine at work
+
+
+def test_the_machine_answers_which_moves_exist_and_refuses_the_others(
+    engine: Engine, clock: FixedClock, run: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    new_account(engine, clock, run)
+    define_strategy(run)
+    kam = get_workflow("kam")
+    # The Machine forgets the move from Strategy: the engine knows of no move either.
+    monkeypatch.setitem(kam.machine.events["advance"].transitions, "strategy", [])
+    with pytest.raises(InvalidInput, match="from which nothing advances"):
+        run(advance, ACCOUNT)
+    monkeypatch.undo()
+
+    # A move the Machine does not know from the stage is its refusal, in one clear line.
+    with pytest.raises(InvalidInput, match="workflow kam has no promote from Strategy"):
+        run(close, ACCOUNT, "promote", reason="not a candidate")
+    assert go(run) == "research"

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 
 from kamflow import db
 from kamflow.clock import FixedClock
-from kamflow.definitions.workflow import get_workflow
+from kamflow.definitions.discovery import get_workflow
 from kamflow.engine import close, evaluate, why
 from kamflow.errors import GuardRefused, InvalidInput
 from kamflow.records import plan

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from kamflow.definitions.discovery import get_workflow
 from kamflow.definitions.ladder import Position, Rung, Status, position, schedule, stall_key
-from kamflow.definitions.workflow import LadderSpec, get_workflow
+from kamflow.definitions.spec import LadderSpec
 
 ENTERED = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
 LIMIT = 14  # Strategy's limit in the shipped workflow

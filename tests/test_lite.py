@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from kamflow.clock import FixedClock
-from kamflow.definitions.workflow import get_workflow
+from kamflow.definitions.discovery import get_workflow
 from tests.conftest import Cli, as_json, ok, refused, snapshot
 
 OWNER = "owner@example.com"

@@ -37,6 +37,7 @@ from sqlmodel import col, select
 from kamflow import db, defaults
 from kamflow.clock import FixedClock
 from kamflow.config import MailSettings, Schedule
+from kamflow.engine import add_account
 from kamflow.errors import ConfigError
 from kamflow.models import Account, MessageKind, Notification, OutboxStatus
 from kamflow.notify.message import build, message_id
@@ -51,7 +52,6 @@ from kamflow.notify.transports import (
 )
 from kamflow.outbox import Draft, Identity, queue
 from kamflow.records import plan
-from kamflow.records.accounts import add_account
 from kamflow.steps.actions import queue_action_reminders
 from kamflow.steps.base import StepRun
 from kamflow.steps.delivery import DeliveryReport, claim, deliver

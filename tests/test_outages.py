@@ -38,11 +38,11 @@ from kamflow import db, defaults
 from kamflow.clock import FixedClock
 from kamflow.config import MailSettings, Schedule
 from kamflow.daemon import Daemon
+from kamflow.engine import add_account
 from kamflow.models import Account, MessageKind, Notification
 from kamflow.notify.message import bodies, message_id
 from kamflow.notify.transports import SmtpSettings, SmtpTransport
 from kamflow.records import people
-from kamflow.records.accounts import add_account
 from kamflow.steps.delivery import DeliveryReport, deliver
 from tests.account_steps import OWNER
 from tests.conftest import PG_URL, START, _require_postgres

@@ -26,7 +26,7 @@ from sqlalchemy.engine import Engine
 
 from kamflow.cli import app
 from kamflow.clock import FixedClock
-from kamflow.records.accounts import add_account
+from kamflow.engine import add_account
 from tests import account_steps as steps
 from tests import bulk
 from tests.conftest import (

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from kamflow.definitions.workflow import LadderSpec
+from kamflow.definitions.spec import LadderSpec
 
 
 class Status(StrEnum):

@@ -80,7 +80,7 @@ def _load_stamped(path: Path, _stamp: tuple[tuple[str, int], ...]) -> PortfolioS
 
 def portfolio_config() -> PortfolioSpec:
     """The first portfolio.yaml on the workflow search path (KAMFLOW_WORKFLOWS, then shipped)."""
-    from kamflow.definitions.workflow import search_path
+    from kamflow.definitions.discovery import search_path
 
     for folder in search_path():
         path = folder / CONFIG_FILE

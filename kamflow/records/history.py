@@ -8,8 +8,8 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from kamflow.guards import Verdict, verdicts_json
 from kamflow.models import Account, HistoryEntry, HistoryKind
+from kamflow.verdict import Verdict, verdicts_json
 
 
 def record(

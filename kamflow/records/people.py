@@ -9,9 +9,9 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from kamflow.errors import GuardRefused, InvalidInput, NotFound
-from kamflow.guards import Verdict
 from kamflow.models import Account, Person
 from kamflow.text import MAX_EMAIL, MAX_NAME, clean_text
+from kamflow.verdict import Verdict
 
 EMAIL = re.compile(r"^[a-z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-z0-9-]+(\.[a-z0-9-]+)+$")
 

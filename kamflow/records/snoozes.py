@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from kamflow import defaults
-from kamflow.definitions.workflow import get_workflow
+from kamflow.definitions.discovery import get_workflow
 from kamflow.errors import InvalidInput
 from kamflow.models import Account, HistoryKind, Snooze
 from kamflow.records import history

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from html import escape
 
-from kamflow.definitions.workflow import EVERY_STAGE, Workflow
+from kamflow.definitions.spec import EVERY_STAGE
+from kamflow.definitions.workflow import Workflow
 
 BOX_W, BOX_H, GAP = 120, 44, 64
 ROW_Y, EXIT_Y, MARGIN = 130, 270, 20

@@ -20,7 +20,8 @@ from sqlmodel import Session, col
 
 from kamflow import defaults
 from kamflow.definitions.ladder import Status, position
-from kamflow.definitions.workflow import LadderSpec, Workflow
+from kamflow.definitions.spec import LadderSpec
+from kamflow.definitions.workflow import Workflow
 from kamflow.models import Account, Person
 from kamflow.text import days_text
 

@@ -1,5 +1,5 @@
-"""The portfolio: scoring and ranking accounts, moving them between workflows, and the views
-leadership looks at (the board, role coverage, KPIs against targets)."""
+"""The portfolio as leadership looks at it: the board, the rank, role coverage, KPIs against
+targets, the account list; each one set-based statement, streamed."""
 
 from __future__ import annotations
 
@@ -12,15 +12,17 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from kamflow import defaults
-from kamflow.definitions.selection import FACTORS, portfolio_config
-from kamflow.definitions.selection import score as compute_score
-from kamflow.definitions.workflow import get_workflow, workflows_in_use
-from kamflow.errors import InvalidInput
-from kamflow.guards import latest_score
-from kamflow.models import Account, HistoryKind, Kpi, KpiValue, Person, RoleAssignment, Score
-from kamflow.records import history
-from kamflow.records.accounts import editable, find_account, touch
-from kamflow.records.people import require_owner_or_leader
+from kamflow.definitions.discovery import (
+    available,
+    get_workflow,
+    workflow_names_in_use,
+    workflows_in_use,
+)
+from kamflow.definitions.selection import portfolio_config
+from kamflow.definitions.workflow import Workflow
+from kamflow.errors import KamflowError, NotFound
+from kamflow.models import Account, Kpi, KpiValue, Person, RoleAssignment, Score
+from kamflow.records.cap import latest_score
 from kamflow.records.plan import format_number, kpi_rows, kpi_view
 from kamflow.reports.listing import (
     INTAKE,
@@ -29,55 +31,12 @@ from kamflow.reports.listing import (
     Places,
     census,
     name_order,
+    place_in,
     rows_of,
     text_widths,
     widest,
 )
 from kamflow.text import score_text
-
-
-def score_account(
-    session: Session, ref: str, values: dict[str, Any], *, actor: str, now: datetime
-) -> Score:
-    """Record a scoring on the eight factors; earlier scores are kept."""
-    account, _ = editable(session, ref)
-    result = compute_score(values, portfolio_config().selection)
-    row = Score(
-        account_id=account.id,  # type: ignore[arg-type]
-        total=result.total,
-        scored_at=now,
-        scored_by=actor,
-        **result.values,
-    )
-    session.add(row)
-    inputs = ", ".join(f"{factor} {result.values[factor]}" for factor in FACTORS)
-    history.record(
-        session,
-        account,
-        actor=actor,
-        at=now,
-        kind=HistoryKind.SCORE,
-        note=f"scored {result.total:g} ({inputs})",
-    )
-    touch(session, account)
-    return row
-
-
-def scores_of(session: Session, ref: str) -> list[dict[str, Any]]:
-    """Every scoring of an account, newest first."""
-    account = find_account(session, ref)
-    rows = session.exec(
-        select(Score).where(Score.account_id == account.id).order_by(col(Score.id).desc())
-    ).all()
-    return [
-        {
-            "total": row.total,
-            "scored_at": row.scored_at.isoformat(),
-            "scored_by": row.scored_by,
-            **{factor: getattr(row, factor) for factor in FACTORS},
-        }
-        for row in rows
-    ]
 
 
 def board_select(places: Places, where: Any) -> Any:
@@ -147,37 +106,6 @@ def rank(session: Session, *, now: datetime) -> Listing:
             }
 
     return Listing(ranked(), _board_widths(session, places, now))
-
-
-def set_workflow(
-    session: Session, ref: str, workflow: str, *, actor: str, now: datetime
-) -> Account:
-    """Move an account to another workflow, keeping its stage, data and history."""
-    account = find_account(session, ref)
-    current, target = get_workflow(account.workflow), get_workflow(workflow)
-    if target.name == current.name:
-        raise InvalidInput(f"{account.name} already follows workflow {target.name}")
-    if account.stage not in target.places:
-        raise InvalidInput(
-            f"workflow {target.name} has no stage {account.stage!r}: "
-            f"{account.name} cannot keep its place there"
-        )
-    require_owner_or_leader(session, account, actor, "change the workflow of")
-    session.execute(
-        sa.update(Account)
-        .where(col(Account.id) == account.id)
-        .values(workflow=target.name, version=Account.version + 1)
-    )
-    history.record(
-        session,
-        account,
-        actor=actor,
-        at=now,
-        kind=HistoryKind.WORKFLOW,
-        note=f"workflow {current.name} -> {target.name}",
-    )
-    account.workflow = target.name
-    return account
 
 
 # --- views ---------------------------------------------------------------------------------------
@@ -312,3 +240,46 @@ def stage_counts(session: Session) -> list[dict[str, Any]]:
                 }
             )
     return rows
+
+
+# --- the account list ----------------------------------------------------------------------------
+
+
+def normalise_stage(text: str) -> str:
+    """A stage named in any common spelling (``Action plan``, ``action-plan``) as a stage name."""
+    wanted = text.strip().lower().replace("-", "_").replace(" ", "_")
+    for name in sorted(available()):
+        try:
+            return get_workflow(name).resolve_stage(wanted)
+        except KamflowError:  # not in this workflow, or its file does not load
+            continue
+    raise NotFound(f"no stage {text!r} in any workflow")
+
+
+def summary(account: Account, owner: Person, definition: Workflow, now: datetime) -> dict[str, Any]:
+    """The one-line facts about an account, as shown by `account list`."""
+    return place_in(definition, account.stage).summary(account, owner.email, now)
+
+
+def list_accounts(session: Session, *, stage: str | None, now: datetime) -> Listing:
+    """Every account (of ``stage`` if given) by name, streamed, with its one-line facts."""
+    places = Places(get_workflow(name) for name in workflow_names_in_use(session))
+    which: Any = sa.true() if stage is None else col(Account.stage) == normalise_stage(stage)
+    statement = (
+        sa.select(
+            col(Account.id),
+            col(Account.name),
+            col(Account.workflow),
+            col(Account.kind),
+            col(Account.stage),
+            col(Account.stage_entered_at),
+            col(Person.email),
+        )
+        .join(Person, col(Account.owner_id) == col(Person.id))
+        .where(which)
+        .order_by(col(Account.name))
+    )
+    widths = text_widths(session, census(session, places, now, which), now, which)
+    widths["id"] = len(str(session.execute(sa.select(sa.func.max(col(Account.id)))).scalar() or 0))
+    rows = (places.summary(row, row.email, now) for row in rows_of(session, statement))
+    return Listing(rows, widths)

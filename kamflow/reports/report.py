@@ -20,8 +20,8 @@ from markupsafe import Markup
 from sqlmodel import Session, col
 
 from kamflow import defaults
+from kamflow.definitions.discovery import get_workflow, workflows_in_use
 from kamflow.definitions.ladder import Status
-from kamflow.definitions.workflow import get_workflow, workflows_in_use
 from kamflow.errors import InvalidInput
 from kamflow.models import Account, RoleAssignment
 from kamflow.records.plan import kpi_rows, kpi_view

@@ -9,10 +9,11 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session
 
 from kamflow import engine
-from kamflow.definitions.workflow import get_workflow
+from kamflow.definitions.discovery import get_workflow
 from kamflow.models import Person, Strategy
 from kamflow.records import accounts, plan
-from kamflow.reports.portfolio import scores_of
+from kamflow.records.scores import scores_of
+from kamflow.reports.portfolio import summary
 
 UTC_ZONE = ZoneInfo("UTC")
 
@@ -24,7 +25,7 @@ def account_details(
     definition = get_workflow(account.workflow)
     owner = session.get(Person, account.owner_id)
     assert owner is not None
-    details = accounts.summary(account, owner, definition, now)
+    details = summary(account, owner, definition, now)
     strategy = session.get(Strategy, account.id)
     details["strategy"] = (
         {"objective": strategy.objective, "who": strategy.stakeholders, "why": strategy.rationale}

@@ -130,7 +130,7 @@ def _draft(row: Any, email: str, today: date, every_days: int, schedule: Schedul
 def stale(session: Session, messages: list[Any], now: datetime) -> dict[int, str]:
     """Why each of these action reminders must not be sent any more, if it must not: the action
     is done, its due date moved, or its account left the cycle."""
-    from kamflow.definitions.workflow import get_workflow
+    from kamflow.definitions.discovery import get_workflow
     from kamflow.errors import KamflowError
 
     if not messages:

@@ -21,8 +21,10 @@ from sqlmodel import Session, col, select
 from kamflow import defaults
 from kamflow.config import MailSettings, Schedule
 from kamflow.db import dialect_insert, read_scope, session_scope
+from kamflow.definitions.discovery import get_workflow, workflow_names_in_use
 from kamflow.definitions.ladder import Rung, Status
-from kamflow.definitions.workflow import StageSpec, Workflow, get_workflow, workflow_names_in_use
+from kamflow.definitions.spec import StageSpec
+from kamflow.definitions.workflow import Workflow
 from kamflow.errors import KamflowError
 from kamflow.models import Account, Heartbeat
 from kamflow.outbox import Draft, queue_many

@@ -298,7 +298,7 @@ def _pauses(
 
 def _title(workflow: str, stage: str) -> str:
     """A stage as people read it (its name if the workflow file is broken)."""
-    from kamflow.definitions.workflow import get_workflow
+    from kamflow.definitions.discovery import get_workflow
     from kamflow.errors import KamflowError
 
     try:

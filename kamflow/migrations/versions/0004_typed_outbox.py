@@ -162,7 +162,7 @@ def _rung_due(
     """When a queued rung fell due, from its workflow's limits (None if that cannot be known)."""
     if workflow is None:
         return None
-    from kamflow.definitions.workflow import get_workflow
+    from kamflow.definitions.discovery import get_workflow
     from kamflow.errors import KamflowError
 
     try:

@@ -1,0 +1,111 @@
+"""Where workflow definitions are found: the KAMFLOW_WORKFLOWS folders, then the shipped ones;
+which of them some account follows."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from kamflow import defaults
+from kamflow.definitions.workflow import Workflow, load_workflow
+from kamflow.errors import KamflowError, NotFound
+from kamflow.text import first_line
+
+log = logging.getLogger("kamflow.workflow")
+
+
+def search_path() -> list[Path]:
+    """Where workflows are looked for: KAMFLOW_WORKFLOWS folders first, then the shipped ones."""
+    folders = [Path(p) for p in os.environ.get(defaults.ENV_WORKFLOWS, "").split(os.pathsep) if p]
+    here = Path(__file__).resolve().parent.parent  # the kamflow package
+    # Installed wheel: the definitions ship inside the package; a checkout keeps them at the top.
+    for shipped in (here / "workflows", here.parent / "workflows"):
+        if shipped.is_dir():
+            folders.append(shipped)
+            break
+    return folders
+
+
+_STAGES_KEY = re.compile(r"^stages\s*:", re.MULTILINE)
+
+
+def is_workflow_file(path: Path) -> bool:
+    """Workflow files are the YAML files with a top-level ``stages:`` (not question banks etc.)."""
+    try:
+        return bool(_STAGES_KEY.search(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError):
+        return True  # let loading it report the problem
+
+
+def available() -> dict[str, Path]:
+    """Every workflow name found on the search path, the first folder winning."""
+    folders = tuple(search_path())
+    return dict(_scan(folders, tuple(_mtime(folder) for folder in folders)))
+
+
+def _mtime(folder: Path) -> int:
+    try:
+        return folder.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+@functools.cache
+def _scan(folders: tuple[Path, ...], _mtimes: tuple[int, ...]) -> tuple[tuple[str, Path], ...]:
+    """The folders' workflow files (cached until a folder changes)."""
+    found: dict[str, Path] = {}
+    for folder in folders:
+        for path in sorted(folder.glob("*.yaml")):
+            if path.stem not in found and is_workflow_file(path):
+                found[path.stem] = path
+    return tuple(found.items())
+
+
+def get_workflow(name: str) -> Workflow:
+    """The workflow called ``name``, validated."""
+    paths = available()
+    if name not in paths:
+        raise NotFound(f"no workflow {name!r} (available: {', '.join(sorted(paths)) or 'none'})")
+    return load_workflow(paths[name])
+
+
+def workflow_names_in_use(connection: Any) -> list[str]:
+    """The names of the workflows some account follows, in order.
+
+    Read as a walk over the account index (one probe per distinct name), not a scan of every
+    account: a recursive query that asks for the next name after the last one found.
+    """
+    from kamflow.models import Account
+
+    table = Account.__table__  # type: ignore[attr-defined]
+    walk = sa.select(sa.func.min(table.c.workflow).label("name")).cte("walk", recursive=True)
+    following = (
+        sa.select(sa.func.min(table.c.workflow))
+        .where(table.c.workflow > walk.c.name)
+        .scalar_subquery()
+    )
+    walk = walk.union_all(sa.select(following).where(walk.c.name.is_not(None)))
+    rows = connection.execute(sa.select(walk.c.name).where(walk.c.name.is_not(None))).all()
+    return [name for (name,) in rows]
+
+
+def workflows_in_use(session: Session, *, strict: bool = False) -> list[Workflow]:
+    """The workflows some account follows, loaded; one whose file is missing or broken is left
+    out with a warning, so that it holds up only its own accounts (``strict``: raise instead,
+    where leaving accounts out would give a wrong answer, such as counting against the cap)."""
+    found = []
+    for name in workflow_names_in_use(session):
+        try:
+            found.append(get_workflow(name))
+        except KamflowError as error:
+            if strict:
+                raise
+            log.warning("accounts following workflow %r skipped: %s", name, first_line(error))
+    return found

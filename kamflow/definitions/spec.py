@@ -1,0 +1,111 @@
+"""Workflow definitions as data: the models a workflow file is validated against."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from kamflow import defaults
+from kamflow.definitions.specfile import Spec
+
+NAME = r"^[a-z][a-z0-9_]*$"
+EVERY_STAGE = "*"
+OWNER, LEADER, ROLE_PREFIX = "owner", "leader", "role:"
+
+
+class PlaceSpec(Spec):
+    """Somewhere an account can be: a stage of the cycle or an exit."""
+
+    name: str = Field(pattern=NAME)
+    title: str = ""
+    description: str = ""
+
+
+class LadderOverride(Spec):
+    """A stage's own reminder and escalation timing; what it leaves out comes from the workflow."""
+
+    remind_every_days: int | None = Field(default=None, gt=0)
+    escalate_after_days: int | None = Field(default=None, gt=0)
+    escalate_every_days: int | None = Field(default=None, gt=0)
+
+
+class LadderSpec(Spec):
+    """When an account over its stage's limit reminds its owner and escalates to leadership."""
+
+    remind_every_days: int = Field(default=defaults.REMIND_EVERY_DAYS, gt=0)
+    escalate_after_days: int = Field(default=defaults.ESCALATE_AFTER_DAYS, gt=0)
+    escalate_every_days: int = Field(default=defaults.ESCALATE_EVERY_DAYS, gt=0)
+
+    def merged(self, override: LadderOverride | None) -> LadderSpec:
+        if override is None:
+            return self
+        return self.model_copy(update=override.model_dump(exclude_none=True))
+
+
+class StageSpec(PlaceSpec):
+    limit_days: int = Field(gt=0)
+    ladder: LadderOverride | None = None
+
+
+class ExitSpec(PlaceSpec):
+    pass
+
+
+class GuardSpec(Spec):
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class TransitionSpec(Spec):
+    name: str = Field(pattern=NAME)
+    source: list[str] = Field(alias="from", min_length=1)
+    dest: str = Field(alias="to")
+    guards: list[GuardSpec] = Field(default_factory=list)
+    allowed: list[str] = Field(default_factory=list)
+    reason_required: bool = False
+    description: str = ""
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("guards", mode="before")
+    @classmethod
+    def guard_shorthand(cls, value: Any) -> Any:
+        """Accept ``- name`` and ``- name: {param: value}`` as well as the long form."""
+        if not isinstance(value, list):
+            return value
+        expanded = []
+        for item in value:
+            if isinstance(item, str):
+                item = {"name": item}
+            elif isinstance(item, dict) and len(item) == 1 and "name" not in item:
+                ((name, params),) = item.items()
+                item = {"name": name, "params": params or {}}
+            expanded.append(item)
+        return expanded
+
+
+class WorkflowSpec(Spec):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    title: str = Field(min_length=1)
+    description: str = ""
+    questions: str = "questions.yaml"
+    initial: str | None = None
+    ladder: LadderSpec = Field(default_factory=LadderSpec)
+    intake: list[PlaceSpec] = Field(default_factory=list)
+    stages: list[StageSpec] = Field(min_length=1)
+    exits: list[ExitSpec] = Field(default_factory=list)
+    transitions: list[TransitionSpec] = Field(min_length=1)
+
+    @property
+    def active(self) -> list[str]:
+        """Where an account can be and move on from: the intake places and the stages."""
+        return [place.name for place in self.intake] + [stage.name for stage in self.stages]
+
+
+def sources_of(transition: TransitionSpec, active: list[str]) -> list[str]:
+    """The places a transition leaves from; ``*`` means every stage and intake place."""
+    return active if EVERY_STAGE in transition.source else transition.source
