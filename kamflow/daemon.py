@@ -98,7 +98,7 @@ class Daemon:
                 lease_seconds=self.schedule.lease_seconds,
             )
             return [report.summary()]
-        run = StepRun(self.engine, now, self.schedule, worker=self.worker)
+        run = StepRun(self.engine, now, self.schedule, worker=self.worker, keep_queued=False)
         return [run_queuing_step(step(name), run).summary()]
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:

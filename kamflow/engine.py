@@ -33,7 +33,7 @@ from kamflow.definitions.spec import LEADER, OWNER, ROLE_PREFIX, TransitionSpec
 from kamflow.definitions.workflow import Workflow
 from kamflow.errors import Conflict, GuardRefused, InvalidInput
 from kamflow.guards import REGISTRY, AccountLike, CapFacts, GuardContext
-from kamflow.models import Account, HistoryKind, Person, RoleAssignment
+from kamflow.models import Account, AccountKind, HistoryKind, Person, RoleAssignment
 from kamflow.records import history
 from kamflow.records.accounts import days_between, find_account, find_by_name, new_account
 from kamflow.records.cap import count_key_accounts, ranked
@@ -399,9 +399,7 @@ def close(
         raise InvalidInput(
             f"{account.name} is already {definition.title_of(account.stage).lower()}"
         )
-    move = Move(
-        session, account, definition, note=reason, actor=actor, now=now, dry_run=dry_run
-    )
+    move = Move(session, account, definition, note=reason, actor=actor, now=now, dry_run=dry_run)
     return move.fire(transition_name)
 
 
@@ -509,8 +507,9 @@ def create_account(
     name = clean_text(name, "an account's name", max_length=MAX_NAME)
     if name.isdigit():
         raise InvalidInput(f"{name!r} would be taken for an account id: give it a name")
-    if kind not in defaults.ACCOUNT_KINDS:
-        raise InvalidInput(f"kind must be one of {', '.join(defaults.ACCOUNT_KINDS)}, not {kind!r}")
+    kinds = [known.value for known in AccountKind]
+    if kind not in kinds:
+        raise InvalidInput(f"kind must be one of {', '.join(kinds)}, not {kind!r}")
     definition = get_workflow(workflow)
     person = get_person(session, owner)
     if find_by_name(session, name) is not None:
@@ -523,7 +522,7 @@ def create_account(
         name=name,
         owner_id=person.id,  # type: ignore[arg-type]
         workflow=definition.name,
-        kind=kind,
+        kind=AccountKind(kind),
         stage=definition.intake_names[0] if candidate else definition.initial,
         stage_entered_at=now,
         created_at=now,

@@ -301,9 +301,7 @@ def plan_complete(context: GuardContext, _: RequiredParams) -> tuple[bool, str]:
             "--owner EMAIL --due YYYY-MM-DD)"
         )
     loose = [
-        f"#{a.id}"
-        for a in actions
-        if a.status == OPEN and (a.owner_id is None or a.due is None)
+        f"#{a.id}" for a in actions if a.status == OPEN and (a.owner_id is None or a.due is None)
     ]
     if loose:
         problems.append(f"open actions without an owner or a due date: {_listing(loose)}")
@@ -420,8 +418,7 @@ def within_cap(context: GuardContext, _: NoParams) -> tuple[bool, str]:
                 "with --override --reason TEXT)"
             )
         return Overridden(
-            f"over the cap by leader override ({context.actor}: {cap.override}): "
-            + "; ".join(over)
+            f"over the cap by leader override ({context.actor}: {cap.override}): " + "; ".join(over)
         )
     if cap.owned + 1 >= limits.warn_per_owner:
         return Warn(

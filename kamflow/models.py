@@ -34,9 +34,39 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+class EnumText(sa.types.TypeDecorator[Any]):
+    """A str enum kept as its text (a plain VARCHAR, no database enum type), read back as the
+    enum; a value that is not one of the enum's is refused before it reaches the database."""
+
+    impl = sa.String
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum], length: int) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> StrEnum | None:
+        return None if value is None else self.enum(value)
+
+
+def enum_column(enum: type[StrEnum], length: int, *, default: StrEnum | None = None) -> Any:
+    """A fresh NOT NULL column for a str enum (each table needs its own Column object)."""
+    return sa.Column(EnumText(enum, length), nullable=False, default=default)
+
+
 def utc_column(*, nullable: bool = False, index: bool = False) -> Any:
     """A fresh column for a UTC datetime (each table needs its own Column object)."""
     return sa.Column(UTCDateTime(), nullable=nullable, index=index)
+
+
+class AccountKind(StrEnum):
+    """Whether a key account is an existing customer or a new one to win."""
+
+    EXISTING = "existing"
+    NEW = "new"
 
 
 class ActionStatus(StrEnum):
@@ -110,7 +140,7 @@ class Account(SQLModel, table=True):
     name: str = Field(max_length=200, unique=True)
     owner_id: int = Field(foreign_key="person.id", index=True)
     workflow: str = Field(max_length=100)
-    kind: str = Field(default="existing", max_length=20)
+    kind: AccountKind = Field(default=AccountKind.EXISTING, sa_column=enum_column(AccountKind, 20))
     stage: str = Field(max_length=100, index=True)
     stage_entered_at: datetime = Field(sa_column=utc_column())
     version: int = Field(default=1)
@@ -171,7 +201,10 @@ class Action(SQLModel, table=True):
     owner_id: int | None = Field(default=None, foreign_key="person.id")
     due: date | None = Field(default=None)
     resources: str = Field(default="")
-    status: str = Field(default=ActionStatus.OPEN.value, max_length=20)
+    status: ActionStatus = Field(
+        default=ActionStatus.OPEN,
+        sa_column=enum_column(ActionStatus, 20, default=ActionStatus.OPEN),
+    )
     created_at: datetime = Field(sa_column=utc_column())
     done_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 
@@ -227,7 +260,7 @@ class HistoryEntry(SQLModel, table=True):
     account_id: int = Field(foreign_key="account.id", index=True)
     at: datetime = Field(sa_column=utc_column())
     actor: str = Field(max_length=320)
-    kind: str = Field(max_length=20)
+    kind: HistoryKind = Field(sa_column=enum_column(HistoryKind, 20))
     transition: str | None = Field(default=None, max_length=100)
     from_stage: str | None = Field(default=None, max_length=100)
     to_stage: str | None = Field(default=None, max_length=100)
@@ -259,7 +292,7 @@ class Notification(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(max_length=300, unique=True)
-    kind: str = Field(max_length=50)
+    kind: MessageKind = Field(sa_column=enum_column(MessageKind, 50))
     account_id: int | None = Field(default=None, foreign_key="account.id")
     #: Whom the message is for: the owner reminded, the action's owner, the digest's reader.
     person_id: int | None = Field(default=None)
@@ -280,7 +313,10 @@ class Notification(SQLModel, table=True):
     context: str = Field(default="")
     body_text: str = Field(default="")
     body_html: str = Field(default="")
-    status: str = Field(default=OutboxStatus.PENDING.value, max_length=20)
+    status: OutboxStatus = Field(
+        default=OutboxStatus.PENDING,
+        sa_column=enum_column(OutboxStatus, 20, default=OutboxStatus.PENDING),
+    )
     attempts: int = Field(default=0)
     next_attempt_at: datetime = Field(sa_column=utc_column())
     lease_owner: str | None = Field(default=None, max_length=100)

@@ -256,6 +256,6 @@ def retry(session: Session, message_id: str, *, now: datetime) -> Notification:
         raise NotFound(f"no message {message_id!r} in the outbox (see: kamflow outbox list)")
     if row.status != OutboxStatus.DEAD:
         raise InvalidInput(f"message {row.id} is {row.status}, not dead: nothing to retry")
-    row.status, row.attempts, row.next_attempt_at = OutboxStatus.PENDING.value, 0, now
+    row.status, row.attempts, row.next_attempt_at = OutboxStatus.PENDING, 0, now
     row.lease_owner, row.lease_until = None, None
     return row

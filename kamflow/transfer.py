@@ -20,11 +20,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from kamflow import defaults
 from kamflow.definitions.selection import FACTORS, parse_factor
 from kamflow.engine import create_account
 from kamflow.errors import GuardRefused, InvalidFile, InvalidInput, KamflowError
-from kamflow.models import Account, Person, Score
+from kamflow.models import Account, AccountKind, Person, Score
 from kamflow.records.people import find_person
 from kamflow.records.scores import score_account
 from kamflow.reports.listing import rows_of
@@ -225,7 +224,7 @@ def _check(session: Session, rows: list[Row]) -> list[str]:
                 "(add them: kamflow person add EMAIL)"
             )
         kind = row.get("kind") or "existing"
-        if kind not in defaults.ACCOUNT_KINDS:
+        if kind not in {known.value for known in AccountKind}:
             problems.append(f"line {line}: kind must be existing or new, not {kind!r}")
         if any(row.get(f) for f in FACTORS):
             for factor in FACTORS:

@@ -1379,8 +1379,8 @@ def test_two_daemons_on_one_database_deliver_each_message_once(
 
     assert codes == [0, 0], log_of(tmp_path, "first") + log_of(tmp_path, "second")
     rows = outbox(engine)
-    assert [row.kind for row in rows].count("escalation") == len(names)
-    assert [row.kind for row in rows].count("leader_digest") == 2
+    assert [row.kind for row in rows].count(MessageKind.ESCALATION) == len(names)
+    assert [row.kind for row in rows].count(MessageKind.LEADER_DIGEST) == 2
     arrivals = Counter(message["Message-ID"] for message in inbox.received())
     assert {mid: n for mid, n in arrivals.items() if n > 1} == {}
     assert len(arrivals) == len(rows)

@@ -660,7 +660,7 @@ def test_three_daemons_one_killed_mid_delivery_deliver_every_message_and_none_tw
     assert codes == {name: 0 for name in names if name != victim}, logs
     assert held, "the killed daemon held no unfinished message: it was not mid-delivery"
     rows = outbox_rows(engine)
-    assert [row.kind for row in rows].count("escalation") == 300
+    assert [row.kind for row in rows].count(MessageKind.ESCALATION) == 300
     assert {row.status for row in rows} == {"sent"}
     arrivals = Counter(str(message["Message-ID"]) for message in inbox.received())
     assert set(arrivals) == {message_id(row.key, SENDER) for row in rows}

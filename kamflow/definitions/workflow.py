@@ -156,7 +156,6 @@ class Workflow:
         return {id(transition): _bind(transition) for transition in self.spec.transitions}
 
 
-
 def _bind(transition: TransitionSpec) -> list[BoundGuard]:
     return [
         BoundGuard(g.name, SPECS[g.name].params.model_validate(g.params)) for g in transition.guards

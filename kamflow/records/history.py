@@ -30,7 +30,7 @@ def record(
         account_id=account.id,  # type: ignore[arg-type]
         at=at,
         actor=actor,
-        kind=kind.value,
+        kind=kind,
         note=note,
         transition=transition,
         from_stage=from_stage,

@@ -283,7 +283,7 @@ def complete_action(
         raise NotFound(f"no action {action_id!r} on {account.name} (see: kamflow action list)")
     if action.status == ActionStatus.DONE:
         raise InvalidInput(f"action #{action.id} is already done")
-    action.status, action.done_at = ActionStatus.DONE.value, now
+    action.status, action.done_at = ActionStatus.DONE, now
     _changed(
         session,
         account,

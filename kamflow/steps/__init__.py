@@ -4,8 +4,10 @@ sending). A step finds what is due with set-based queries and writes it in batch
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -38,11 +40,28 @@ def run_step(entry: Step, run: StepRun) -> StepReport:
 
 
 def queue_due(
-    engine: sa.Engine, now: datetime, schedule: Schedule, *, dry_run: bool = False
+    engine: sa.Engine,
+    now: datetime,
+    schedule: Schedule,
+    *,
+    dry_run: bool = False,
+    on_queued: Callable[[dict[str, Any]], None] | None = None,
+    on_step: Callable[[StepReport], None] | None = None,
 ) -> list[StepReport]:
-    """Every queuing step once, in the table's order: stalls, actions, digests."""
-    run = StepRun(engine, now, schedule, dry_run=dry_run)
-    return [run_step(entry, run) for entry in QUEUING]
+    """Every queuing step once, in the table's order: stalls, actions, digests.
+
+    ``on_queued`` is told of each message as it is queued and ``on_step`` of each step when it is
+    done; given ``on_queued``, the reports keep counts, not the list of what was queued.
+    """
+    run = StepRun(
+        engine, now, schedule, dry_run=dry_run, on_queued=on_queued, keep_queued=on_queued is None
+    )
+    reports = []
+    for entry in QUEUING:
+        reports.append(run_step(entry, run))
+        if on_step is not None:
+            on_step(reports[-1])
+    return reports
 
 
 def tick(
@@ -52,9 +71,15 @@ def tick(
     mail: MailSettings,
     *,
     dry_run: bool = False,
+    on_queued: Callable[[dict[str, Any]], None] | None = None,
+    on_step: Callable[[StepReport], None] | None = None,
 ) -> TickReport:
     """One pass of every step: queue what is due, then deliver (a dry run only lists)."""
-    report = TickReport(steps=queue_due(engine, now, schedule, dry_run=dry_run))
+    report = TickReport(
+        steps=queue_due(
+            engine, now, schedule, dry_run=dry_run, on_queued=on_queued, on_step=on_step
+        )
+    )
     if not dry_run:
         report.delivery = deliver(
             engine,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -46,6 +46,11 @@ class StepRun:
     #: reminded someone of (a digest leaves them out).
     earlier: set[tuple[int | None, str, int | None]] = field(default_factory=set)
     worker: str | None = None
+    #: Told of each message as it is queued (what `describe` gives): a caller that prints them
+    #: need not keep them all in memory.
+    on_queued: Callable[[dict[str, Any]], None] | None = None
+    #: Whether each step's report keeps the list of what it queued (the daemon keeps counts).
+    keep_queued: bool = True
 
 
 @dataclass
@@ -54,16 +59,17 @@ class StepReport:
 
     step: str
     queued: list[dict[str, Any]] = field(default_factory=list)
-    #: How many items the step found due (and not queued before).
+    #: How many items the step found due (and not queued before), and how many it queued.
     examined: int = 0
+    count: int = 0
     #: On a dry run, who would have been reminded of which account or action.
     mentions: set[tuple[int | None, str, int | None]] = field(default_factory=set, repr=False)
 
     def summary(self) -> str:
-        return f"{self.step}: examined {self.examined}, queued {len(self.queued)}"
+        return f"{self.step}: examined {self.examined}, queued {self.count}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"examined": self.examined, "queued": len(self.queued)}
+        return {"examined": self.examined, "queued": self.count}
 
     def offer(self, run: StepRun, drafts: list[Draft]) -> None:
         """Queue a batch of drafts in one transaction (a dry run only notes them); those this run
@@ -76,7 +82,16 @@ class StepReport:
         else:
             with session_scope(run.engine) as session:
                 inserted = queue_many(session, drafts, now=run.now)
-        self.queued += [draft.describe() for draft in drafts if draft.key in inserted]
+        for draft in drafts:
+            if draft.key not in inserted:
+                continue
+            self.count += 1
+            if run.keep_queued or run.on_queued is not None:
+                described = draft.describe()
+                if run.keep_queued:
+                    self.queued.append(described)
+                if run.on_queued is not None:
+                    run.on_queued(described)
 
 
 # --- heartbeats ----------------------------------------------------------------------------------
