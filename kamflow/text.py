@@ -56,3 +56,8 @@ def days_text(days: int, limit: int | None) -> str:
 def score_text(score: float | None) -> str:
     """A selection score as the tables show it (``62.5``), or ``-`` for none yet."""
     return "-" if score is None else f"{score:g}"
+
+
+def format_number(value: float) -> str:
+    """1800000.0 -> 1,800,000; 3.5 -> 3.5."""
+    return f"{value:,.0f}" if value.is_integer() else f"{value:,.10g}"

@@ -8,13 +8,13 @@ from typing import Any
 
 import jinja2
 
+from kamflow.text import format_number
+
 FOLDER = Path(__file__).resolve().parent.parent / "templates"
 
 
 @functools.cache
 def environment() -> jinja2.Environment:
-    from kamflow.records.plan import format_number
-
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(FOLDER),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),

@@ -29,6 +29,7 @@ from kamflow.records import history
 from kamflow.records.accounts import editable, find_account, touch
 from kamflow.records.people import get_person
 from kamflow.text import MAX_LABEL, MAX_NAME, MAX_TITLE, clean_text
+from kamflow.text import format_number as format_number  # the CLI imports it from here
 
 
 def _changed(
@@ -330,11 +331,6 @@ def parse_number(text: str, what: str) -> float:
     if not math.isfinite(value):
         raise InvalidInput(f"{what} {text!r} is not a finite number")
     return value
-
-
-def format_number(value: float) -> str:
-    """1800000.0 -> 1,800,000; 3.5 -> 3.5."""
-    return f"{value:,.0f}" if value.is_integer() else f"{value:,.10g}"
 
 
 def quarter_of(moment: datetime) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kamflow.definitions.workflow import Workflow
-from kamflow.records.plan import format_number
+from kamflow.text import format_number
 
 
 def _mark(ok: bool) -> str:
