@@ -1,38 +1,60 @@
-"""How the cost of one transition grows with the number of accounts in the database.
+"""A guarded, persisted transition, and the command line's start-up, against their floors.
 
-kamflow never loads all accounts to move one, and never builds a state machine per account, so a
-transition should cost about the same with 100 accounts or 10,000. Prints the ratio measured in one
-run (this machine is shared and noisy: compare ratios, not seconds).
+1. One transition (Strategy -> Research, guarded by strategy_defined) of an account among 10,000,
+   persisted in its own transaction, three ways on copies of the same SQLite file:
+   - kamflow's engine (`engine.advance` in a `session_scope`);
+   - the floor: a raw `sqlite3` script doing the same SQL work (read the account and the rows its
+     guard reads, the versioned UPDATE, the history INSERT, COMMIT);
+   - the naive design: one transitions Machine per account and an ORM session per transition.
+   Targets: kamflow >= 0.3 of the floor's rate, and >= 2x the naive design's.
+2. The command line as processes, alternating runs: `kamflow advance` and `kamflow account show`
+   against `python -c "import sqlmodel, transitions"` (target <= 1.3x), `kamflow --help` against
+   `python -c "import click"` (target <= 1.5x).
 
-    .venv/bin/python bench/bench_transitions.py
+Ratios are measured in one run (the machine is shared and noisy: compare ratios, not seconds).
+
+    .venv/bin/python bench/bench_transitions.py [--quick]
 """
 
 from __future__ import annotations
 
+import argparse
+import os
+import shutil
+import sqlite3
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlmodel import Session, func, select
+from transitions import Machine
 
 from kamflow import db, engine
-from kamflow.models import Account
-from kamflow.records import people, plan
+from kamflow.models import Account, HistoryEntry, HistoryKind, Person, Strategy
 
 NOW = datetime(2027, 1, 4, 9, tzinfo=UTC)
-ACTOR = "owner@example.com"
-MOVES = 60
+OWNER = "owner@example.com"
+FILLER = 10_000
+STAGES = ["strategy", "research", "action_plan", "execution", "review", "disqualified", "retired"]
+SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"
 
 
-def build(folder: Path, filler: int, tag: str) -> sa.Engine:
-    eng = db.ready_engine(f"sqlite:///{folder / f'bench-{tag}.db'}")
+def build(path: Path, moves: int) -> None:
+    """FILLER accounts in Research and ``moves`` in Strategy with their strategy written."""
+    eng = db.ready_engine(f"sqlite:///{path}")
     with db.session_scope(eng) as session:
-        owner = people.add_person(session, ACTOR, now=NOW)
+        owner = Person(email=OWNER, name="", is_leader=False, created_at=NOW)
+        session.add(owner)
+        session.flush()
         # Written directly: a portfolio this large is far over the key-account cap on purpose.
-        names = [(f"Filler {i}", "research") for i in range(filler)]
-        names += [(f"Moving {i}", "strategy") for i in range(MOVES)]
+        rows = [(f"Filler {i}", "research") for i in range(FILLER)]
+        rows += [(f"Moving {i}", "strategy") for i in range(moves)]
         session.execute(
             sa.insert(Account),
             [
@@ -46,38 +68,212 @@ def build(folder: Path, filler: int, tag: str) -> sa.Engine:
                     "version": 1,
                     "created_at": NOW,
                 }
-                for name, stage in names
+                for name, stage in rows
             ],
         )
-        for i in range(MOVES):
-            plan.set_strategy(
-                session, f"Moving {i}", objective="o", who="w", why="y", actor=ACTOR, now=NOW
-            )
-    return eng
+        moving = session.execute(
+            select(Account.id).where(Account.stage == "strategy")  # type: ignore[arg-type]
+        ).scalars()
+        session.execute(
+            sa.insert(Strategy),
+            [
+                {
+                    "account_id": account_id,
+                    "objective": "Their standard for plant logistics",
+                    "stakeholders": "The COO's office",
+                    "rationale": "The largest growth potential",
+                    "updated_at": NOW,
+                    "updated_by": OWNER,
+                }
+                for account_id in moving
+            ],
+        )
+    db.engine_for(f"sqlite:///{path}").dispose()
 
 
-def per_transition(eng: sa.Engine) -> float:
-    timings = []
-    for i in range(MOVES):
-        start = time.perf_counter()
+def with_engine(path: Path, names: list[str]) -> float:
+    """kamflow: each transition through the engine, in a transaction of its own."""
+    eng = db.ready_engine(f"sqlite:///{path}")
+    start = time.perf_counter()
+    for name in names:
         with db.session_scope(eng) as session:
-            engine.advance(session, f"Moving {i}", to="research", actor=ACTOR, now=NOW)
-        timings.append(time.perf_counter() - start)
-    return statistics.median(timings)
+            engine.advance(session, name, to="research", actor=OWNER, now=NOW)
+    return time.perf_counter() - start
+
+
+def with_raw_sqlite(path: Path, names: list[str]) -> float:
+    """The floor: the same SQL work with the stdlib sqlite3 module and kamflow's pragmas."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    for pragma in (
+        "journal_mode=WAL",
+        "synchronous=NORMAL",
+        "busy_timeout=15000",
+        "foreign_keys=ON",
+    ):
+        connection.execute(f"PRAGMA {pragma}")
+    at = NOW.replace(tzinfo=None).strftime(SQLITE_TIME)
+    start = time.perf_counter()
+    for name in names:
+        connection.execute("BEGIN IMMEDIATE")
+        account_id, stage, version = connection.execute(
+            "SELECT id, stage, version FROM account WHERE lower(name) = lower(?)", (name,)
+        ).fetchone()
+        strategy = connection.execute(
+            "SELECT objective, stakeholders, rationale FROM strategy WHERE account_id = ?",
+            (account_id,),
+        ).fetchone()
+        assert strategy and all(part.strip() for part in strategy)
+        changed = connection.execute(
+            "UPDATE account SET stage = 'research', stage_entered_at = ?, version = ? "
+            "WHERE id = ? AND stage = ? AND version = ?",
+            (at, version + 1, account_id, stage, version),
+        ).rowcount
+        assert changed == 1
+        connection.execute(
+            "INSERT INTO history (account_id, at, actor, kind, transition, from_stage, "
+            "to_stage, note, verdicts) VALUES (?, ?, ?, 'transition', 'advance', ?, "
+            "'research', '', ?)",
+            (account_id, at, OWNER, stage, '[{"guard": "strategy_defined", "ok": true}]'),
+        )
+        connection.execute("COMMIT")
+    elapsed = time.perf_counter() - start
+    connection.close()
+    return elapsed
+
+
+class _Model:
+    """The naive design's model: what its per-account Machine moves."""
+
+    state: str
+
+
+def with_naive_design(path: Path, names: list[str]) -> float:
+    """The naive design: a Machine per account, an ORM session per transition."""
+    eng = db.ready_engine(f"sqlite:///{path}")
+    start = time.perf_counter()
+    for name in names:
+        with Session(eng) as session:
+            account = session.exec(
+                select(Account).where(func.lower(Account.name) == name.lower())
+            ).one()
+            strategy = session.get(Strategy, account.id)
+            defined = bool(strategy and strategy.objective and strategy.rationale)
+            model = _Model()
+            Machine(
+                model=model,
+                states=STAGES,
+                initial=account.stage,
+                transitions=[
+                    {
+                        "trigger": "advance",
+                        "source": "strategy",
+                        "dest": "research",
+                        "conditions": [lambda defined=defined: defined],
+                    }
+                ],
+                auto_transitions=False,
+            )
+            assert model.advance()  # type: ignore[attr-defined]
+            previous = account.stage
+            account.stage, account.version = model.state, account.version + 1
+            account.stage_entered_at = NOW
+            session.add(
+                HistoryEntry(
+                    account_id=account.id,  # type: ignore[arg-type]
+                    at=NOW,
+                    actor=OWNER,
+                    kind=HistoryKind.TRANSITION,
+                    transition="advance",
+                    from_stage=previous,
+                    to_stage=model.state,
+                )
+            )
+            session.commit()
+    return time.perf_counter() - start
+
+
+def transitions_part(folder: Path, moves: int) -> list[str]:
+    original = folder / "transitions.db"
+    build(original, moves)
+    names = [f"Moving {i}" for i in range(moves)]
+    timings: dict[str, float] = {}
+    contenders: dict[str, Callable[[Path, list[str]], float]] = {
+        "kamflow": with_engine,
+        "floor": with_raw_sqlite,
+        "naive": with_naive_design,
+    }
+    for label, run in contenders.items():
+        copy = folder / f"{label}.db"
+        shutil.copyfile(original, copy)
+        run(copy, names[:20])  # warm-up: imports, caches, the file in the page cache
+        timings[label] = run(copy, names[20:]) / (moves - 20)
+    rate = {label: 1 / seconds for label, seconds in timings.items()}
+    titles = {"kamflow": "kamflow engine", "floor": "raw sqlite3", "naive": "naive design"}
+    lines = [
+        f"transition, {titles[label] + ':':<16} {timings[label] * 1e6:8.0f} us "
+        f"({rate[label]:,.0f}/s)"
+        for label in titles
+    ]
+    lines += [
+        f"kamflow / raw floor (rate): {rate['kamflow'] / rate['floor']:.2f} (target >= 0.3)",
+        f"kamflow / naive (rate):     {rate['kamflow'] / rate['naive']:.2f} (target >= 2)",
+    ]
+    return lines
+
+
+def _run(command: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.decode()[:300]}")
+    return elapsed
+
+
+def cli_part(folder: Path, rounds: int) -> list[str]:
+    """Alternating runs of each command and its baseline; medians and their ratios."""
+    database = folder / "cli.db"
+    build(database, rounds + 5)
+    url = f"sqlite:///{database}"
+    kamflow = [sys.executable, "-m", "kamflow"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAMFLOW_")}
+    env.update(KAMFLOW_NOW=NOW.isoformat(), KAMFLOW_USER=OWNER)
+    imports = [sys.executable, "-c", "import sqlmodel, transitions"]
+    click_only = [sys.executable, "-c", "import click"]
+    pairs: dict[str, tuple[list[float], list[float]]] = {
+        "advance": ([], []),
+        "account show": ([], []),
+        "--help": ([], []),
+    }
+    subprocess.run([*kamflow, "--db", url, "account", "list"], env=env, capture_output=True)
+    for index in range(rounds):
+        for label, command, baseline in (
+            ("advance", ["--db", url, "advance", f"Moving {index}", "--to", "research"], imports),
+            ("account show", ["--db", url, "account", "show", f"Filler {index}"], imports),
+            ("--help", ["--help"], click_only),
+        ):
+            pairs[label][1].append(_run(baseline, env))
+            pairs[label][0].append(_run([*kamflow, *command], env))
+    targets = {"advance": 1.3, "account show": 1.3, "--help": 1.5}
+    lines = []
+    for label, (ours, base) in pairs.items():
+        mine, theirs = statistics.median(ours), statistics.median(base)
+        what = "import click" if label == "--help" else "import sqlmodel, transitions"
+        lines.append(
+            f'kamflow {label:<13} {mine * 1000:6.0f} ms against `python -c "{what}"` '
+            f"{theirs * 1000:5.0f} ms: {mine / theirs:.2f}x (target <= {targets[label]})"
+        )
+    return lines
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        per_transition(build(Path(folder), 100, "warm-up"))  # imports, caches
-        small = build(Path(folder), 100, "small")
-        large = build(Path(folder), 10_000, "large")
-        t_small, t_large = per_transition(small), per_transition(large)
-    print(f"median transition with    100 accounts: {t_small * 1000:7.2f} ms")
-    print(f"median transition with 10,000 accounts: {t_large * 1000:7.2f} ms")
-    print(
-        f"ratio 10,000 / 100: {t_large / t_small:.2f} (about 1 means a transition does not grow "
-        "with the portfolio)"
-    )
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer moves and rounds (for CI)")
+    options = parser.parse_args()
+    moves, rounds = (120, 5) if options.quick else (520, 15)
+    with tempfile.TemporaryDirectory(prefix="kf-transitions-") as folder:
+        for line in transitions_part(Path(folder), moves) + cli_part(Path(folder), rounds):
+            print(line)
 
 
 if __name__ == "__main__":

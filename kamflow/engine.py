@@ -35,7 +35,14 @@ from kamflow.errors import Conflict, GuardRefused, InvalidInput
 from kamflow.guards import REGISTRY, AccountLike, CapFacts, GuardContext
 from kamflow.models import Account, AccountKind, HistoryKind, Person, RoleAssignment
 from kamflow.records import history
-from kamflow.records.accounts import days_between, find_account, find_by_name, new_account
+from kamflow.records.accounts import (
+    ACCOUNT,
+    AccountState,
+    account_state,
+    days_between,
+    find_by_name,
+    new_account,
+)
 from kamflow.records.cap import count_key_accounts, ranked
 from kamflow.records.facts import Facts
 from kamflow.records.people import find_person, get_person
@@ -195,7 +202,7 @@ class Move:
     def __init__(
         self,
         session: Session,
-        account: Account,
+        account: AccountState,
         definition: Workflow,
         *,
         note: str,
@@ -253,17 +260,20 @@ class Move:
         if self.before_write is not None:
             self.before_write()
         account = self.account
-        changed: sa.CursorResult[Any] = self.session.execute(  # type: ignore[assignment]
-            sa.update(Account)
-            .where(
-                col(Account.id) == account.id,
-                col(Account.stage) == self.from_stage,
-                col(Account.version) == self.version,
+        changed = (
+            self.session.connection()
+            .execute(
+                ACCOUNT.update()
+                .where(
+                    ACCOUNT.c.id == account.id,
+                    ACCOUNT.c.stage == self.from_stage,
+                    ACCOUNT.c.version == self.version,
+                )
+                .values(stage=self.stage, stage_entered_at=self.now, version=self.version + 1)
             )
-            .values(stage=self.stage, stage_entered_at=self.now, version=self.version + 1)
-            .execution_options(synchronize_session=False)
+            .rowcount
         )
-        if changed.rowcount != 1:
+        if changed != 1:
             raise Conflict(f"{account.name} was changed meanwhile; nothing was written: try again")
         note = self.note
         if overridden(self.verdicts):
@@ -317,7 +327,7 @@ class Move:
         return outcome
 
 
-def choose_move(account: Account, definition: Workflow, to: str | None) -> TransitionSpec:
+def choose_move(account: AccountState, definition: Workflow, to: str | None) -> TransitionSpec:
     """The move `advance` means: the first the Machine knows from the stage (in the file's
     order), or the one reaching ``to``."""
     current = account.stage
@@ -365,7 +375,7 @@ def advance(
     ``before_write`` runs after the guards and before the compare-and-set update; tests use it to
     hold two racing transitions at the same point.
     """
-    account = find_account(session, ref)
+    account = account_state(session, ref)
     definition = get_workflow(account.workflow)
     transition = choose_move(account, definition, to)
     move = Move(
@@ -393,7 +403,7 @@ def close(
 ) -> Outcome:
     """Disqualify or retire an account (any exit transition that needs a reason)."""
     reason = clean_text(reason, "--reason")
-    account = find_account(session, ref)
+    account = account_state(session, ref)
     definition = get_workflow(account.workflow)
     if definition.is_exit(account.stage):
         raise InvalidInput(
@@ -417,7 +427,7 @@ def promote(
 
     ``before_write`` runs after the guards, before the write (for tests that race two promotions).
     """
-    account = find_account(session, ref)
+    account = account_state(session, ref)
     definition = get_workflow(account.workflow)
     if not definition.is_intake(account.stage):
         raise InvalidInput(
@@ -446,8 +456,8 @@ def swap(
     now: datetime,
 ) -> tuple[Outcome, Outcome]:
     """Retire one key account and promote a candidate in its place, in one transaction."""
-    leaving = find_account(session, out_ref)
-    coming = find_account(session, in_ref)
+    leaving = account_state(session, out_ref)
+    coming = account_state(session, in_ref)
     if leaving.id == coming.id:
         raise InvalidInput("a swap needs two different accounts")
     out_workflow = get_workflow(leaving.workflow)
@@ -559,7 +569,7 @@ def _within_cap(
 
 def why(session: Session, ref: str, *, actor: str, now: datetime) -> dict[str, Any]:
     """Where the account stands and what each move from its stage still needs."""
-    account = find_account(session, ref)
+    account = account_state(session, ref)
     definition = get_workflow(account.workflow)
     owner = session.get(Person, account.owner_id)
     moves = [] if definition.is_exit(account.stage) else definition.moves_from(account.stage)

@@ -3,6 +3,7 @@ moving an account to another workflow."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -57,6 +58,46 @@ def find_account(session: Session, ref: str) -> Account:
     if account is None:
         raise NotFound(f"no account {ref!r} (see: kamflow account list)")
     return account
+
+
+@dataclass(frozen=True)
+class AccountState:
+    """An account's row as one indexed lookup read it, for a transition: what the guards judge
+    and what the compare-and-set update checks (stage and version)."""
+
+    id: int
+    name: str
+    owner_id: int
+    workflow: str
+    stage: str
+    stage_entered_at: datetime
+    version: int
+
+
+ACCOUNT = Account.__table__  # type: ignore[attr-defined]
+_STATE = (
+    ACCOUNT.c.id,
+    ACCOUNT.c.name,
+    ACCOUNT.c.owner_id,
+    ACCOUNT.c.workflow,
+    ACCOUNT.c.stage,
+    ACCOUNT.c.stage_entered_at,
+    ACCOUNT.c.version,
+)
+
+
+def account_state(session: Session, ref: str) -> AccountState:
+    """The account named ``ref`` (any case) or with id ``ref``, as plain columns: one probe of
+    the name index (or of the key), no table object built."""
+    connection = session.connection()
+    row = connection.execute(
+        sa.select(*_STATE).where(sa.func.lower(ACCOUNT.c.name) == ref.strip().lower())
+    ).first()
+    if row is None and ref.strip().isdigit():
+        row = connection.execute(sa.select(*_STATE).where(ACCOUNT.c.id == int(ref))).first()
+    if row is None:
+        raise NotFound(f"no account {ref!r} (see: kamflow account list)")
+    return AccountState(*row)
 
 
 def editable(session: Session, ref: str) -> tuple[Account, Workflow]:

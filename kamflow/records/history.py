@@ -8,13 +8,16 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from kamflow.guards import AccountLike
 from kamflow.models import Account, HistoryEntry, HistoryKind
 from kamflow.verdict import Verdict, verdicts_json
+
+HISTORY = HistoryEntry.__table__  # type: ignore[attr-defined]
 
 
 def record(
     session: Session,
-    account: Account,
+    account: AccountLike,
     *,
     actor: str,
     at: datetime,
@@ -24,21 +27,21 @@ def record(
     from_stage: str | None = None,
     to_stage: str | None = None,
     verdicts: list[Verdict] | None = None,
-) -> HistoryEntry:
-    """Append one entry (in the caller's transaction)."""
-    entry = HistoryEntry(
-        account_id=account.id,  # type: ignore[arg-type]
-        at=at,
-        actor=actor,
-        kind=kind,
-        note=note,
-        transition=transition,
-        from_stage=from_stage,
-        to_stage=to_stage,
-        verdicts=verdicts_json(verdicts or []),
+) -> None:
+    """Append one entry, in the caller's transaction (written at once, not at the next flush)."""
+    session.connection().execute(
+        HISTORY.insert().values(
+            account_id=account.id,
+            at=at,
+            actor=actor,
+            kind=kind,
+            note=note,
+            transition=transition,
+            from_stage=from_stage,
+            to_stage=to_stage,
+            verdicts=verdicts_json(verdicts or []),
+        )
     )
-    session.add(entry)
-    return entry
 
 
 def entries(session: Session, account: Account) -> list[dict[str, Any]]:
