@@ -12,13 +12,16 @@ from kamflow.errors import ConfigError
 class Clock(Protocol):
     """Anything that tells the current time as a timezone-aware UTC datetime."""
 
-    def now(self) -> datetime: ...
+    def now(self) -> datetime:
+        """The current time, timezone-aware, in UTC."""
+        ...
 
 
 class SystemClock:
     """The real time."""
 
     def now(self) -> datetime:
+        """The current time of the system, in UTC."""
         return datetime.now(UTC)
 
 
@@ -29,9 +32,11 @@ class FixedClock:
         self._at = as_utc(at)
 
     def now(self) -> datetime:
+        """The time this clock was last set to, in UTC."""
         return self._at
 
     def set(self, at: datetime) -> None:
+        """Set the time to ``at`` (a naive datetime is taken to be UTC)."""
         self._at = as_utc(at)
 
     def advance(self, **delta: float) -> datetime:
@@ -52,6 +57,7 @@ class RunningClock:
         self._began = time.monotonic()
 
     def now(self) -> datetime:
+        """The start moment plus the real time that has passed since this clock was made."""
         return self._start + timedelta(seconds=time.monotonic() - self._began)
 
 

@@ -115,6 +115,10 @@ class MailSettings:
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> MailSettings:
+        """The mail settings from ``environ`` (the process environment by default), all checked now:
+        the transport (KAMFLOW_MAIL_TRANSPORT; smtp when KAMFLOW_SMTP_URL is set, else file), the
+        sender (KAMFLOW_MAIL_FROM), the outbox folder (KAMFLOW_OUTBOX_DIR) and the SMTP URL and
+        password. Raises ConfigError for a value that cannot be used."""
         env = os.environ if environ is None else environ
         smtp_url = _env(defaults.ENV_SMTP_URL, env)
         transport = (
@@ -144,6 +148,8 @@ class MailSettings:
         return settings
 
     def make_transport(self) -> Transport:
+        """A new transport for these settings: SMTP, ``.eml`` files in the outbox folder, or the
+        console."""
         from kamflow.notify.transports import (
             ConsoleTransport,
             FileTransport,
@@ -159,6 +165,8 @@ class MailSettings:
         return FileTransport(self.outbox_dir)
 
     def describe(self) -> str:
+        """Where the mail goes, in words for the log: ``SMTP <url>``, ``files in <folder>/`` or
+        ``the console``."""
         if self.transport == "smtp":
             assert self.smtp_url is not None
             return f"SMTP {self.smtp_url}"
@@ -172,16 +180,24 @@ class Schedule:
     """When the daemon runs each step."""
 
     timezone: ZoneInfo
+    #: Seconds between runs of the queuing steps (stalls, actions, digests), and of delivery.
     stall_seconds: int
     delivery_seconds: int
     #: How long a delivery run holds the messages it claimed (it stops sending well before).
     lease_seconds: int
+    #: Days between the reminders of an open action past its due date.
     action_every_days: int
+    #: When digests fall due, in ``timezone``: the owners' every day at (hour, minute), the
+    #: leaders' every week at (day, hour, minute), the day being ``mon`` to ``sun``.
     owner_digest: tuple[int, int]
     leader_digest: tuple[str, int, int]
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> Schedule:
+        """The daemon's schedule from ``environ`` (the process environment by default): the time
+        zone, the intervals of the queuing steps and of delivery, the delivery lease, the days
+        between reminders of an overdue action, and the digests' times. Raises ConfigError for a
+        value that cannot be used."""
         env = os.environ if environ is None else environ
         zone = time_zone(env)
         every = _env(defaults.ENV_ACTION_REMIND_EVERY_DAYS, env)

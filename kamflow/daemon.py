@@ -108,6 +108,10 @@ class Daemon:
         self.stop.set()
 
     def run(self) -> None:
+        """Run until SIGTERM or SIGINT: one pass of the queuing steps and of delivery at once, then
+        APScheduler's schedule (the queuing steps every stall interval and at the digests' hours,
+        delivery every delivery interval). The first signal lets the current step finish; a second
+        one exits at once."""
         from apscheduler.schedulers.background import BackgroundScheduler
         from apscheduler.triggers.cron import CronTrigger
         from apscheduler.triggers.interval import IntervalTrigger

@@ -35,6 +35,7 @@ def normalise_url(url: str) -> str:
 def _tune_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        """Set up each new SQLite connection: WAL journal, busy timeout, foreign keys."""
         # Let SQLAlchemy's "begin" event decide how transactions start.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -46,6 +47,8 @@ def _tune_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def on_begin(connection: Connection) -> None:
+        """Begin each transaction: with the write lock (BEGIN IMMEDIATE), or without it in a read
+        scope."""
         # A deferred transaction that reads and then writes fails at once with
         # "database is locked"; taking the write lock up front makes writers queue. A scan that
         # only reads (read_scope) takes no lock: in WAL mode it reads a snapshot beside writers.

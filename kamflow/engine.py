@@ -66,9 +66,11 @@ class Outcome:
 
     @property
     def allowed(self) -> bool:
+        """Whether every verdict is met: the move happened (on a dry run, it would have)."""
         return all(verdict.ok for verdict in self.verdicts)
 
     def as_dict(self) -> dict[str, Any]:
+        """The outcome as plain data, as ``--json`` prints it."""
         return {
             "account": self.account,
             "transition": self.transition,

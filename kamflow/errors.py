@@ -52,6 +52,7 @@ class _Problems(KamflowError):
         super().__init__(f"{source} {self.summary} ({count} {noun}):")
 
     def lines(self) -> list[str]:
+        """The first line, then each problem indented on a line of its own."""
         return [str(self), *(f"  {problem}" for problem in self.problems)]
 
 
@@ -69,6 +70,7 @@ class GuardRefused(KamflowError):
         super().__init__(message)
 
     def lines(self) -> list[str]:
+        """The refusal, then the message of each unmet guard as an item of a list."""
         return [str(self), *(f"  - {verdict.message}" for verdict in self.unmet)]
 
 

@@ -34,7 +34,12 @@ OPEN = "open"
 
 
 class AccountLike(Protocol):
-    """What guards read of an account: a row of the table, or a plain copy of its columns."""
+    """What guards read of an account: a row of the table, or a plain copy of its columns.
+
+    ``id`` is None for an account not yet written; ``owner_id`` is the id of the person who owns
+    it; ``workflow`` names the workflow it follows; ``stage`` is the place it is in (a stage, an
+    intake place or an exit) and ``stage_entered_at`` when it entered that place, in UTC.
+    """
 
     @property
     def id(self) -> int | None: ...
@@ -63,7 +68,11 @@ class AccountRow:
 
 
 class WorkflowLike(Protocol):
-    """What guards read of the account's workflow."""
+    """What guards read of the account's workflow.
+
+    ``questions`` is its question bank; ``required_questions`` the ids of the questions it
+    requires answered; ``stage_names`` its stages of the cycle, in order.
+    """
 
     @property
     def questions(self) -> QuestionBank: ...
@@ -71,10 +80,15 @@ class WorkflowLike(Protocol):
     def required_questions(self) -> tuple[str, ...]: ...
     @property
     def stage_names(self) -> list[str]: ...
-    def title_of(self, name: str) -> str: ...
+    def title_of(self, name: str) -> str:
+        """The title of the place ``name``, as messages name it."""
+        ...
 
 
 class StrategyLike(Protocol):
+    """What guards read of an account's strategy: the objective (what), the stakeholders and buying
+    centres (with whom) and the rationale (why); a blank one counts as missing."""
+
     @property
     def objective(self) -> str: ...
     @property
@@ -84,6 +98,9 @@ class StrategyLike(Protocol):
 
 
 class AnswerLike(Protocol):
+    """What guards read of an answer: its text (for a not-applicable mark, the reason) and whether
+    the question was marked not applicable instead of answered."""
+
     @property
     def text(self) -> str: ...
     @property
@@ -91,6 +108,9 @@ class AnswerLike(Protocol):
 
 
 class ActionLike(Protocol):
+    """What guards read of a plan action: its id, its status (``open`` or ``done``), its owner's
+    person id and its due date (None when not set)."""
+
     @property
     def id(self) -> int: ...
     @property
@@ -102,6 +122,8 @@ class ActionLike(Protocol):
 
 
 class KpiLike(Protocol):
+    """What guards read of a KPI: its id (the key of `FactsLike.kpi_latest`) and its name."""
+
     @property
     def id(self) -> int: ...
     @property
@@ -111,15 +133,43 @@ class KpiLike(Protocol):
 class FactsLike(Protocol):
     """The facts about accounts that guards read (`kamflow.records.facts.Facts` loads them)."""
 
-    def strategy(self, account_id: int) -> StrategyLike | None: ...
-    def roles(self, account_id: int) -> set[str]: ...
-    def answers(self, account_id: int) -> Mapping[str, AnswerLike]: ...
-    def actions(self, account_id: int) -> Sequence[ActionLike]: ...
-    def kpis(self, account_id: int) -> Sequence[KpiLike]: ...
-    def kpi_latest(self, account_id: int) -> Mapping[int, datetime]: ...
-    def review_times(self, account_id: int) -> Sequence[datetime]: ...
-    def entered(self, account_id: int, stage: str) -> datetime | None: ...
-    def latest_score(self, account_id: int) -> float | None: ...
+    def strategy(self, account_id: int) -> StrategyLike | None:
+        """The account's strategy; None when none was ever set."""
+        ...
+
+    def roles(self, account_id: int) -> set[str]:
+        """The roles someone holds on the account (empty when none)."""
+        ...
+
+    def answers(self, account_id: int) -> Mapping[str, AnswerLike]:
+        """The account's answers and not-applicable marks, by question id."""
+        ...
+
+    def actions(self, account_id: int) -> Sequence[ActionLike]:
+        """The account's plan actions, open and done, in the order they were added."""
+        ...
+
+    def kpis(self, account_id: int) -> Sequence[KpiLike]:
+        """The account's KPIs, in the order they were added."""
+        ...
+
+    def kpi_latest(self, account_id: int) -> Mapping[int, datetime]:
+        """When each KPI of the account last had a value recorded, by KPI id (a KPI never
+        measured is not there)."""
+        ...
+
+    def review_times(self, account_id: int) -> Sequence[datetime]:
+        """When each review conclusion of the account was written."""
+        ...
+
+    def entered(self, account_id: int, stage: str) -> datetime | None:
+        """When the account last entered ``stage`` (created there, or moved there); None when it
+        never did."""
+        ...
+
+    def latest_score(self, account_id: int) -> float | None:
+        """The total (0 to 100) of the account's latest scoring; None when it was never scored."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -151,6 +201,7 @@ class GuardContext:
 
     @property
     def known(self) -> FactsLike:
+        """The facts about the account and the rest of its batch (the same as ``facts``)."""
         return self.facts
 
     @property
@@ -193,13 +244,17 @@ class Guard:
 
     @property
     def params(self) -> type[NoParams]:
+        """The model of the parameters the guard takes (from the definitions)."""
         return SPECS[self.name].params
 
     @property
     def description(self) -> str:
+        """What the guard checks, in a phrase (from the definitions)."""
         return SPECS[self.name].description
 
     def evaluate(self, context: GuardContext, params: NoParams) -> Verdict:
+        """The guard's verdict on ``context`` with ``params``, marked as a warning or an override
+        when the check says so."""
         result = self.check(context, params)
         ok, message = result
         return Verdict(
@@ -220,6 +275,7 @@ def guard(name: str) -> Callable[[CheckFn], CheckFn]:
         raise KeyError(f"no guard {name!r} in the definitions")
 
     def register(check: CheckFn) -> CheckFn:
+        """Put ``check`` in the REGISTRY under ``name``."""
         REGISTRY[name] = Guard(name, check)
         return check
 
@@ -232,6 +288,8 @@ def _listing(items: list[str]) -> str:
 
 @guard("strategy_defined")
 def strategy_defined(context: GuardContext, _: NoParams) -> tuple[bool, str]:
+    """Met when the strategy gives the objective, the stakeholders and the rationale, none of them
+    blank."""
     strategy = context.known.strategy(context.id)
     parts = {
         "the objective (what)": strategy.objective if strategy else "",
@@ -251,6 +309,7 @@ def strategy_defined(context: GuardContext, _: NoParams) -> tuple[bool, str]:
 
 @guard("roles_covered")
 def roles_covered(context: GuardContext, params: RolesParams) -> tuple[bool, str]:
+    """Met when each role in ``roles`` has at least one holder on the account."""
     held = context.known.roles(context.id)
     missing = [role for role in params.roles if role not in held]
     if missing:
@@ -267,6 +326,8 @@ def _answered_ids(context: GuardContext) -> Mapping[str, AnswerLike]:
 
 @guard("research_done")
 def research_done(context: GuardContext, _: NoParams) -> tuple[bool, str]:
+    """Met when every category of the workflow's question bank has an answer or a not-applicable
+    mark for at least one of its questions."""
     bank = context.workflow.questions
     answered = _answered_ids(context)
     covered = {q.category for q in bank.questions if q.id in answered}
@@ -282,6 +343,8 @@ def research_done(context: GuardContext, _: NoParams) -> tuple[bool, str]:
 
 @guard("plan_complete")
 def plan_complete(context: GuardContext, _: RequiredParams) -> tuple[bool, str]:
+    """Met when every question the workflow requires is answered (a not-applicable mark does not
+    count), the plan has at least one action, and every open action has an owner and a due date."""
     answered = _answered_ids(context)
     problems = []
     unanswered = [
@@ -312,6 +375,7 @@ def plan_complete(context: GuardContext, _: RequiredParams) -> tuple[bool, str]:
 
 @guard("kpis_defined")
 def kpis_defined(context: GuardContext, params: CountParams) -> tuple[bool, str]:
+    """Met when the account has at least ``at_least`` KPIs."""
     count = len(context.known.kpis(context.id))
     if count < params.at_least:
         return False, (
@@ -342,6 +406,9 @@ def _since(context: GuardContext, params: SinceParams) -> tuple[str, datetime | 
 
 @guard("kpis_recorded")
 def kpis_recorded(context: GuardContext, params: SinceParams) -> tuple[bool, str]:
+    """Met when every KPI has a value recorded since the account last entered ``since`` (its current
+    stage by default; any value counts if it never entered that stage); unmet when the account has
+    no KPI."""
     stage, since = _since(context, params)
     missing = _kpis_without_recent_value(context, since)
     title = context.workflow.title_of(stage)
@@ -357,6 +424,9 @@ def kpis_recorded(context: GuardContext, params: SinceParams) -> tuple[bool, str
 
 @guard("kpis_reviewed")
 def kpis_reviewed(context: GuardContext, params: SinceParams) -> tuple[bool, str]:
+    """Met when every KPI has a value recorded since the account last entered ``since`` (its current
+    stage by default) and a review conclusion was written since it entered its current stage; unmet
+    when the account has no KPI."""
     problems = []
     stage, since = _since(context, params)
     missing = _kpis_without_recent_value(context, since)
@@ -379,6 +449,8 @@ def kpis_reviewed(context: GuardContext, params: SinceParams) -> tuple[bool, str
 
 @guard("score_at_least")
 def score_at_least(context: GuardContext, params: ThresholdParams) -> tuple[bool, str]:
+    """Met when the account's latest selection score reaches ``threshold`` (portfolio.yaml's by
+    default); unmet when it was never scored."""
     threshold = params.threshold
     if threshold is None:
         threshold = portfolio_config().selection.threshold
@@ -396,6 +468,9 @@ def score_at_least(context: GuardContext, params: ThresholdParams) -> tuple[bool
 
 @guard(WITHIN_CAP)
 def within_cap(context: GuardContext, _: NoParams) -> tuple[bool, str]:
+    """Met when one more key account keeps the organisation and the owner within the cap of
+    portfolio.yaml, with a warning once the owner reaches ``warn_per_owner``; over the cap, met
+    only by a leader's override (marked as such); unmet when the engine did not count."""
     if context.cap is None:  # the engine counts for every transition that names this guard
         return False, "the key-account cap was not counted"
     limits = portfolio_config().cap

@@ -18,6 +18,8 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """The value in UTC, as the database stores it (naive on SQLite); ValueError for a naive
+        datetime."""
         if value is None:
             return None
         if value.tzinfo is None:
@@ -26,6 +28,7 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """A stored value as a timezone-aware datetime in UTC."""
         if value is None:
             return None
         assert isinstance(value, datetime)
@@ -46,9 +49,11 @@ class EnumText(sa.types.TypeDecorator[Any]):
         self.enum = enum
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        """The enum's text; ValueError for a value that is not one of the enum's."""
         return None if value is None else self.enum(value).value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> StrEnum | None:
+        """The stored text as the enum."""
         return None if value is None else self.enum(value)
 
 

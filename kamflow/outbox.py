@@ -97,6 +97,7 @@ class Identity:
         return f"digest:{who}:{self.person_id}:{self.period}"
 
     def columns(self) -> dict[str, Any]:
+        """The identity as the outbox row's column values, its key included."""
         return {
             "key": self.key,
             "kind": self.kind.value,
@@ -132,6 +133,7 @@ class Draft:
 
     @property
     def key(self) -> str:
+        """The message's unique key (its identity's)."""
         return self.identity.key
 
     def mention(self) -> tuple[int | None, str, int | None] | None:
@@ -144,6 +146,8 @@ class Draft:
         return None
 
     def describe(self) -> dict[str, Any]:
+        """The message in brief, as a step reports what it queued: key, kind, addressees,
+        subject."""
         return {
             "key": self.key,
             "kind": self.identity.kind.value,
@@ -206,6 +210,7 @@ def queue(session: Session, draft: Draft, *, now: datetime) -> bool:
 
 
 def already_queued(session: Session, identity: Identity) -> bool:
+    """Whether a message with this identity is in the outbox, whatever its status."""
     key = identity.key
     return session.exec(select(Notification.id).where(Notification.key == key)).first() is not None
 

@@ -41,11 +41,16 @@ PROBLEM = "\0problem"
 
 @dataclass
 class ImportResult:
+    """What an import added: how many accounts, of which kinds, and what to warn about."""
+
     imported: int = 0
+    #: Of those imported: the candidates, the key accounts, and those that came with a score.
     candidates: int = 0
     key_accounts: int = 0
     scored: int = 0
+    #: Key accounts added over the cap by a leader's override.
     overridden: int = 0
+    #: The latest cap warning for each owner, then a note of the override, if any.
     warnings: list[str] = field(default_factory=list)
 
 

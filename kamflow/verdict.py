@@ -20,6 +20,7 @@ class Verdict:
     overridden: bool = False
 
     def as_dict(self) -> dict[str, Any]:
+        """The verdict as plain data (as the history stores it and ``--json`` prints it)."""
         return asdict(self)
 
 

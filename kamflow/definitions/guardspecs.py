@@ -35,6 +35,7 @@ class RolesParams(NoParams):
     @field_validator("roles")
     @classmethod
     def known_roles(cls, roles: list[str]) -> list[str]:
+        """Refuse a role that is not one of the six account-team roles."""
         unknown = [role for role in roles if role not in defaults.ROLES]
         if unknown:
             raise ValueError(f"unknown role {unknown[0]!r} (roles: {', '.join(defaults.ROLES)})")
@@ -50,6 +51,7 @@ class RequiredParams(NoParams):
     )
 
     def question_refs(self) -> list[tuple[str, str]]:
+        """(``required``, question id) for each question ``required`` lists."""
         return [("required", question) for question in self.required or []]
 
 
@@ -67,6 +69,7 @@ class SinceParams(NoParams):
     )
 
     def stage_refs(self) -> list[tuple[str, str]]:
+        """(``since``, stage name) when ``since`` names a stage."""
         return [("since", self.since)] if self.since else []
 
 

@@ -36,7 +36,9 @@ class Position:
 
     status: Status
     days_in_stage: int
+    #: Whole days past the stage's limit (0 while on track).
     days_over: int
+    #: The rung due (None while on track), its repeat (0 for the first) and when it fell due.
     rung: Rung | None
     repeat: int
     due_at: datetime | None
@@ -53,6 +55,12 @@ def stall_key(account_id: int, stage: str, entered_at: datetime, rung: Rung, rep
 
 
 def position(entered_at: datetime, limit_days: int, ladder: LadderSpec, now: datetime) -> Position:
+    """Where an account that entered its stage at ``entered_at`` stands at ``now``.
+
+    Before the stage's limit (``limit_days`` after entering) it is on track; from the limit on it is
+    behind, with the latest reminder due; from ``escalate_after_days`` past the limit it is stuck,
+    with the latest escalation due. ``days_in_stage`` and ``days_over`` count whole days.
+    """
     limit = entered_at + timedelta(days=limit_days)
     days_in_stage = max(0, (now - entered_at).days)
     if now < limit:

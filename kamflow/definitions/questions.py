@@ -18,11 +18,16 @@ ID = r"^[a-z0-9][a-z0-9.-]*$"
 
 
 class CategorySpec(Spec):
+    """A category of the question bank: its id and its title."""
+
     id: str = Field(pattern=ID)
     title: str = Field(min_length=1)
 
 
 class QuestionSpec(Spec):
+    """A question of the account plan: its id, the id of its category, its text, a hint for whoever
+    answers it, and whether the bank marks it required."""
+
     id: str = Field(pattern=ID)
     category: str
     text: str = Field(min_length=1)
@@ -31,6 +36,8 @@ class QuestionSpec(Spec):
 
 
 class QuestionBankSpec(Spec):
+    """A question-bank file: the categories, and the questions, each in one of them."""
+
     categories: list[CategorySpec] = Field(min_length=1)
     questions: list[QuestionSpec] = Field(min_length=1)
 
@@ -78,6 +85,7 @@ class QuestionBank:
     questions: tuple[QuestionSpec, ...]
 
     def question(self, question_id: str) -> QuestionSpec:
+        """The question with the id ``question_id``; NotFound when the bank has none."""
         for question in self.questions:
             if question.id == question_id:
                 return question
@@ -86,10 +94,13 @@ class QuestionBank:
         )
 
     def category_title(self, category_id: str) -> str:
+        """The title of the category ``category_id`` (one of the bank's)."""
         return next(c.title for c in self.categories if c.id == category_id)
 
     @property
     def required(self) -> tuple[QuestionSpec, ...]:
+        """The questions the bank marks required, in file order (a workflow may require others:
+        `Workflow.required_questions`)."""
         return tuple(question for question in self.questions if question.required)
 
 

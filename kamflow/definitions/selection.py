@@ -32,12 +32,18 @@ CONFIG_FILE = "portfolio.yaml"
 
 
 class SelectionSpec(Spec):
+    """How candidates are scored (``selection`` in portfolio.yaml): the weight of each of the eight
+    factors (they add up to 100), the factors that count in reverse (a high effort counts against),
+    and the score a candidate needs to be promoted (0 to 100)."""
+
     weights: dict[str, float]
     inverted: list[str] = Field(default_factory=lambda: ["effort"])
     threshold: float = Field(default=60, ge=0, le=100)
 
     @model_validator(mode="after")
     def factors_known(self) -> SelectionSpec:
+        """Refuse an unknown factor, a missing or negative weight, and weights that do not add up to
+        100."""
         named = set(self.weights) | set(self.inverted)
         unknown = sorted(named - set(FACTORS))
         if unknown:
@@ -53,12 +59,17 @@ class SelectionSpec(Spec):
 
 
 class CapSpec(Spec):
+    """How many key accounts there may be (``cap`` in portfolio.yaml): in the organisation, per
+    owner, and the number per owner from which a new one comes with a warning."""
+
     organisation: int = Field(default=20, ge=1)
     per_owner: int = Field(default=5, ge=1)
     warn_per_owner: int = Field(default=3, ge=1)
 
 
 class PortfolioSpec(Spec):
+    """portfolio.yaml: how candidates are scored, and the key-account cap."""
+
     selection: SelectionSpec
     cap: CapSpec = Field(default_factory=CapSpec)
 

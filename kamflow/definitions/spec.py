@@ -38,37 +38,54 @@ class LadderSpec(Spec):
     escalate_every_days: int = Field(default=defaults.ESCALATE_EVERY_DAYS, gt=0)
 
     def merged(self, override: LadderOverride | None) -> LadderSpec:
+        """This ladder with a stage's own timings put over it (itself when the stage has none)."""
         if override is None:
             return self
         return self.model_copy(update=override.model_dump(exclude_none=True))
 
 
 class StageSpec(PlaceSpec):
+    """A stage of the cycle: how many days an account may stay in it before its owner is reminded,
+    and the stage's own ladder timings, if any."""
+
     limit_days: int = Field(gt=0)
     ladder: LadderOverride | None = None
 
 
 class ExitSpec(PlaceSpec):
+    """A place where an account leaves the cycle for good (disqualified, retired): no transition
+    leaves an exit."""
+
     pass
 
 
 class GuardSpec(Spec):
+    """A guard as a transition names it, with the parameters given to it."""
+
     name: str
     params: dict[str, Any] = Field(default_factory=dict)
 
 
 class TransitionSpec(Spec):
+    """A move of the workflow: its name (moves from different places may share one, such as
+    ``advance``), the places it leaves from (``from``: one, a list, or ``*`` for every stage and
+    intake place), the place it goes to (``to``), its guards, who may make it, and whether it needs
+    a reason."""
+
     name: str = Field(pattern=NAME)
     source: list[str] = Field(alias="from", min_length=1)
     dest: str = Field(alias="to")
     guards: list[GuardSpec] = Field(default_factory=list)
+    #: Who may make the move: ``owner``, ``leader``, ``role:ROLE`` (anyone when empty).
     allowed: list[str] = Field(default_factory=list)
+    #: The move needs a reason (``--reason``), kept in the history.
     reason_required: bool = False
     description: str = ""
 
     @field_validator("source", mode="before")
     @classmethod
     def one_or_many(cls, value: Any) -> Any:
+        """Accept a single place as ``from`` as well as a list of them."""
         return [value] if isinstance(value, str) else value
 
     @field_validator("guards", mode="before")
@@ -89,6 +106,10 @@ class TransitionSpec(Spec):
 
 
 class WorkflowSpec(Spec):
+    """A workflow file: its name (the file's name without ``.yaml``), its title, its question bank
+    (a file beside it), the stage new key accounts start in (the first stage unless ``initial``
+    says otherwise), its default ladder, its places (intake, stages, exits) and its transitions."""
+
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     title: str = Field(min_length=1)
     description: str = ""

@@ -27,6 +27,11 @@ from kamflow.definitions.specfile import Problem
 
 
 def check(spec: WorkflowSpec, path: Path) -> list[Problem]:
+    """Every problem of a workflow file that its fields' types do not catch, each placed in the
+    file: the name against the file's, places defined twice, the initial stage, transitions that
+    name unknown places, leave an exit or clash with another, unknown guards and bad guard
+    parameters, who may act, the question bank and the questions named, and (when there is no other
+    problem) places that no transition reaches."""
     problems: list[Problem] = []
     if spec.name != path.stem:
         problems.append((("name",), f"must match the file name {path.stem!r}"))

@@ -53,34 +53,44 @@ class Workflow:
 
     @property
     def name(self) -> str:
+        """The workflow's name (its file's name without ``.yaml``)."""
         return self.spec.name
 
     @property
     def initial(self) -> str:
+        """The stage a new key account starts in: ``initial``, else the first stage."""
         return self.spec.initial or self.spec.stages[0].name
 
     @property
     def stage_names(self) -> list[str]:
+        """The stages of the cycle, in order."""
         return [stage.name for stage in self.spec.stages]
 
     @property
     def exit_names(self) -> list[str]:
+        """The exits, in file order."""
         return [exit_.name for exit_ in self.spec.exits]
 
     def is_exit(self, name: str) -> bool:
+        """Whether ``name`` is one of the exits."""
         return name in self.exit_names
 
     def stage(self, name: str) -> StageSpec | None:
+        """The stage called ``name``; None for an intake place, an exit or a name the workflow
+        lacks."""
         return next((stage for stage in self.spec.stages if stage.name == name), None)
 
     def ladder_for(self, stage: StageSpec) -> LadderSpec:
+        """The ladder of ``stage``: the workflow's, with the stage's own timings put over it."""
         return self.spec.ladder.merged(stage.ladder)
 
     @property
     def intake_names(self) -> list[str]:
+        """The places before the cycle, where candidates wait, in order."""
         return [place.name for place in self.spec.intake]
 
     def is_intake(self, name: str) -> bool:
+        """Whether ``name`` is one of the intake places."""
         return name in self.intake_names
 
     @property
@@ -89,6 +99,9 @@ class Workflow:
         return [*self.intake_names, *self.stage_names, *self.exit_names]
 
     def title_of(self, name: str) -> str:
+        """The title of the place ``name``; when it has none, its name made readable
+        (``action_plan`` becomes ``Action plan``); ``name`` itself for a place the workflow
+        lacks."""
         places: list[PlaceSpec] = [*self.spec.intake, *self.spec.stages, *self.spec.exits]
         for item in places:
             if item.name == name:

@@ -59,6 +59,7 @@ def sender_address(sender: str) -> Address:
 
 
 def domain_of(sender: str) -> str:
+    """The domain of the sender's address, for Message-IDs (``localhost`` when it has none)."""
     return sender_address(sender).domain or "localhost"
 
 
@@ -69,6 +70,7 @@ def message_id(key: str, sender: str) -> str:
 
 
 def addresses(field: str) -> list[str]:
+    """A comma-separated list of addresses, each made safe for a header; empty entries left out."""
     return [clean_header(a) for a in field.split(",") if a.strip()]
 
 

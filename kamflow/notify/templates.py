@@ -15,6 +15,8 @@ FOLDER = Path(__file__).resolve().parent.parent / "templates"
 
 @functools.cache
 def environment() -> jinja2.Environment:
+    """The Jinja2 environment of the shipped templates (made once per process): HTML autoescaped,
+    undefined variables are errors, and numbers written by the ``number`` filter."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(FOLDER),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),

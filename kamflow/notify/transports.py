@@ -40,6 +40,8 @@ class Transport(Protocol):
 
 
 class Sender(Protocol):
+    """A connection of a transport: it sends one message after another until it is closed."""
+
     def send(self, message: EmailMessage) -> str | None:
         """Send one message; what is worth keeping about a delivery that was not whole, if any.
 
@@ -68,8 +70,12 @@ def session(transport: Transport) -> Iterator[Sender]:
 
 @dataclass(frozen=True)
 class SmtpSettings:
+    """Where and how to reach the SMTP server, from KAMFLOW_SMTP_URL and KAMFLOW_SMTP_PASSWORD (the
+    password never shows in the repr)."""
+
     host: str
     port: int
+    #: TLS from the first byte (smtps://), rather than STARTTLS when the server offers it.
     implicit_tls: bool
     user: str | None
     password: str | None
@@ -102,6 +108,9 @@ class SmtpSettings:
 
 
 class SmtpTransport:
+    """Mail over SMTP: TLS from the start for smtps://, else STARTTLS when the server offers it
+    (without it, no password is sent); logged in when the URL names a user."""
+
     name = "smtp"
 
     def __init__(self, settings: SmtpSettings) -> None:
@@ -112,6 +121,8 @@ class SmtpTransport:
         return ssl.create_default_context()
 
     def connect(self) -> _SmtpSender:
+        """A connection to the server, encrypted where possible and logged in when a user is set;
+        TransportDown when there is none to be had (no connection, TLS, authentication)."""
         where = f"{self.settings.host}:{self.settings.port}"
         try:
             client = self._open(where)
@@ -168,6 +179,13 @@ class _SmtpSender:
         self.where = where
 
     def send(self, message: EmailMessage) -> str | None:
+        """Send one message to its To and Cc addresses; a note of the recipients the server refused
+        when others took it, else None.
+
+        Raises TransientFailure for a 4xx reply, PermanentFailure for any other refusal (when every
+        recipient is refused, the lowest code decides) and ConnectionLost when the connection
+        breaks.
+        """
         try:
             # Not send_message(): its generator turns a body line "From ..." into ">From ...".
             envelope_to = [
@@ -202,6 +220,7 @@ class _SmtpSender:
         return None
 
     def close(self) -> None:
+        """Send QUIT and close the connection, quietly if it is broken already."""
         with contextlib.suppress(OSError, smtplib.SMTPException):
             self.client.quit()
         with contextlib.suppress(OSError):
@@ -242,6 +261,7 @@ class FileTransport:
         self.folder = folder
 
     def connect(self) -> FileTransport:
+        """Itself, once the folder exists; TransportDown when the folder cannot be created."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -251,9 +271,12 @@ class FileTransport:
         return self
 
     def close(self) -> None:
+        """Nothing to let go: files need no connection."""
         return None
 
     def send(self, message: EmailMessage) -> None:
+        """Write the message to its file in the folder, whole or not at all (a second delivery of
+        the same message replaces the file); TransportDown when it cannot be written."""
         target = self.folder / eml_name(message)
         temporary: str | None = None
         try:
@@ -283,12 +306,16 @@ class ConsoleTransport:
         self.stream = stream
 
     def connect(self) -> ConsoleTransport:
+        """Itself: the console needs no connection."""
         return self
 
     def close(self) -> None:
+        """Nothing to let go: the console needs no connection."""
         return None
 
     def send(self, message: EmailMessage) -> None:
+        """Print the message's id, addressees, subject and bodies (text, then HTML) to the stream
+        (standard output by default)."""
         stream = self.stream or sys.stdout
         parts = []
         for kind in ("plain", "html"):

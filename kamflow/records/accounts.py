@@ -119,6 +119,7 @@ def touch(session: Session, account: Account) -> None:
 
 
 def days_between(start: datetime, end: datetime) -> int:
+    """Whole days from ``start`` to ``end``, never fewer than zero."""
     return max(0, (end - start).days)
 
 

@@ -66,6 +66,7 @@ def ranked(session: Session, owner_id: int | None, leaving_out: int | None) -> s
     total = session.execute(select(func.count()).select_from(Account).where(which)).scalar_one()
 
     def label(name: str, value: float | None) -> str:
+        """An account's name with its score, or with ``not scored``."""
         return f"{name} (not scored)" if value is None else f"{name} ({value:g})"
 
     listing = ", ".join(label(name, value) for name, value in lowest)

@@ -35,6 +35,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class StrategyFact:
+    """An account's strategy as guards read it: what, with whom, and why."""
+
     objective: str
     stakeholders: str
     rationale: str
@@ -42,12 +44,18 @@ class StrategyFact:
 
 @dataclass(frozen=True)
 class AnswerFact:
+    """An answer as guards read it: its text (the reason, for a not-applicable mark) and whether it
+    marks the question not applicable."""
+
     text: str
     not_applicable: bool
 
 
 @dataclass(frozen=True)
 class ActionFact:
+    """A plan action as guards read it: its id, status, owner's person id and due date (None when
+    unset)."""
+
     id: int
     status: str
     owner_id: int | None
@@ -56,6 +64,8 @@ class ActionFact:
 
 @dataclass(frozen=True)
 class KpiFact:
+    """A KPI as guards read it: its id and its name."""
+
     id: int
     name: str
 
@@ -80,22 +90,27 @@ class Facts:
     # --- one account's facts ---------------------------------------------------------------------
 
     def strategy(self, account_id: int) -> StrategyFact | None:
+        """The account's strategy; None when none was ever set."""
         found: StrategyFact | None = self._kind("strategy", self._strategies).get(account_id)
         return found
 
     def roles(self, account_id: int) -> set[str]:
+        """The roles someone holds on the account (empty when none)."""
         found: set[str] = self._kind("roles", self._roles).get(account_id, set())
         return found
 
     def answers(self, account_id: int) -> dict[str, AnswerFact]:
+        """The account's answers and not-applicable marks, by question id."""
         found: dict[str, AnswerFact] = self._kind("answers", self._answers).get(account_id, {})
         return found
 
     def actions(self, account_id: int) -> list[ActionFact]:
+        """The account's plan actions, open and done, in the order they were added."""
         found: list[ActionFact] = self._kind("actions", self._actions).get(account_id, [])
         return found
 
     def kpis(self, account_id: int) -> list[KpiFact]:
+        """The account's KPIs, in the order they were added."""
         found: list[KpiFact] = self._kind("kpis", self._kpis).get(account_id, [])
         return found
 
@@ -115,6 +130,7 @@ class Facts:
         return entries.get(stage)
 
     def latest_score(self, account_id: int) -> float | None:
+        """The total (0 to 100) of the account's latest scoring; None when it was never scored."""
         found: float | None = self._kind("scores", self._scores).get(account_id)
         return found
 

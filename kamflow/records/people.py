@@ -30,6 +30,9 @@ def normalise_email(email: str) -> str:
 def add_person(
     session: Session, email: str, *, name: str = "", leader: bool = False, now: datetime
 ) -> Person:
+    """Add a person by email (kept in lower case), with an optional name, as a leader when
+    ``leader``; InvalidInput for a malformed or known email, or a name too long or with a control
+    character."""
     address = normalise_email(email)
     if find_person(session, address) is not None:
         raise InvalidInput(f"{address} is already known")
@@ -45,11 +48,13 @@ def add_person(
 
 
 def find_person(session: Session, email: str) -> Person | None:
+    """The person with this email (in any case, blanks around it ignored), or None."""
     # Emails are stored lower-cased, so the unique index answers this.
     return session.exec(select(Person).where(Person.email == email.strip().lower())).first()
 
 
 def get_person(session: Session, email: str) -> Person:
+    """The person with this email (in any case); NotFound when there is none."""
     person = find_person(session, email)
     if person is None:
         raise NotFound(f"no person {email.strip()!r} (add them: kamflow person add EMAIL)")
@@ -76,8 +81,10 @@ def require_owner_or_leader(session: Session, account: Account, actor: str, doin
 
 
 def list_people(session: Session) -> list[dict[str, Any]]:
+    """Everyone, by email, as person_view() shows them."""
     return [person_view(p) for p in session.exec(select(Person).order_by(col(Person.email))).all()]
 
 
 def person_view(person: Person) -> dict[str, Any]:
+    """A person as plain data: email, name, and whether they are a leader."""
     return {"email": person.email, "name": person.name, "leader": person.is_leader}

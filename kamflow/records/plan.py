@@ -45,6 +45,12 @@ def _changed(
 def set_strategy(
     session: Session, ref: str, *, objective: str, who: str, why: str, actor: str, now: datetime
 ) -> Strategy:
+    """Set the account's strategy (the objective, the stakeholders and the rationale), replacing any
+    earlier one; recorded in the history.
+
+    Raises NotFound for an unknown account, InvalidInput for a closed one (disqualified or retired)
+    or for a text that is empty, too long or has a control character.
+    """
     account, _ = editable(session, ref)
     values = {
         "objective": clean_text(objective, "--objective"),
@@ -88,6 +94,13 @@ def _holding(
 def assign_role(
     session: Session, ref: str, role: str, email: str, *, actor: str, now: datetime
 ) -> None:
+    """Let the person with ``email`` hold ``role`` on the account (a role may have several holders);
+    recorded in the history. The role is one of the six, in any case, with ``-``, ``_`` or a blank
+    between its words.
+
+    Raises NotFound for an unknown account, role or person, InvalidInput for a closed account or a
+    role the person holds already.
+    """
     account, _ = editable(session, ref)
     role = _role(role)
     person = get_person(session, email)
@@ -105,6 +118,11 @@ def assign_role(
 def unassign_role(
     session: Session, ref: str, role: str, email: str, *, actor: str, now: datetime
 ) -> None:
+    """Take ``role`` on the account from the person with ``email``; recorded in the history.
+
+    Raises NotFound for an unknown account, role or person or a role the person does not hold,
+    InvalidInput for a closed account.
+    """
     account, _ = editable(session, ref)
     role = _role(role)
     person = get_person(session, email)
@@ -123,6 +141,8 @@ def unassign_role(
 
 
 def roles_view(session: Session, account: Account) -> dict[str, list[str]]:
+    """Each of the six roles, in kamflow's order, with the emails of the people who hold it on the
+    account (sorted; an empty list for a role nobody holds)."""
     rows = session.exec(
         select(RoleAssignment.role, Person.email)
         .join(Person, col(RoleAssignment.person_id) == col(Person.id))
@@ -139,6 +159,9 @@ def roles_view(session: Session, account: Account) -> dict[str, list[str]]:
 
 
 def questions_view(session: Session, ref: str) -> list[dict[str, Any]]:
+    """Every question of the account's question bank, in file order, with its category, whether the
+    workflow requires it, its status (``open``, ``answered`` or ``n/a``) and the answer or the
+    reason; NotFound for an unknown account."""
     account = find_account(session, ref)
     definition = get_workflow(account.workflow)
     bank, required = definition.questions, set(definition.required_questions)
@@ -205,6 +228,12 @@ def _store_answer(
 def answer_question(
     session: Session, ref: str, question_id: str, text: str, *, actor: str, now: datetime
 ) -> Answer:
+    """Answer a question of the account plan, replacing an earlier answer or not-applicable mark;
+    recorded in the history. The text may span lines; blanks at its ends are dropped.
+
+    Raises NotFound for an unknown account or question, InvalidInput for an empty answer or a closed
+    account.
+    """
     cleaned = text.strip()
     if not cleaned:
         raise InvalidInput("an answer must not be empty")
@@ -216,6 +245,13 @@ def answer_question(
 def mark_not_applicable(
     session: Session, ref: str, question_id: str, *, reason: str, actor: str, now: datetime
 ) -> Answer:
+    """Mark a question of the account plan as not applicable, with the reason, replacing an earlier
+    answer; recorded in the history.
+
+    Raises NotFound for an unknown account or question, InvalidInput for a required question (it
+    must be answered), a closed account, or a reason that is empty, too long or has a control
+    character.
+    """
     return _store_answer(
         session,
         ref,
@@ -231,6 +267,7 @@ def mark_not_applicable(
 
 
 def parse_date(text: str) -> date:
+    """A date written as ISO 8601 (``2027-03-01``); InvalidInput when the text is not one."""
     try:
         return date.fromisoformat(text.strip())
     except ValueError:
@@ -248,6 +285,13 @@ def add_action(
     actor: str,
     now: datetime,
 ) -> Action:
+    """Add an action to the account plan: its title, its owner (a known person's email), its due
+    date (``YYYY-MM-DD``) and the resources it needs, if any; recorded in the history.
+
+    Raises NotFound for an unknown account or owner, InvalidInput for a closed account, a bad date,
+    or a title or resources that are too long or have a control character (the title must not be
+    empty).
+    """
     account, _ = editable(session, ref)
     title = clean_text(title, "an action's title", max_length=MAX_TITLE)
     due_date = parse_date(due)
@@ -276,6 +320,12 @@ def add_action(
 def complete_action(
     session: Session, ref: str, action_id: str, *, actor: str, now: datetime
 ) -> Action:
+    """Mark an action of the account done (``action_id`` as ``12`` or ``#12``); recorded in the
+    history.
+
+    Raises NotFound when the account has no such action, InvalidInput when the action is done
+    already or the account is closed.
+    """
     account, _ = editable(session, ref)
     action = None
     if action_id.strip().lstrip("#").isdigit():
@@ -297,6 +347,9 @@ def complete_action(
 
 
 def actions_view(session: Session, ref: str, *, today: date) -> list[dict[str, Any]]:
+    """The account's actions by due date (then by id): title, owner's email, due date, resources,
+    status, and whether each is overdue (open and due before ``today``); NotFound for an unknown
+    account."""
     account = find_account(session, ref)
     rows = session.exec(
         select(Action, Person)
@@ -324,6 +377,7 @@ def actions_view(session: Session, ref: str, *, today: date) -> list[dict[str, A
 
 
 def parse_number(text: str, what: str) -> float:
+    """A finite number from the text; InvalidInput naming ``what`` when the text is not one."""
     try:
         value = float(text.strip())
     except ValueError:
@@ -334,6 +388,7 @@ def parse_number(text: str, what: str) -> float:
 
 
 def quarter_of(moment: datetime) -> str:
+    """The calendar quarter of ``moment``, as a KPI value's period: ``2027-Q2``."""
     return f"{moment.year}-Q{(moment.month - 1) // 3 + 1}"
 
 
@@ -348,6 +403,13 @@ def add_kpi(
     actor: str,
     now: datetime,
 ) -> Kpi:
+    """Add a KPI to the account plan: its name (unique on the account, in any case), its target, its
+    unit, and whether a lower value is better; recorded in the history.
+
+    Raises NotFound for an unknown account, InvalidInput for a closed account, a name the account
+    has already, a target that is not a finite number, an empty name, or a name or unit that is too
+    long or has a control character.
+    """
     account, _ = editable(session, ref)
     name = clean_text(name, "a KPI's name", max_length=MAX_NAME)
     value = parse_number(target, "--target")
@@ -392,6 +454,12 @@ def record_kpi(
     actor: str,
     now: datetime,
 ) -> KpiValue:
+    """Record a value of the account's KPI ``name`` (in any case) for ``period``, by default the
+    current quarter (``2027-Q2``); recorded in the history.
+
+    Raises NotFound for an unknown account or KPI, InvalidInput for a closed account, a value that
+    is not a finite number, or a bad period.
+    """
     account, _ = editable(session, ref)
     kpi = _find_kpi(session, account, name)
     if kpi is None:
@@ -416,6 +484,12 @@ def record_kpi(
 def write_review(
     session: Session, ref: str, *, conclusion: str, actor: str, now: datetime
 ) -> Review:
+    """Write a review conclusion for the account (earlier ones are kept); recorded in the history.
+    The kpis_reviewed guard counts those written since the account entered its current stage.
+
+    Raises NotFound for an unknown account, InvalidInput for a closed account or a conclusion that
+    is empty, too long or has a control character.
+    """
     account, _ = editable(session, ref)
     review = Review(
         account_id=account.id,  # type: ignore[arg-type]
@@ -503,6 +577,7 @@ def kpis_view(session: Session, account: Account) -> list[dict[str, Any]]:
 
 
 def latest_review(session: Session, account: Account) -> Review | None:
+    """The account's most recently written review, or None when it has none."""
     return session.exec(
         select(Review)
         .where(Review.account_id == account.id)

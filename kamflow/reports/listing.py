@@ -33,7 +33,12 @@ CANDIDATE, CLOSED = "candidate", "closed"
 
 
 class AccountColumns(Protocol):
-    """The columns of an account that a summary shows (a table row or a row of a query)."""
+    """The columns of an account that a summary shows (a table row or a row of a query).
+
+    ``id`` is None for an account not yet written; ``workflow`` names the workflow it follows;
+    ``kind`` is ``existing`` or ``new``; ``stage`` is the place it is in (a stage, an intake place
+    or an exit) and ``stage_entered_at`` when it entered that place, in UTC.
+    """
 
     @property
     def id(self) -> int | None: ...
@@ -295,6 +300,7 @@ def text_widths(session: Session, found: list[Census], now: datetime, where: Any
     widths = {"name": 0, "owner": 0, "stage_title": 0, "days": 0, "status": 0, "workflow": 0}
 
     def widen(name: str, width: int) -> None:
+        """Make the field ``name`` at least ``width`` characters wide."""
         widths[name] = max(widths[name], width)
 
     for group in found:

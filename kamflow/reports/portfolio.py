@@ -98,6 +98,7 @@ def rank(session: Session, *, now: datetime) -> Listing:
     statement = statement.order_by(score.desc().nulls_last(), name_order(session, Account.name))
 
     def ranked() -> Iterator[dict[str, Any]]:
+        """The rows with their rank, and whether their score reaches the promotion threshold."""
         for position, row in enumerate(rows_of(session, statement), start=1):
             yield {
                 **board_row(places, row, now),
@@ -191,6 +192,7 @@ def kpi_report(session: Session) -> Listing:
     )
 
     def rows() -> Iterator[dict[str, Any]]:
+        """Each KPI as kpi_view() shows it, with its account's name and whether it is off target."""
         for row in rows_of(session, statement):
             view = kpi_view(row)
             yield {"account": row.account_name, **view, "off_target": view["on_target"] is False}

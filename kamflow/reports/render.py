@@ -13,6 +13,8 @@ def _mark(ok: bool) -> str:
 
 
 def render_moves(moves: list[dict[str, Any]]) -> list[str]:
+    """The moves of a ``why`` report as lines: each move's target, then each verdict marked ``[ok]``
+    or ``[missing]`` with its sentence; the default move is named when there are several."""
     lines = []
     for move in moves:
         default = " (default)" if move["default"] and len(moves) > 1 else ""
@@ -25,6 +27,8 @@ def render_moves(moves: list[dict[str, Any]]) -> list[str]:
 
 
 def render_why(report: dict[str, Any]) -> str:
+    """A report of `engine.why` as text: where the account stands and for how long, then what each
+    move from its stage still needs."""
     limit = f" of {report['limit_days']}" if report["limit_days"] else ""
     lines = [
         f"{report['account']} is in {report['stage_title']} "
@@ -37,6 +41,9 @@ def render_why(report: dict[str, Any]) -> str:
 
 
 def render_account(d: dict[str, Any]) -> str:
+    """The details of one account (as `account_details` gathers them) as the text ``account show``
+    prints: its kind, owner, stage and latest score, strategy, team, plan, actions, KPIs, latest
+    review, and what each move from its stage still needs."""
     limit = f" of {d['limit_days']}" if d["limit_days"] else ""
     what = "candidate" if d["status"] == "candidate" else "key account"
     lines = [
@@ -99,6 +106,8 @@ def render_account(d: dict[str, Any]) -> str:
 
 
 def history_rows(rows: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
+    """History entries (as `history.entries` gives them) as table rows: when (to the minute), who,
+    what happened, and the note."""
     out = []
     for row in rows:
         when = row["at"][:16].replace("T", " ")
@@ -113,6 +122,8 @@ def history_rows(rows: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
 
 
 def render_workflow(definition: Workflow) -> str:
+    """A workflow as text: its stages and their limits, the places before the cycle, the exits, each
+    transition with its guards and who may make it, and how many questions it has and requires."""
     spec = definition.spec
     lines = [
         f"{spec.name}: {spec.title}",
@@ -152,7 +163,11 @@ def render_workflow(definition: Workflow) -> str:
 
 
 def render_status(report: dict[str, Any]) -> str:
+    """The report of `kamflow.steps.views.status` as text: the last run of the queuing steps and of
+    delivery, the outbox, and the accounts behind and stuck."""
+
     def beat(name: str, label: str) -> str:
+        """One step's last run: when (UTC), ok or PROBLEM with what stopped it; or never."""
         found = report.get(name)
         if not found:
             return f"{label}: never"

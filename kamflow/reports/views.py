@@ -21,6 +21,13 @@ UTC_ZONE = ZoneInfo("UTC")
 def account_details(
     session: Session, ref: str, *, actor: str, now: datetime, timezone: ZoneInfo = UTC_ZONE
 ) -> dict[str, Any]:
+    """Everything ``account show`` shows about one account: its place and status, strategy, team,
+    plan progress, actions, KPIs, latest review, scores and what each move from its stage still
+    needs (judged for ``actor``).
+
+    ``timezone`` decides which day is today, and so which actions are overdue. Raises NotFound for
+    an unknown account.
+    """
     account = accounts.find_account(session, ref)
     definition = get_workflow(account.workflow)
     owner = session.get(Person, account.owner_id)

@@ -19,10 +19,13 @@ from kamflow.steps.table import QUEUING, Step
 
 @dataclass
 class TickReport:
+    """What one tick did: each queuing step's report, then delivery's (None on a dry run)."""
+
     steps: list[StepReport] = field(default_factory=list)
     delivery: DeliveryReport | None = None
 
     def lines(self) -> list[str]:
+        """One summary line per queuing step, then one for delivery when it ran."""
         found = [step.summary() for step in self.steps]
         if self.delivery is not None:
             found.append(self.delivery.summary())

@@ -66,9 +66,11 @@ class StepReport:
     mentions: set[tuple[int | None, str, int | None]] = field(default_factory=set, repr=False)
 
     def summary(self) -> str:
+        """One line for the log: how many items the step examined and how many it queued."""
         return f"{self.step}: examined {self.examined}, queued {self.count}"
 
     def as_dict(self) -> dict[str, Any]:
+        """The counts, as the step's heartbeat records them."""
         return {"examined": self.examined, "queued": self.count}
 
     def offer(self, run: StepRun, drafts: list[Draft]) -> None:
@@ -120,6 +122,8 @@ def record_heartbeat(
 
 
 def heartbeats(session: Session) -> dict[str, dict[str, Any]]:
+    """Each step's last run, by step name: when (ISO 8601), whether it went well, and the details it
+    recorded."""
     return {
         row.step: {"at": row.at.isoformat(), "ok": row.ok, "detail": json.loads(row.detail or "{}")}
         for row in session.exec(select(Heartbeat)).all()
@@ -193,6 +197,8 @@ class Phase:
 
     @property
     def status(self) -> Status:
+        """The status of the phase's accounts: stuck on the escalation rung, behind on the
+        reminder rung."""
         return Status.STUCK if self.rung == Rung.ESCALATE else Status.BEHIND
 
     def contains(self, account: Any) -> Any:

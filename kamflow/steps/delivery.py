@@ -59,21 +59,32 @@ Stale = Callable[[Session, list[Any], datetime], dict[int, str]]
 
 
 def worker_name() -> str:
+    """A name for this delivery worker that no other has: host, process id and a random suffix."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 @dataclass
 class DeliveryReport:
+    """What one delivery run did: the messages it claimed and what became of them."""
+
+    #: Messages claimed; of those, sent, left to retry later, and made dead letters.
     claimed: int = 0
     sent: int = 0
     retried: int = 0
     dead: int = 0
+    #: Sent (or found obsolete) after the run's lease had ended: another run may have sent them.
     lost_lease: int = 0
+    #: Not sent because no longer true (the account left the stage or is snoozed; the action is
+    #: done or its due date moved).
     obsolete: int = 0
+    #: Left for the next run because the lease was running out.
     released: int = 0
+    #: The outage that stopped the run, or None when it went through.
     stopped: str | None = None
 
     def summary(self) -> str:
+        """One line for the log: the messages claimed, sent, left to retry, dead and obsolete; those
+        left for the next run or sent after the lease ended; and what stopped the run."""
         text = (
             f"delivery: claimed {self.claimed}, sent {self.sent}, retry later {self.retried}, "
             f"dead {self.dead}"
@@ -87,6 +98,7 @@ class DeliveryReport:
         return text + (f"; stopped: {self.stopped}" if self.stopped else "")
 
     def as_dict(self) -> dict[str, Any]:
+        """The counts and what stopped the run, as the delivery heartbeat records them."""
         return asdict(self)
 
 
@@ -147,6 +159,8 @@ class _Results:
         self.pending: list[tuple[str, dict[str, Any]]] = []
 
     def add(self, outcome: str, row_id: int, **values: Any) -> None:
+        """Note what became of one claimed message, with the columns to set; the next write()
+        records it."""
         self.pending.append((outcome, {"row_id": row_id, **values}))
 
     def write(self) -> None:
@@ -244,6 +258,8 @@ class _Run:
         return time.monotonic() - self.started
 
     def drain(self, batch: int, limit: int | None) -> None:
+        """Claim and send batch after batch (of at most ``batch``) until nothing is due, ``limit``
+        messages are claimed, the run's share of the lease is spent, or an outage stops it."""
         budget = defaults.LEASE_SHARE * self.lease_seconds
         while self._elapsed() < budget:
             if limit is not None:

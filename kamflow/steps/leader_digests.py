@@ -34,6 +34,7 @@ def latest_weekly(now: datetime, zone: ZoneInfo, day: str, hour: int, minute: in
 
 
 def week_label(at: datetime) -> str:
+    """The ISO week of ``at``, as a leader digest's period: ``2027-W03``."""
     year, week, _ = at.isocalendar()
     return f"{year}-W{week:02d}"
 

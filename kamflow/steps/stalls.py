@@ -80,6 +80,7 @@ def due_query(all_phases: list[Phase], now: datetime, *, snoozes_running: bool) 
 
 
 def leader_emails(connection: Session | sa.Connection) -> list[str]:
+    """Every leader's email, in order: whom an escalation is addressed to."""
     rows = connection.execute(
         sa.select(col(Person.email)).where(col(Person.is_leader)).order_by(col(Person.email))
     )

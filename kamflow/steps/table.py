@@ -47,6 +47,7 @@ QUEUING: tuple[Step, ...] = (
 
 
 def step(name: str) -> Step:
+    """The queuing step called ``name``; KeyError when there is none."""
     for found in QUEUING:
         if found.name == name:
             return found

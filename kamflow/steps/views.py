@@ -110,6 +110,7 @@ class Forecast:
         return int(self._db.execute("SELECT max(repeat) FROM forecast").fetchone()[0] or 0) + 1
 
     def close(self) -> None:
+        """Delete the temporary database that holds the forecast."""
         self._db.close()
 
     def __enter__(self) -> Forecast:
