@@ -49,6 +49,21 @@ from kamflow.records.people import find_person, get_person
 from kamflow.text import MAX_NAME, clean_text, one_line, shell_quote
 from kamflow.verdict import Verdict, overridden
 
+#: The compare-and-set update of a move, built once: it changes the row only if the account is
+#: still in the stage, at the version, that the guards judged.
+_MOVE = (
+    ACCOUNT.update()
+    .where(
+        ACCOUNT.c.id == sa.bindparam("account"),
+        ACCOUNT.c.stage == sa.bindparam("old_stage"),
+        ACCOUNT.c.version == sa.bindparam("old_version"),
+    )
+    .values(
+        stage=sa.bindparam("stage"),
+        stage_entered_at=sa.bindparam("stage_entered_at"),
+        version=sa.bindparam("version"),
+    )
+)
 #: PostgreSQL's advisory lock that serialises the counting of the key-account cap.
 CAP_LOCK = 4242002
 
@@ -265,13 +280,15 @@ class Move:
         changed = (
             self.session.connection()
             .execute(
-                ACCOUNT.update()
-                .where(
-                    ACCOUNT.c.id == account.id,
-                    ACCOUNT.c.stage == self.from_stage,
-                    ACCOUNT.c.version == self.version,
-                )
-                .values(stage=self.stage, stage_entered_at=self.now, version=self.version + 1)
+                _MOVE,
+                {
+                    "account": account.id,
+                    "old_stage": self.from_stage,
+                    "old_version": self.version,
+                    "stage": self.stage,
+                    "stage_entered_at": self.now,
+                    "version": self.version + 1,
+                },
             )
             .rowcount
         )

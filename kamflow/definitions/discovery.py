@@ -24,13 +24,19 @@ log = logging.getLogger("kamflow.workflow")
 def search_path() -> list[Path]:
     """Where workflows are looked for: KAMFLOW_WORKFLOWS folders first, then the shipped ones."""
     folders = [Path(p) for p in os.environ.get(defaults.ENV_WORKFLOWS, "").split(os.pathsep) if p]
+    shipped = _shipped()
+    return [*folders, shipped] if shipped is not None else folders
+
+
+@functools.cache
+def _shipped() -> Path | None:
+    """The workflows shipped with kamflow (looked for once per process)."""
     here = Path(__file__).resolve().parent.parent  # the kamflow package
     # Installed wheel: the definitions ship inside the package; a checkout keeps them at the top.
     for shipped in (here / "workflows", here.parent / "workflows"):
         if shipped.is_dir():
-            folders.append(shipped)
-            break
-    return folders
+            return shipped
+    return None
 
 
 _STAGES_KEY = re.compile(r"^stages\s*:", re.MULTILINE)

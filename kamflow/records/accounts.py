@@ -86,15 +86,18 @@ _STATE = (
 )
 
 
+#: Built once (only the values bound to them change): the lookups a transition starts with.
+_BY_NAME = sa.select(*_STATE).where(sa.func.lower(ACCOUNT.c.name) == sa.bindparam("name"))
+_BY_ID = sa.select(*_STATE).where(ACCOUNT.c.id == sa.bindparam("id"))
+
+
 def account_state(session: Session, ref: str) -> AccountState:
     """The account named ``ref`` (any case) or with id ``ref``, as plain columns: one probe of
     the name index (or of the key), no table object built."""
     connection = session.connection()
-    row = connection.execute(
-        sa.select(*_STATE).where(sa.func.lower(ACCOUNT.c.name) == ref.strip().lower())
-    ).first()
+    row = connection.execute(_BY_NAME, {"name": ref.strip().lower()}).first()
     if row is None and ref.strip().isdigit():
-        row = connection.execute(sa.select(*_STATE).where(ACCOUNT.c.id == int(ref))).first()
+        row = connection.execute(_BY_ID, {"id": int(ref)}).first()
     if row is None:
         raise NotFound(f"no account {ref!r} (see: kamflow account list)")
     return AccountState(*row)

@@ -84,9 +84,6 @@ class Facts:
             found = self._loaded[name] = load() if self.ids else {}
         return found
 
-    def _in(self, column: Any) -> Any:
-        return col(column).in_(self.ids)
-
     # --- one account's facts ---------------------------------------------------------------------
 
     def strategy(self, account_id: int) -> StrategyFact | None:
@@ -137,115 +134,127 @@ class Facts:
     # --- loaders: one query each, for every account of the batch -------------------------------
 
     def _rows(self, statement: Any) -> list[Any]:
-        return list(self.session.execute(statement).all())
+        """The rows of ``statement`` for the batch's ids, on the session's connection (Core
+        statements need none of the ORM's execution path)."""
+        connection = (
+            self.session.connection() if isinstance(self.session, Session) else self.session
+        )
+        return list(connection.execute(statement, {"ids": self.ids}).all())
 
     def _strategies(self) -> dict[int, Any]:
-        rows = self._rows(
-            sa.select(
-                col(Strategy.account_id),
-                col(Strategy.objective),
-                col(Strategy.stakeholders),
-                col(Strategy.rationale),
-            ).where(self._in(Strategy.account_id))
-        )
-        return {row[0]: StrategyFact(row[1], row[2], row[3]) for row in rows}
+        return {row[0]: StrategyFact(row[1], row[2], row[3]) for row in self._rows(_STRATEGIES)}
 
     def _roles(self) -> dict[int, Any]:
         found: dict[int, set[str]] = defaultdict(set)
-        statement = sa.select(col(RoleAssignment.account_id), col(RoleAssignment.role)).where(
-            self._in(RoleAssignment.account_id)
-        )
-        for account_id, role in self._rows(statement):
+        for account_id, role in self._rows(_ROLES):
             found[account_id].add(role)
         return dict(found)
 
     def _answers(self) -> dict[int, Any]:
         found: dict[int, dict[str, AnswerFact]] = defaultdict(dict)
-        statement = sa.select(
-            col(Answer.account_id),
-            col(Answer.question_id),
-            col(Answer.text),
-            col(Answer.not_applicable),
-        ).where(self._in(Answer.account_id))
-        for account_id, question, text, not_applicable in self._rows(statement):
+        for account_id, question, text, not_applicable in self._rows(_ANSWERS):
             found[account_id][question] = AnswerFact(text, bool(not_applicable))
         return dict(found)
 
     def _actions(self) -> dict[int, Any]:
         found: dict[int, list[ActionFact]] = defaultdict(list)
-        statement = (
-            sa.select(
-                col(Action.account_id),
-                col(Action.id),
-                col(Action.status),
-                col(Action.owner_id),
-                col(Action.due),
-            )
-            .where(self._in(Action.account_id))
-            .order_by(col(Action.id))
-        )
-        for account_id, action_id, status, owner_id, due in self._rows(statement):
+        for account_id, action_id, status, owner_id, due in self._rows(_ACTIONS):
             found[account_id].append(ActionFact(action_id, status, owner_id, due))
         return dict(found)
 
     def _kpis(self) -> dict[int, Any]:
         found: dict[int, list[KpiFact]] = defaultdict(list)
-        statement = (
-            sa.select(col(Kpi.account_id), col(Kpi.id), col(Kpi.name))
-            .where(self._in(Kpi.account_id))
-            .order_by(col(Kpi.id))
-        )
-        for account_id, kpi_id, name in self._rows(statement):
+        for account_id, kpi_id, name in self._rows(_KPIS):
             found[account_id].append(KpiFact(kpi_id, name))
         return dict(found)
 
     def _kpi_latest(self) -> dict[int, Any]:
         found: dict[int, dict[int, datetime]] = defaultdict(dict)
-        statement = (
-            select(Kpi.account_id, KpiValue.kpi_id, func.max(KpiValue.recorded_at))
-            .join(Kpi, col(Kpi.id) == col(KpiValue.kpi_id))
-            .where(self._in(Kpi.account_id))
-            .group_by(col(Kpi.account_id), col(KpiValue.kpi_id))
-        )
-        for account_id, kpi_id, latest in self._rows(statement):
+        for account_id, kpi_id, latest in self._rows(_KPI_LATEST):
             found[account_id][kpi_id] = _utc(latest)
         return dict(found)
 
     def _reviews(self) -> dict[int, Any]:
         found: dict[int, list[datetime]] = defaultdict(list)
-        statement = sa.select(col(Review.account_id), col(Review.written_at)).where(
-            self._in(Review.account_id)
-        )
-        for account_id, written_at in self._rows(statement):
+        for account_id, written_at in self._rows(_REVIEWS):
             found[account_id].append(written_at)
         return dict(found)
 
     def _entered(self) -> dict[int, Any]:
         found: dict[int, dict[str, datetime]] = defaultdict(dict)
-        statement = (
-            select(HistoryEntry.account_id, HistoryEntry.to_stage, func.max(HistoryEntry.at))
-            .where(
-                self._in(HistoryEntry.account_id),
-                col(HistoryEntry.kind).in_([HistoryKind.TRANSITION, HistoryKind.CREATED]),
-                col(HistoryEntry.to_stage).is_not(None),
-            )
-            .group_by(col(HistoryEntry.account_id), col(HistoryEntry.to_stage))
-        )
-        for account_id, stage, latest in self._rows(statement):
+        for account_id, stage, latest in self._rows(_ENTERED):
             found[account_id][stage] = _utc(latest)
         return dict(found)
 
     def _scores(self) -> dict[int, Any]:
-        newest = (
-            select(Score.account_id, func.max(Score.id).label("newest"))
-            .where(self._in(Score.account_id))
-            .group_by(col(Score.account_id))
-            .subquery()
-        )
-        statement = select(Score.account_id, Score.total).join(
-            newest, col(Score.id) == newest.c.newest
-        )
-        return {account_id: total for account_id, total in self._rows(statement)}
+        return {account_id: total for account_id, total in self._rows(_SCORES)}
+
+
+def _of_batch(column: Any) -> Any:
+    """SQL: ``column`` is one of the batch's account ids (an IN list bound at execution, at most
+    one batch long)."""
+    return col(column).in_(sa.bindparam("ids", expanding=True))
+
+
+# The loaders' statements, built once: their shape never changes, only the ids bound to them.
+_STRATEGIES = sa.select(
+    col(Strategy.account_id),
+    col(Strategy.objective),
+    col(Strategy.stakeholders),
+    col(Strategy.rationale),
+).where(_of_batch(Strategy.account_id))
+_ROLES = sa.select(col(RoleAssignment.account_id), col(RoleAssignment.role)).where(
+    _of_batch(RoleAssignment.account_id)
+)
+_ANSWERS = sa.select(
+    col(Answer.account_id),
+    col(Answer.question_id),
+    col(Answer.text),
+    col(Answer.not_applicable),
+).where(_of_batch(Answer.account_id))
+_ACTIONS = (
+    sa.select(
+        col(Action.account_id),
+        col(Action.id),
+        col(Action.status),
+        col(Action.owner_id),
+        col(Action.due),
+    )
+    .where(_of_batch(Action.account_id))
+    .order_by(col(Action.id))
+)
+_KPIS = (
+    sa.select(col(Kpi.account_id), col(Kpi.id), col(Kpi.name))
+    .where(_of_batch(Kpi.account_id))
+    .order_by(col(Kpi.id))
+)
+_KPI_LATEST = (
+    select(Kpi.account_id, KpiValue.kpi_id, func.max(KpiValue.recorded_at))
+    .join(Kpi, col(Kpi.id) == col(KpiValue.kpi_id))
+    .where(_of_batch(Kpi.account_id))
+    .group_by(col(Kpi.account_id), col(KpiValue.kpi_id))
+)
+_REVIEWS = sa.select(col(Review.account_id), col(Review.written_at)).where(
+    _of_batch(Review.account_id)
+)
+_ENTERED = (
+    select(HistoryEntry.account_id, HistoryEntry.to_stage, func.max(HistoryEntry.at))
+    .where(
+        _of_batch(HistoryEntry.account_id),
+        col(HistoryEntry.kind).in_([HistoryKind.TRANSITION, HistoryKind.CREATED]),
+        col(HistoryEntry.to_stage).is_not(None),
+    )
+    .group_by(col(HistoryEntry.account_id), col(HistoryEntry.to_stage))
+)
+_NEWEST_SCORE = (
+    select(Score.account_id, func.max(Score.id).label("newest"))
+    .where(_of_batch(Score.account_id))
+    .group_by(col(Score.account_id))
+    .subquery()
+)
+_SCORES = select(Score.account_id, Score.total).join(
+    _NEWEST_SCORE, col(Score.id) == _NEWEST_SCORE.c.newest
+)
 
 
 def _utc(value: Any) -> datetime:

@@ -30,18 +30,23 @@ def record(
 ) -> None:
     """Append one entry, in the caller's transaction (written at once, not at the next flush)."""
     session.connection().execute(
-        HISTORY.insert().values(
-            account_id=account.id,
-            at=at,
-            actor=actor,
-            kind=kind,
-            note=note,
-            transition=transition,
-            from_stage=from_stage,
-            to_stage=to_stage,
-            verdicts=verdicts_json(verdicts or []),
-        )
+        _APPEND,
+        {
+            "account_id": account.id,
+            "at": at,
+            "actor": actor,
+            "kind": kind,
+            "note": note,
+            "transition": transition,
+            "from_stage": from_stage,
+            "to_stage": to_stage,
+            "verdicts": verdicts_json(verdicts or []),
+        },
     )
+
+
+#: Built once: the statement's shape never changes, only the values bound to it.
+_APPEND = HISTORY.insert()
 
 
 def entries(session: Session, account: Account) -> list[dict[str, Any]]:
