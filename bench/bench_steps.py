@@ -1035,6 +1035,10 @@ def postgres_part(size: int, scratch: Scratch, results: Results) -> None:
         engine = db.ready_engine(url)
         with engine.begin() as connection:
             connection.execute(sa.text("UPDATE outbox SET status = 'sent'"))
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            # What autovacuum does within a minute of the first tick's inserts: the planner sees
+            # the outbox as it now is, not as the empty table it was.
+            connection.execute(sa.text("ANALYZE"))
         schedule, mail = Schedule.load({}), mail_settings(outbox)
         kamflow_s, report = best_of(lambda: tick(engine, NOW, schedule, mail))
         queued = sum(len(step.queued) for step in report.steps)
@@ -1438,8 +1442,14 @@ def write_report(
         "(WAL, synchronous=NORMAL, foreign keys on). The SMTP floor is one `smtplib` connection "
         "sending `EmailMessage`s (text and HTML) to an aiosmtpd server in another process.",
         "- The steady tick runs after a first tick with every outbox row marked sent, so nothing "
-        "is due or pending. The reading commands run on the freshly built file (empty outbox); "
-        "the first `tick` and the daemon each on a fresh copy, delivering to .eml files.",
+        "is due or pending (on PostgreSQL the tables are then analysed, as autovacuum would do "
+        "within a minute of the first tick's inserts). The reading commands run on the freshly "
+        "built file (empty outbox); the first `tick` and the daemon each on a fresh copy, "
+        "delivering to .eml files.",
+        "- The ratio targets of the SQLite steps apply at 1,000,000 accounts; at the smaller sizes "
+        "a run's fixed costs (loading the workflows, compiling the statements of a fresh "
+        "engine) weigh more than the work, and the growth table shows how the work follows what "
+        "is due.",
         '- "met?" is for information only; nothing here passes or fails on time.',
         "",
         "## Results",
