@@ -156,9 +156,10 @@ class Draft:
             "subject": self.subject,
         }
 
-    def row(self, now: datetime) -> dict[str, Any]:
-        """The outbox row's values, queued at ``now`` and due at once (what is empty is left to
-        the column's default: fewer values to bind makes a large batch cheaper)."""
+    def row(self, now: datetime, *, every_column: bool = False) -> dict[str, Any]:
+        """The outbox row's values, queued at ``now`` and due at once. What is empty is left to
+        the column's default (fewer values to bind makes a large batch cheaper); with
+        ``every_column``, only what is NULL is left out, for an insert that applies no default."""
         values = {
             **self.identity.columns(),
             "due_at": self.due_at,
@@ -177,31 +178,88 @@ class Draft:
             "last_error": "",
             "created_at": now,
         }
+        if every_column:
+            return {name: value for name, value in values.items() if value is not None}
         return {name: value for name, value in values.items() if value is not None and value != ""}
 
 
 def queue_many(session: Session, drafts: Sequence[Draft], *, now: datetime) -> set[str]:
-    """Insert the drafts whose keys are not queued yet, in one statement; the keys inserted."""
+    """Insert the drafts whose keys are not queued yet; the keys this call inserted.
+
+    Rows that fill the same columns go in one statement. On PostgreSQL, where another daemon may
+    insert the same key at the same moment, ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` says
+    which rows this call wrote. On SQLite the transaction holds the write lock from its start
+    (BEGIN IMMEDIATE), so the keys already there are looked up first and the rest inserted with
+    the driver's executemany: the same answer, at about half the cost for a large batch.
+    """
     if not drafts:
         return set()
-    table = Notification.__table__  # type: ignore[attr-defined]
-    statement = (
-        dialect_insert(session)(table)
-        .on_conflict_do_nothing(index_elements=["key"])
-        .returning(table.c.key)
-    )
-    # RETURNING yields a row only for what this statement inserted (rowcount is not reliable).
-    # A Core insert on the session's connection: the ORM's bulk path costs twice as much. Rows
-    # that fill the same columns go in one statement.
+    connection = session.connection()
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    if connection.dialect.name == "sqlite":
+        fresh = _not_queued(connection, drafts)
+        for draft in fresh:
+            row = draft.row(now, every_column=True)
+            groups.setdefault(tuple(row), []).append(row)
+        for names, rows in groups.items():
+            _insert_many(connection, names, rows)
+        return {draft.key for draft in fresh}
+    statement = (
+        dialect_insert(session)(OUTBOX)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(OUTBOX.c.key)
+    )
     for draft in drafts:
         row = draft.row(now)
         groups.setdefault(tuple(row), []).append(row)
     inserted: set[str] = set()
     for rows in groups.values():
-        found = session.connection().execute(statement, rows).all()
-        inserted.update(key for (key,) in found)
+        # RETURNING yields a row only for what this statement inserted (rowcount may not).
+        inserted.update(key for (key,) in connection.execute(statement, rows).all())
     return inserted
+
+
+OUTBOX = Notification.__table__  # type: ignore[attr-defined]
+_QUEUED_KEYS = sa.select(OUTBOX.c.key).where(OUTBOX.c.key.in_(sa.bindparam("keys", expanding=True)))
+
+
+def _not_queued(connection: sa.Connection, drafts: Sequence[Draft]) -> list[Draft]:
+    """The drafts whose keys are not in the outbox (nor earlier in ``drafts``)."""
+    unique = {draft.key: draft for draft in drafts}
+    there = set(connection.execute(_QUEUED_KEYS, {"keys": list(unique)}).scalars())
+    return [draft for key, draft in unique.items() if key not in there]
+
+
+def _insert_many(
+    connection: sa.Connection, names: tuple[str, ...], rows: list[dict[str, Any]]
+) -> None:
+    """One executemany of ``rows`` (which all fill the columns ``names``), each value passed
+    through its column type as SQLAlchemy would, without building a statement per row."""
+    dialect = connection.dialect
+    processors = [
+        OUTBOX.c[name].type.dialect_impl(dialect).bind_processor(dialect) for name in names
+    ]
+    # A batch repeats values (its moment in two columns of every row): each is converted once.
+    converted: dict[tuple[int, Any], Any] = {}
+
+    def convert(index: int, value: Any) -> Any:
+        process = processors[index]
+        if process is None:
+            return value
+        if not isinstance(value, datetime):
+            return process(value)
+        key = (index, value)
+        found = converted.get(key, converted)
+        if found is converted:
+            found = converted[key] = process(value)
+        return found
+
+    values = [tuple(convert(i, value) for i, value in enumerate(row.values())) for row in rows]
+    columns = ", ".join(names)
+    marks = ", ".join("?" for _ in names)
+    connection.exec_driver_sql(
+        f"INSERT INTO outbox ({columns}) VALUES ({marks}) ON CONFLICT (key) DO NOTHING", values
+    )
 
 
 def queue(session: Session, draft: Draft, *, now: datetime) -> bool:

@@ -3,16 +3,15 @@
 A guard asks for one account's strategy, roles, answers, actions, KPIs, reviews or stage entries;
 the first such question loads that kind of fact for every account of the batch in one query, so
 judging 500 accounts costs a handful of queries, not thousands. A single transition is a batch of
-one. Only plain tuples are read (no ORM objects), which keeps large batches cheap.
+one. Only plain tuples are read and kept (no ORM objects), which keeps large batches cheap.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
@@ -33,8 +32,7 @@ from kamflow.models import (
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class StrategyFact:
+class StrategyFact(NamedTuple):
     """An account's strategy as guards read it: what, with whom, and why."""
 
     objective: str
@@ -42,8 +40,7 @@ class StrategyFact:
     rationale: str
 
 
-@dataclass(frozen=True)
-class AnswerFact:
+class AnswerFact(NamedTuple):
     """An answer as guards read it: its text (the reason, for a not-applicable mark) and whether it
     marks the question not applicable."""
 
@@ -51,8 +48,7 @@ class AnswerFact:
     not_applicable: bool
 
 
-@dataclass(frozen=True)
-class ActionFact:
+class ActionFact(NamedTuple):
     """A plan action as guards read it: its id, status, owner's person id and due date (None when
     unset)."""
 
@@ -62,8 +58,7 @@ class ActionFact:
     due: date | None
 
 
-@dataclass(frozen=True)
-class KpiFact:
+class KpiFact(NamedTuple):
     """A KPI as guards read it: its id and its name."""
 
     id: int
