@@ -117,9 +117,10 @@ def test_the_installed_package_is_the_one_imported(target: Path, outside: Path) 
         python(
             [
                 "-c",
-                "import json, kamflow, kamflow.db, kamflow.workflow; print(json.dumps({"
+                "import json, kamflow, kamflow.db, kamflow.definitions.discovery; "
+                "print(json.dumps({"
                 "'file': kamflow.__file__, 'migrations': str(kamflow.db.MIGRATIONS), "
-                "'search': [str(p) for p in kamflow.workflow.search_path()]}))",
+                "'search': [str(p) for p in kamflow.definitions.discovery.search_path()]}))",
             ],
             target=target,
             cwd=outside,
