@@ -10,7 +10,6 @@ import click
 from kamflow import defaults
 from kamflow.cli.base import (
     act,
-    act_on,
     app,
     days_cell,
     emit_json,
@@ -83,14 +82,13 @@ def account_add(
 @click.option("--logo", required=True, metavar="1-5", help="Logo appeal.")
 def account_score(name: str, **factors: str) -> None:
     """Score an account on the eight selection factors (0-100; earlier scores are kept)."""
-    from kamflow.definitions.selection import portfolio_config
-    from kamflow.records.scores import score_account
+    from kamflow.records.scores import score_against_threshold
 
-    account, scored = act_on(score_account, name, factors)
-    threshold = portfolio_config().selection.threshold
-    verdict = "reaches" if scored.total >= threshold else "is below"
+    scored = act(score_against_threshold, name, factors)
+    verdict = "reaches" if scored.reaches_threshold else "is below"
     click.echo(
-        f"{account} scored {scored.total:g}: {verdict} the promotion threshold of {threshold:g}."
+        f"{scored.account} scored {scored.total:g}: {verdict} the promotion threshold "
+        f"of {scored.threshold:g}."
     )
 
 

@@ -16,20 +16,9 @@ def workflow() -> None:
 @json_option
 def workflow_list(as_json: bool) -> None:
     """List the available workflows."""
-    from kamflow.definitions.discovery import available
-    from kamflow.definitions.workflow import load_workflow
+    from kamflow.definitions.discovery import catalogue
 
-    rows = []
-    for name, path in sorted(available().items()):
-        definition = load_workflow(path)
-        rows.append(
-            {
-                "name": name,
-                "title": definition.spec.title,
-                "path": str(path),
-                "stages": definition.stage_names,
-            }
-        )
+    rows = catalogue()
     if as_json:
         emit_json(rows)
     else:

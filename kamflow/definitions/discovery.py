@@ -68,6 +68,22 @@ def _scan(folders: tuple[Path, ...], _mtimes: tuple[int, ...]) -> tuple[tuple[st
     return tuple(found.items())
 
 
+def catalogue() -> list[dict[str, Any]]:
+    """Every available workflow, loaded and validated, by name: its title, file and stages."""
+    rows = []
+    for name, path in sorted(available().items()):
+        definition = load_workflow(path)
+        rows.append(
+            {
+                "name": name,
+                "title": definition.spec.title,
+                "path": str(path),
+                "stages": definition.stage_names,
+            }
+        )
+    return rows
+
+
 def get_workflow(name: str) -> Workflow:
     """The workflow called ``name``, validated."""
     paths = available()
