@@ -142,6 +142,14 @@ def upgrade(engine: Engine) -> tuple[str | None, str | None]:
     return before, after
 
 
+def initialise(url: str) -> tuple[str, str | None, str | None]:
+    """Create the database at ``url`` or upgrade it: its URL (password hidden), and the schema
+    revisions before and after."""
+    engine = engine_for(url)
+    before, after = upgrade(engine)
+    return _safe(engine), before, after
+
+
 @functools.cache
 def ready_engine(url: str) -> Engine:
     """The engine for ``url`` with the schema at the newest revision (upgraded on first use)."""

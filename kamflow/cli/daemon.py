@@ -102,15 +102,11 @@ def daemon() -> None:
         # A database outage is one line per failed step (the daemon logs it); the connection
         # pool's own tracebacks about the same broken connections would bury it.
         logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
-    from kamflow.clock import FixedClock, RunningClock
+    from kamflow.clock import running
 
     schedule, mail = Schedule.load(), MailSettings.load()
     config = settings()
-    # KAMFLOW_NOW says when the daemon starts; from there its time runs (leases must expire).
-    clock = config.clock
-    if isinstance(clock, FixedClock):
-        clock = RunningClock(clock.now())
-    Daemon(ready_engine(config.database_url), clock, schedule, mail).run()
+    Daemon(ready_engine(config.database_url), running(config.clock), schedule, mail).run()
 
 
 @app.command()

@@ -65,10 +65,9 @@ def why(name: str, as_json: bool) -> None:
 @json_option
 def history(name: str, as_json: bool) -> None:
     """Every change to an account, oldest first."""
-    from kamflow.records.accounts import find_account
-    from kamflow.records.history import entries
+    from kamflow.reports.views import account_history
 
-    rows = read(lambda session: entries(session, find_account(session, name)))
+    rows = read(account_history, name)
     if as_json:
         emit_json(rows)
         return

@@ -66,11 +66,9 @@ def plan() -> None:
 @json_option
 def plan_questions(name: str, only_open: bool, as_json: bool) -> None:
     """The questions with ids, categories, required marks and answers."""
-    from kamflow.records.plan import questions_view
+    from kamflow.reports.views import account_questions
 
-    rows = read(questions_view, name)
-    if only_open:
-        rows = [r for r in rows if r["status"] == "open"]
+    rows = read(account_questions, name, only_open=only_open)
     if as_json:
         emit_json(rows)
         return
@@ -143,9 +141,9 @@ def action_done(name: str, action_id: str) -> None:
 @json_option
 def action_list(name: str, as_json: bool) -> None:
     """List the plan's actions."""
-    from kamflow.records.plan import actions_view
+    from kamflow.reports.views import account_actions
 
-    rows = read(actions_view, name, today=now().astimezone(settings().timezone).date())
+    rows = read(account_actions, name, now=now(), timezone=settings().timezone)
     if as_json:
         emit_json(rows)
         return

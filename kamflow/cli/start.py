@@ -13,11 +13,9 @@ from kamflow.cli.base import app, settings
 @app.command()
 def init() -> None:
     """Create the database, or upgrade it to this version's schema."""
-    from kamflow.db import engine_for, upgrade
+    from kamflow.db import initialise
 
-    engine = engine_for(settings().database_url)
-    url = engine.url.render_as_string(hide_password=True)
-    before, after = upgrade(engine)
+    url, before, after = initialise(settings().database_url)
     if before == after:
         click.echo(f"Database {url} is up to date (schema {after}).")
     elif before is None:
