@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+from pathlib import Path
 
 from kamflow.errors import InvalidInput
 
@@ -56,3 +58,8 @@ def days_text(days: int, limit: int | None) -> str:
 def score_text(score: float | None) -> str:
     """A selection score as the tables show it (``62.5``), or ``-`` for none yet."""
     return "-" if score is None else f"{score:g}"
+
+
+def folder_list(text: str | None) -> tuple[Path, ...]:
+    """Folders listed as PATH lists them (``a:b`` on POSIX), in order; empty parts are dropped."""
+    return tuple(Path(part) for part in (text or "").split(os.pathsep) if part)

@@ -48,13 +48,19 @@ class KamflowGroup(click.Group):
                 raise
             first = (str(error).strip().splitlines() or [""])[0]
             fail(
-                [f"internal error: {type(error).__name__}: {first} (KAMFLOW_DEBUG=1 shows more)"],
+                [
+                    f"internal error: {type(error).__name__}: {first} "
+                    f"({defaults.ENV_DEBUG}=1 shows more)"
+                ],
                 EXIT_INTERNAL,
             )
 
 
 def _debugging(ctx: click.Context) -> bool:
-    return bool(os.environ.get(defaults.ENV_DEBUG))
+    loaded: Settings | None = ctx.find_root().obj
+    if loaded is None:  # the error came while the settings were built: ask the environment
+        return bool(os.environ.get(defaults.ENV_DEBUG))
+    return loaded.debug
 
 
 def fail(lines: Sequence[str], code: int) -> NoReturn:
@@ -73,9 +79,11 @@ def fail(lines: Sequence[str], code: int) -> NoReturn:
     "--db",
     "database",
     metavar="URL",
-    help="Database URL (default: $KAMFLOW_DB or sqlite:///kamflow.db).",
+    help=f"Database URL (default: ${defaults.ENV_DATABASE} or {defaults.DATABASE_URL}).",
 )
-@click.option("--as", "actor", metavar="EMAIL", help="Who acts (default: $KAMFLOW_USER or login).")
+@click.option(
+    "--as", "actor", metavar="EMAIL", help=f"Who acts (default: ${defaults.ENV_USER} or login)."
+)
 @click.version_option(__version__, prog_name="kamflow")
 @click.pass_context
 def app(ctx: click.Context, database: str | None, actor: str | None) -> None:
@@ -83,6 +91,7 @@ def app(ctx: click.Context, database: str | None, actor: str | None) -> None:
 
     Set KAMFLOW_NOW (ISO 8601) to act at another time, e.g. for a demo.
     """
+    # The one settings object of this run; every command reads it through settings().
     from kamflow.config import Settings
 
     try:

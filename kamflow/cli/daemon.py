@@ -3,8 +3,6 @@ outbox list/retry."""
 
 from __future__ import annotations
 
-import os
-
 import click
 
 from kamflow import defaults
@@ -56,12 +54,14 @@ def snooze(name: str, days: str, reason: str) -> None:
 @json_option
 def tick(dry_run: bool, as_json: bool) -> None:
     """Run every step once: queue reminders, escalations and digests, then deliver the outbox."""
-    from kamflow.config import MailSettings, Schedule
     from kamflow.db import ready_engine
     from kamflow.steps import tick as run_tick
 
-    schedule, mail = Schedule.load(), MailSettings.load()
-    report = run_tick(ready_engine(settings().database_url), now(), schedule, mail, dry_run=dry_run)
+    config = settings()
+    schedule, mail = config.schedule, config.mail  # a bad setting stops the tick here
+    report = run_tick(
+        ready_engine(config.database_url), config.clock.now(), schedule, mail, dry_run=dry_run
+    )
     if as_json:
         emit_json(
             {
@@ -91,21 +91,19 @@ def daemon() -> None:
     """
     import logging
 
-    from kamflow.config import MailSettings, Schedule
+    from kamflow.clock import running
     from kamflow.daemon import Daemon
     from kamflow.db import ready_engine
 
+    config = settings()
+    schedule, mail = config.schedule, config.mail  # a bad setting stops the daemon here
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     for noisy in ("apscheduler", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    if not os.environ.get(defaults.ENV_DEBUG):
+    if not config.debug:
         # A database outage is one line per failed step (the daemon logs it); the connection
         # pool's own tracebacks about the same broken connections would bury it.
         logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
-    from kamflow.clock import running
-
-    schedule, mail = Schedule.load(), MailSettings.load()
-    config = settings()
     Daemon(ready_engine(config.database_url), running(config.clock), schedule, mail).run()
 
 
@@ -135,11 +133,9 @@ def status(as_json: bool) -> None:
 @json_option
 def forecast(days: str, as_json: bool) -> None:
     """Which reminders and escalations would fire in the next N days if nothing changed."""
-    from kamflow.config import Schedule
     from kamflow.steps.views import forecast as make_forecast
 
-    schedule = Schedule.load()
-    with read(make_forecast, now(), _whole_number(days, "--days"), schedule) as rows:
+    with read(make_forecast, now(), _whole_number(days, "--days"), settings().schedule) as rows:
         if as_json:
             emit_json_rows(rows)
             return

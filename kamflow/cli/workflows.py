@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kamflow.cli.base import app, emit_json, json_option, table
+from kamflow.cli.base import app, emit_json, json_option, settings, table
 
 
 @app.group()
@@ -18,7 +18,7 @@ def workflow_list(as_json: bool) -> None:
     """List the available workflows."""
     from kamflow.definitions.discovery import catalogue
 
-    rows = catalogue()
+    rows = catalogue(settings().workflow_folders)
     if as_json:
         emit_json(rows)
     else:
@@ -44,7 +44,7 @@ def workflow_show(name: str, form: str, as_json: bool) -> None:
     from kamflow.definitions.discovery import get_workflow
     from kamflow.reports.render import render_workflow
 
-    definition = get_workflow(name)
+    definition = get_workflow(name, settings().workflow_folders)
     if as_json or form == "json":
         emit_json(definition.spec.model_dump(by_alias=True))
     elif form == "mermaid":

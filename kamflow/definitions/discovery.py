@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +17,25 @@ from sqlmodel import Session
 from kamflow import defaults
 from kamflow.definitions.workflow import Workflow, load_workflow
 from kamflow.errors import KamflowError, NotFound
-from kamflow.text import first_line
+from kamflow.text import first_line, folder_list
 
 log = logging.getLogger("kamflow.workflow")
 
 
-def search_path() -> list[Path]:
-    """Where workflows are looked for: KAMFLOW_WORKFLOWS folders first, then the shipped ones."""
-    folders = [Path(p) for p in os.environ.get(defaults.ENV_WORKFLOWS, "").split(os.pathsep) if p]
+def search_path(folders: Sequence[Path] | None = None) -> list[Path]:
+    """Where workflows are looked for: the KAMFLOW_WORKFLOWS folders first, then the shipped ones.
+
+    ``folders``: the KAMFLOW_WORKFLOWS folders as the settings read them at start-up; by default
+    they are read from the environment now.
+    """
+    if folders is None:
+        folders = folder_list(os.environ.get(defaults.ENV_WORKFLOWS))
     here = Path(__file__).resolve().parent.parent  # the kamflow package
     # Installed wheel: the definitions ship inside the package; a checkout keeps them at the top.
     for shipped in (here / "workflows", here.parent / "workflows"):
         if shipped.is_dir():
-            folders.append(shipped)
-            break
-    return folders
+            return [*folders, shipped]
+    return list(folders)
 
 
 _STAGES_KEY = re.compile(r"^stages\s*:", re.MULTILINE)
@@ -44,9 +49,9 @@ def is_workflow_file(path: Path) -> bool:
         return True  # let loading it report the problem
 
 
-def available() -> dict[str, Path]:
+def available(folders: Sequence[Path] | None = None) -> dict[str, Path]:
     """Every workflow name found on the search path, the first folder winning."""
-    folders = tuple(search_path())
+    folders = tuple(search_path(folders))
     return dict(_scan(folders, tuple(_mtime(folder) for folder in folders)))
 
 
@@ -68,10 +73,10 @@ def _scan(folders: tuple[Path, ...], _mtimes: tuple[int, ...]) -> tuple[tuple[st
     return tuple(found.items())
 
 
-def catalogue() -> list[dict[str, Any]]:
+def catalogue(folders: Sequence[Path] | None = None) -> list[dict[str, Any]]:
     """Every available workflow, loaded and validated, by name: its title, file and stages."""
     rows = []
-    for name, path in sorted(available().items()):
+    for name, path in sorted(available(folders).items()):
         definition = load_workflow(path)
         rows.append(
             {
@@ -84,9 +89,9 @@ def catalogue() -> list[dict[str, Any]]:
     return rows
 
 
-def get_workflow(name: str) -> Workflow:
+def get_workflow(name: str, folders: Sequence[Path] | None = None) -> Workflow:
     """The workflow called ``name``, validated."""
-    paths = available()
+    paths = available(folders)
     if name not in paths:
         raise NotFound(f"no workflow {name!r} (available: {', '.join(sorted(paths)) or 'none'})")
     return load_workflow(paths[name])
