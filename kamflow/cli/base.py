@@ -6,7 +6,6 @@ Heavy imports (SQLModel, Alembic, tabulate) wait inside the functions, as they d
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -175,6 +174,8 @@ def reading() -> Iterator[Session]:
 
 
 def emit_json(data: Any) -> None:
+    import json  # only the commands that print JSON pay for it, not --help
+
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
