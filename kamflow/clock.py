@@ -61,6 +61,14 @@ class RunningClock:
         return self._start + timedelta(seconds=time.monotonic() - self._began)
 
 
+def running(clock: Clock) -> Clock:
+    """The clock a long-running process keeps: a fixed time (KAMFLOW_NOW) becomes its start,
+    from which time runs (leases and backoffs must expire); any other clock is kept."""
+    if isinstance(clock, FixedClock):
+        return RunningClock(clock.now())
+    return clock
+
+
 def as_utc(value: datetime) -> datetime:
     """The same instant in UTC; a naive datetime is taken to be UTC already."""
     if value.tzinfo is None:

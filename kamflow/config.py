@@ -1,7 +1,14 @@
-"""Settings from the command line and the environment, validated once at start-up."""
+"""Settings from the command line and the environment, validated once at start-up.
+
+One ``Settings`` object per run, built by the CLI's root group: the database, the actor, the
+clock, the time zone and the workflow folders are checked at once; the daemon's schedule and the
+mail settings are parsed from the same captured environment on first use, so that a bad mail or
+schedule setting stops only the commands that send mail or schedule steps.
+"""
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 from collections.abc import Mapping
@@ -13,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from kamflow import defaults
 from kamflow.clock import Clock, clock_from
 from kamflow.errors import ConfigError
+from kamflow.text import folder_list
 
 if TYPE_CHECKING:
     from kamflow.notify.transports import Transport
@@ -20,34 +28,70 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Settings:
-    """Who acts, on which database, at what time."""
+    """Who acts, on which database, at what time; where workflows are found; and, parsed on
+    first use, when the daemon runs its steps (``schedule``) and how mail leaves (``mail``)."""
 
     database_url: str
     actor: str
     clock: Clock
     timezone: ZoneInfo
+    #: The KAMFLOW_WORKFLOWS folders, searched before the shipped workflows.
+    workflow_folders: tuple[Path, ...] = ()
+    #: KAMFLOW_DEBUG: show the traceback of an internal error.
+    debug: bool = False
+    #: The KAMFLOW_* variables as they were at start-up, for the parts parsed on first use.
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def load(cls, *, database: str | None = None, actor: str | None = None) -> Settings:
+    def load(
+        cls,
+        *,
+        database: str | None = None,
+        actor: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Settings:
         """--db, else $KAMFLOW_DB, else ./kamflow.db; --as, else $KAMFLOW_USER, else login."""
-        url = database or os.environ.get(defaults.ENV_DATABASE) or defaults.DATABASE_URL
-        who = actor or os.environ.get(defaults.ENV_USER) or _login_name()
-        clock = clock_from(os.environ.get(defaults.ENV_NOW), source=defaults.ENV_NOW)
+        env = {
+            name: value
+            for name, value in (os.environ if environ is None else environ).items()
+            if name.startswith(defaults.ENV_PREFIX)
+        }
+        url = database or env.get(defaults.ENV_DATABASE) or defaults.DATABASE_URL
+        who = actor or env.get(defaults.ENV_USER) or _login_name()
+        clock = clock_from(env.get(defaults.ENV_NOW), source=defaults.ENV_NOW)
         actor = " ".join(who.split()).lower()
         if len(actor) > 320:
-            raise ConfigError("--as (or KAMFLOW_USER) is too long to be an email address")
-        return cls(database_url=url, actor=actor, clock=clock, timezone=time_zone())
+            raise ConfigError(f"--as (or {defaults.ENV_USER}) is too long to be an email address")
+        return cls(
+            database_url=url,
+            actor=actor,
+            clock=clock,
+            timezone=time_zone(env),
+            workflow_folders=folder_list(env.get(defaults.ENV_WORKFLOWS)),
+            debug=bool(env.get(defaults.ENV_DEBUG)),
+            environ=env,
+        )
+
+    @functools.cached_property
+    def schedule(self) -> Schedule:
+        """When the daemon runs each step (a bad value is a ConfigError here, not at start-up)."""
+        return Schedule.load(self.environ)
+
+    @functools.cached_property
+    def mail(self) -> MailSettings:
+        """How messages leave (a bad value is a ConfigError here, not at start-up)."""
+        return MailSettings.load(self.environ)
 
 
-def time_zone(environ: Mapping[str, str] | None = None) -> ZoneInfo:
-    """KAMFLOW_TIMEZONE (UTC by default): where "today" and the digest times are reckoned."""
-    env = os.environ if environ is None else environ
+def time_zone(env: Mapping[str, str]) -> ZoneInfo:
+    """The zone named by KAMFLOW_TIMEZONE (UTC by default), where "today" and the digest times
+    are reckoned."""
     zone_name = _env(defaults.ENV_TIMEZONE, env) or defaults.TIMEZONE
     try:
         return ZoneInfo(zone_name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(
-            f"KAMFLOW_TIMEZONE={zone_name!r} is not a time zone (e.g. Europe/Berlin)"
+            f"{defaults.ENV_TIMEZONE}={zone_name!r} is not a time zone (e.g. Europe/Berlin)"
         ) from None
 
 
@@ -114,29 +158,30 @@ class MailSettings:
     smtp_password: str | None = field(repr=False)
 
     @classmethod
-    def load(cls, environ: Mapping[str, str] | None = None) -> MailSettings:
-        """The mail settings from ``environ`` (the process environment by default), all checked now:
-        the transport (KAMFLOW_MAIL_TRANSPORT; smtp when KAMFLOW_SMTP_URL is set, else file), the
-        sender (KAMFLOW_MAIL_FROM), the outbox folder (KAMFLOW_OUTBOX_DIR) and the SMTP URL and
-        password. Raises ConfigError for a value that cannot be used."""
-        env = os.environ if environ is None else environ
+    def load(cls, env: Mapping[str, str]) -> MailSettings:
+        """The mail settings from ``env`` (the environment the settings captured, or a mapping
+        in tests), all checked now: the transport (KAMFLOW_MAIL_TRANSPORT; smtp when
+        KAMFLOW_SMTP_URL is set, else file), the sender (KAMFLOW_MAIL_FROM), the outbox folder
+        (KAMFLOW_OUTBOX_DIR) and the SMTP URL and password. Raises ConfigError for a value that
+        cannot be used."""
         smtp_url = _env(defaults.ENV_SMTP_URL, env)
         transport = (
             _env(defaults.ENV_MAIL_TRANSPORT, env) or ("smtp" if smtp_url else "file")
         ).lower()
         if transport not in TRANSPORTS:
             raise ConfigError(
-                f"KAMFLOW_MAIL_TRANSPORT={transport!r} must be one of {', '.join(TRANSPORTS)}"
+                f"{defaults.ENV_MAIL_TRANSPORT}={transport!r} "
+                f"must be one of {', '.join(TRANSPORTS)}"
             )
         if transport == "smtp" and not smtp_url:
-            raise ConfigError("KAMFLOW_MAIL_TRANSPORT=smtp needs KAMFLOW_SMTP_URL")
+            raise ConfigError(f"{defaults.ENV_MAIL_TRANSPORT}=smtp needs {defaults.ENV_SMTP_URL}")
         sender = _env(defaults.ENV_MAIL_FROM, env) or defaults.MAIL_FROM
         if any(ch in sender for ch in "\r\n"):
-            raise ConfigError(f"KAMFLOW_MAIL_FROM={sender!r} is not an email address")
+            raise ConfigError(f"{defaults.ENV_MAIL_FROM}={sender!r} is not an email address")
         from kamflow.notify.message import sender_address
 
         if not sender_address(sender).domain:
-            raise ConfigError(f"KAMFLOW_MAIL_FROM={sender!r} is not an email address")
+            raise ConfigError(f"{defaults.ENV_MAIL_FROM}={sender!r} is not an email address")
         settings = cls(
             transport=transport,
             sender=sender,
@@ -193,12 +238,11 @@ class Schedule:
     leader_digest: tuple[str, int, int]
 
     @classmethod
-    def load(cls, environ: Mapping[str, str] | None = None) -> Schedule:
-        """The daemon's schedule from ``environ`` (the process environment by default): the time
-        zone, the intervals of the queuing steps and of delivery, the delivery lease, the days
-        between reminders of an overdue action, and the digests' times. Raises ConfigError for a
-        value that cannot be used."""
-        env = os.environ if environ is None else environ
+    def load(cls, env: Mapping[str, str]) -> Schedule:
+        """The daemon's schedule from ``env`` (the environment the settings captured, or a
+        mapping in tests): the time zone, the intervals of the queuing steps and of delivery, the
+        delivery lease, the days between reminders of an overdue action, and the digests' times.
+        Raises ConfigError for a value that cannot be used."""
         zone = time_zone(env)
         every = _env(defaults.ENV_ACTION_REMIND_EVERY_DAYS, env)
         try:
@@ -207,7 +251,7 @@ class Schedule:
                 raise ValueError
         except ValueError:
             raise ConfigError(
-                f"KAMFLOW_ACTION_REMIND_EVERY_DAYS={every!r} must be a whole number of days"
+                f"{defaults.ENV_ACTION_REMIND_EVERY_DAYS}={every!r} must be a whole number of days"
             ) from None
         _, owner_hour, owner_minute = parse_clock_time(
             _env(defaults.ENV_OWNER_DIGEST_AT, env) or defaults.OWNER_DIGEST_AT,

@@ -160,6 +160,14 @@ def stored_revision(engine: Engine) -> str | None:
             return None
 
 
+def initialise(url: str) -> tuple[str, str | None, str | None]:
+    """Create the database at ``url`` or upgrade it: its URL (password hidden), and the schema
+    revisions before and after."""
+    engine = engine_for(url)
+    before, after = upgrade(engine)
+    return _safe(engine), before, after
+
+
 @functools.cache
 def ready_engine(url: str) -> Engine:
     """The engine for ``url`` with the schema at the newest revision: one query when it already

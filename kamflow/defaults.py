@@ -66,7 +66,8 @@ LISTING_BATCH = 1000
 
 #: The kinds of key account.
 ACCOUNT_KINDS = ("existing", "new")
-#: Environment variables kamflow reads.
+#: Environment variables kamflow reads: every one starts with ENV_PREFIX.
+ENV_PREFIX = "KAMFLOW_"
 ENV_DATABASE = "KAMFLOW_DB"
 ENV_USER = "KAMFLOW_USER"
 ENV_NOW = "KAMFLOW_NOW"

@@ -307,9 +307,9 @@ def run(invoke: Invoke, say: Say) -> None:
         Path(f"{database}{suffix}").unlink(missing_ok=True)
     url = f"sqlite:///{database}"
     Path(IMPORT_FILE).write_text(IMPORT_CSV, encoding="utf-8", newline="")
-    saved = {name: os.environ.get(name) for name in (defaults.ENV_NOW, "KAMFLOW_MAIL_TRANSPORT")}
+    saved = {name: os.environ.get(name) for name in (defaults.ENV_NOW, defaults.ENV_MAIL_TRANSPORT)}
     # The demo's mail goes to files in ./outbox/, never to a real server.
-    os.environ["KAMFLOW_MAIL_TRANSPORT"] = "file"
+    os.environ[defaults.ENV_MAIL_TRANSPORT] = "file"
     try:
         for step in _script():
             if isinstance(step, str):
@@ -328,7 +328,7 @@ def run(invoke: Invoke, say: Say) -> None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-    outbox = os.environ.get("KAMFLOW_OUTBOX_DIR") or defaults.OUTBOX_DIR
+    outbox = os.environ.get(defaults.ENV_OUTBOX_DIR) or defaults.OUTBOX_DIR
     say(
         f"\nThe reminders, escalation and digests the daemon's steps sent are in ./{outbox}/ "
         "(one .eml file each; open them in a mail client or a text editor).",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shlex
+from pathlib import Path
 
 from kamflow.errors import InvalidInput
 
@@ -61,3 +63,8 @@ def score_text(score: float | None) -> str:
 def format_number(value: float) -> str:
     """1800000.0 -> 1,800,000; 3.5 -> 3.5."""
     return f"{value:,.0f}" if value.is_integer() else f"{value:,.10g}"
+
+
+def folder_list(text: str | None) -> tuple[Path, ...]:
+    """Folders listed as PATH lists them (``a:b`` on POSIX), in order; empty parts are dropped."""
+    return tuple(Path(part) for part in (text or "").split(os.pathsep) if part)

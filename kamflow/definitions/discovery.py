@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +17,21 @@ from sqlmodel import Session
 from kamflow import defaults
 from kamflow.definitions.workflow import Workflow, load_workflow
 from kamflow.errors import KamflowError, NotFound
-from kamflow.text import first_line
+from kamflow.text import first_line, folder_list
 
 log = logging.getLogger("kamflow.workflow")
 
 
-def search_path() -> list[Path]:
-    """Where workflows are looked for: KAMFLOW_WORKFLOWS folders first, then the shipped ones."""
-    folders = [Path(p) for p in os.environ.get(defaults.ENV_WORKFLOWS, "").split(os.pathsep) if p]
+def search_path(folders: Sequence[Path] | None = None) -> list[Path]:
+    """Where workflows are looked for: the KAMFLOW_WORKFLOWS folders first, then the shipped ones.
+
+    ``folders``: the KAMFLOW_WORKFLOWS folders as the settings read them at start-up; by default
+    they are read from the environment now.
+    """
+    if folders is None:
+        folders = folder_list(os.environ.get(defaults.ENV_WORKFLOWS))
     shipped = _shipped()
-    return [*folders, shipped] if shipped is not None else folders
+    return [*folders, shipped] if shipped is not None else list(folders)
 
 
 @functools.cache
@@ -50,9 +56,9 @@ def is_workflow_file(path: Path) -> bool:
         return True  # let loading it report the problem
 
 
-def available() -> dict[str, Path]:
+def available(folders: Sequence[Path] | None = None) -> dict[str, Path]:
     """Every workflow name found on the search path, the first folder winning."""
-    folders = tuple(search_path())
+    folders = tuple(search_path(folders))
     return dict(_scan(folders, tuple(_mtime(folder) for folder in folders)))
 
 
@@ -74,9 +80,25 @@ def _scan(folders: tuple[Path, ...], _mtimes: tuple[int, ...]) -> tuple[tuple[st
     return tuple(found.items())
 
 
-def get_workflow(name: str) -> Workflow:
+def catalogue(folders: Sequence[Path] | None = None) -> list[dict[str, Any]]:
+    """Every available workflow, loaded and validated, by name: its title, file and stages."""
+    rows = []
+    for name, path in sorted(available(folders).items()):
+        definition = load_workflow(path)
+        rows.append(
+            {
+                "name": name,
+                "title": definition.spec.title,
+                "path": str(path),
+                "stages": definition.stage_names,
+            }
+        )
+    return rows
+
+
+def get_workflow(name: str, folders: Sequence[Path] | None = None) -> Workflow:
     """The workflow called ``name``, validated."""
-    paths = available()
+    paths = available(folders)
     if name not in paths:
         raise NotFound(f"no workflow {name!r} (available: {', '.join(sorted(paths)) or 'none'})")
     return load_workflow(paths[name])

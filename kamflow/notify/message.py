@@ -11,6 +11,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from typing import Any
 
+from kamflow import defaults
 from kamflow.errors import ConfigError
 
 
@@ -55,7 +56,7 @@ def sender_address(sender: str) -> Address:
     try:
         return Address(display_name=name, addr_spec=address)
     except (ValueError, IndexError):
-        raise ConfigError(f"KAMFLOW_MAIL_FROM={sender!r} is not an email address") from None
+        raise ConfigError(f"{defaults.ENV_MAIL_FROM}={sender!r} is not an email address") from None
 
 
 def domain_of(sender: str) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol, TextIO
 from urllib.parse import unquote, urlsplit
 
+from kamflow import defaults
 from kamflow.errors import (
     ConfigError,
     ConnectionLost,
@@ -86,15 +87,17 @@ class SmtpSettings:
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
             raise ConfigError(
-                "KAMFLOW_SMTP_URL must look like smtp://user@host:587 or smtps://host:465"
+                f"{defaults.ENV_SMTP_URL} must look like smtp://user@host:587 or smtps://host:465"
             )
         try:
             port = parts.port
         except ValueError:
-            raise ConfigError("KAMFLOW_SMTP_URL has a bad port") from None
+            raise ConfigError(f"{defaults.ENV_SMTP_URL} has a bad port") from None
         implicit = parts.scheme == "smtps"
         if parts.password:
-            raise ConfigError("put the SMTP password in KAMFLOW_SMTP_PASSWORD, not in the URL")
+            raise ConfigError(
+                f"put the SMTP password in {defaults.ENV_SMTP_PASSWORD}, not in the URL"
+            )
         return cls(
             host=parts.hostname,
             port=port or (465 if implicit else 25),
@@ -162,7 +165,7 @@ class SmtpTransport:
             if s.user:
                 if not s.password:
                     raise TransportDown(
-                        f"SMTP user {s.user} given but KAMFLOW_SMTP_PASSWORD is not set"
+                        f"SMTP user {s.user} given but {defaults.ENV_SMTP_PASSWORD} is not set"
                     )
                 client.login(s.user, s.password)
         except BaseException:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -56,3 +57,28 @@ def scores_of(session: Session, ref: str) -> list[dict[str, Any]]:
         }
         for row in rows
     ]
+
+
+@dataclass(frozen=True)
+class ScoreAgainstThreshold:
+    """A scoring set against the promotion threshold of portfolio.yaml."""
+
+    account: str
+    total: float
+    threshold: float
+
+    @property
+    def reaches_threshold(self) -> bool:
+        return self.total >= self.threshold
+
+
+def score_against_threshold(
+    session: Session, ref: str, values: dict[str, Any], *, actor: str, now: datetime
+) -> ScoreAgainstThreshold:
+    """Record a scoring (as score_account does) and say whether it reaches the threshold."""
+    scored = score_account(session, ref, values, actor=actor, now=now)
+    return ScoreAgainstThreshold(
+        account=find_account(session, ref).name,
+        total=scored.total,
+        threshold=portfolio_config().selection.threshold,
+    )

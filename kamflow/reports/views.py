@@ -11,7 +11,7 @@ from sqlmodel import Session
 from kamflow import engine
 from kamflow.definitions.discovery import get_workflow
 from kamflow.models import Person, Strategy
-from kamflow.records import accounts, plan
+from kamflow.records import accounts, history, plan
 from kamflow.records.scores import scores_of
 from kamflow.reports.portfolio import summary
 
@@ -48,7 +48,7 @@ def account_details(
         "required": sum(q["required"] for q in questions),
         "required_answered": sum(q["required"] and q["status"] == "answered" for q in questions),
     }
-    details["actions"] = plan.actions_view(session, ref, today=now.astimezone(timezone).date())
+    details["actions"] = account_actions(session, ref, now=now, timezone=timezone)
     details["kpis"] = plan.kpis_view(session, account)
     review = plan.latest_review(session, account)
     details["latest_review"] = (
@@ -59,3 +59,23 @@ def account_details(
     details["scores"] = scores_of(session, ref)
     details["next"] = engine.why(session, ref, actor=actor, now=now)["moves"]
     return details
+
+
+def account_questions(
+    session: Session, ref: str, *, only_open: bool = False
+) -> list[dict[str, Any]]:
+    """The planning questions of an account with their answers; ``only_open``: the unanswered."""
+    rows = plan.questions_view(session, ref)
+    return [row for row in rows if row["status"] == "open"] if only_open else rows
+
+
+def account_actions(
+    session: Session, ref: str, *, now: datetime, timezone: ZoneInfo = UTC_ZONE
+) -> list[dict[str, Any]]:
+    """The actions of an account's plan; overdue is judged by today's date in ``timezone``."""
+    return plan.actions_view(session, ref, today=now.astimezone(timezone).date())
+
+
+def account_history(session: Session, ref: str) -> list[dict[str, Any]]:
+    """Every change to an account, oldest first."""
+    return history.entries(session, accounts.find_account(session, ref))

@@ -1,0 +1,268 @@
+"""account ...: add, score, promote, swap, rank, set-workflow, import, export, list, show."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from kamflow import defaults
+from kamflow.cli.base import (
+    act,
+    app,
+    days_cell,
+    emit_json,
+    emit_json_rows,
+    json_option,
+    now,
+    override_options,
+    print_warnings,
+    read,
+    reading,
+    settings,
+    show_outcome,
+    stream_table,
+)
+
+
+@app.group()
+def account() -> None:
+    """Key accounts and candidates: add, score, promote, swap, list, show, import, export."""
+
+
+@account.command("add")
+@click.argument("name")
+@click.option("--owner", required=True, metavar="EMAIL", help="The key account manager.")
+@click.option(
+    "--workflow", default=defaults.WORKFLOW, show_default=True, help="Workflow to follow."
+)
+@click.option(
+    "--kind",
+    type=click.Choice(defaults.ACCOUNT_KINDS),
+    default="existing",
+    show_default=True,
+    help="An existing key account or a new one with potential.",
+)
+@click.option("--candidate", is_flag=True, help="A candidate to score before promoting it.")
+@override_options
+def account_add(
+    name: str, owner: str, workflow: str, kind: str, candidate: bool, override: str | None
+) -> None:
+    """Add a key account at its workflow's first stage (within the cap), or a candidate."""
+    from kamflow.engine import create_account
+
+    added, verdicts = act(
+        create_account,
+        name,
+        owner=owner,
+        workflow=workflow,
+        kind=kind,
+        candidate=candidate,
+        override=override,
+    )
+    what = "candidate" if candidate else "key account"
+    click.echo(
+        f"Added {added.name} ({added.kind} {what}, workflow {added.workflow}) at {added.stage}."
+    )
+    print_warnings(verdicts)
+
+
+@account.command("score")
+@click.argument("name")
+@click.option("--revenue", required=True, metavar="1-5", help="Current revenue.")
+@click.option("--growth", required=True, metavar="1-5", help="Growth potential.")
+@click.option("--renewal", required=True, metavar="1-5", help="Renewal likelihood.")
+@click.option("--win-now", "win_now", required=True, metavar="1-5", help="Win now, grow later.")
+@click.option(
+    "--effort", required=True, metavar="1-5", help="Effort to move forward (more is worse)."
+)
+@click.option("--relationship", required=True, metavar="1-5", help="Relationship strength.")
+@click.option("--fit", required=True, metavar="1-5", help="Fit of offer, culture and industry.")
+@click.option("--logo", required=True, metavar="1-5", help="Logo appeal.")
+def account_score(name: str, **factors: str) -> None:
+    """Score an account on the eight selection factors (0-100; earlier scores are kept)."""
+    from kamflow.records.scores import score_against_threshold
+
+    scored = act(score_against_threshold, name, factors)
+    verdict = "reaches" if scored.reaches_threshold else "is below"
+    click.echo(
+        f"{scored.account} scored {scored.total:g}: {verdict} the promotion threshold "
+        f"of {scored.threshold:g}."
+    )
+
+
+@account.command("promote")
+@click.argument("name")
+@override_options
+@click.option("--dry-run", is_flag=True, help="Only check the guards; change nothing.")
+@json_option
+def account_promote(name: str, override: str | None, dry_run: bool, as_json: bool) -> None:
+    """Make a candidate a key account: its score must reach the threshold, within the cap."""
+    from kamflow.engine import promote
+
+    outcome = act(promote, name, override=override, dry_run=dry_run)
+    show_outcome(outcome, as_json)
+    print_warnings(outcome.verdicts)
+
+
+@account.command("swap")
+@click.argument("out_name", metavar="OUT")
+@click.argument("in_name", metavar="IN")
+def account_swap(out_name: str, in_name: str) -> None:
+    """Retire key account OUT and promote candidate IN, in one transaction (one in, one out)."""
+    from kamflow.engine import swap
+
+    retired, promoted = act(swap, out_name, in_name)
+    click.echo(f"{retired.account} retired; {promoted.account} promoted to {promoted.to_stage}.")
+    print_warnings(promoted.verdicts)
+
+
+@account.command("rank")
+@json_option
+def account_rank(as_json: bool) -> None:
+    """Candidates and key accounts by their latest score."""
+    from kamflow.reports.portfolio import rank
+    from kamflow.text import score_text
+
+    with reading() as session:
+        listing = rank(session, now=now())
+        if as_json:
+            emit_json_rows(listing.rows)
+            return
+        width = listing.widths
+        stream_table(
+            [
+                ("#", width["rank"]),
+                ("account", width["name"]),
+                ("kind", len("key account")),
+                ("stage", width["stage_title"]),
+                ("score", width["score"]),
+                ("above threshold", len("yes")),
+                ("owner", width["owner"]),
+            ],
+            (
+                (
+                    r["rank"],
+                    r["name"],
+                    "key account" if r["key_account"] else "candidate",
+                    r["stage_title"],
+                    score_text(r["score"]),
+                    "yes" if r["above_threshold"] else "",
+                    r["owner"],
+                )
+                for r in listing.rows
+            ),
+        )
+
+
+@account.command("set-workflow")
+@click.argument("name")
+@click.argument("workflow_name", metavar="WORKFLOW")
+def account_set_workflow(name: str, workflow_name: str) -> None:
+    """Move an account to another workflow (e.g. kam-lite), keeping its stage, data and history."""
+    from kamflow.records.accounts import set_workflow
+
+    moved = act(set_workflow, name, workflow_name)
+    click.echo(f"{moved.name} now follows workflow {moved.workflow} (still in {moved.stage}).")
+
+
+@account.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--candidate", is_flag=True, help="Import every row as a candidate.")
+@override_options
+def account_import(file: str, candidate: bool, override: str | None) -> None:
+    """Import accounts from CSV (name,owner,kind and optionally the eight factor scores).
+
+    Every row is checked first, the cap included; one bad row imports nothing.
+    """
+    from kamflow.transfer import import_accounts, read_rows
+
+    rows = read_rows(file)
+    options: dict[str, Any] = {"candidate": candidate, "override": override, "source": file}
+    # click's progress bar on a pipe prints only its label: show it on a terminal only.
+    if sys.stdout.isatty() and len(rows) > 50:
+        with click.progressbar(length=len(rows), label="Importing") as bar:
+            result = act(import_accounts, rows, progress=bar.update, **options)
+    else:
+        result = act(import_accounts, rows, **options)
+    click.echo(
+        f"Imported {result.imported} account{'s' if result.imported != 1 else ''} from {file} "
+        f"({result.candidates} candidates, {result.key_accounts} key accounts, "
+        f"{result.scored} scored)."
+    )
+    for warning in result.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+
+
+@account.command("export")
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+def account_export(file: str | None) -> None:
+    """Write every account as CSV (the import's columns, plus stage and latest score)."""
+    from kamflow.transfer import export_accounts, write_export
+
+    with reading() as session:
+        chunks = export_accounts(session)
+        if file is None:
+            for chunk in chunks:
+                click.echo(chunk, nl=False)
+            return
+        written = write_export(chunks, file)
+    click.echo(f"Wrote {written} accounts to {file}.")
+
+
+@account.command("list")
+@click.option("--stage", help="Only accounts in this stage.")
+@json_option
+def account_list(stage: str | None, as_json: bool) -> None:
+    """List key accounts with their stage and days in it."""
+    from kamflow.reports.portfolio import list_accounts
+
+    with reading() as session:
+        listing = list_accounts(session, stage=stage, now=now())
+        if as_json:
+            emit_json_rows(listing.rows)
+            return
+        width = listing.widths
+        stream_table(
+            [
+                ("id", width["id"]),
+                ("account", width["name"]),
+                ("stage", width["stage_title"]),
+                ("days", width["days"]),
+                ("status", width["status"]),
+                ("owner", width["owner"]),
+                ("workflow", width["workflow"]),
+            ],
+            (
+                (
+                    r["id"],
+                    r["name"],
+                    r["stage_title"],
+                    days_cell(r),
+                    r["status"],
+                    r["owner"],
+                    r["workflow"],
+                )
+                for r in listing.rows
+            ),
+        )
+
+
+@account.command("show")
+@click.argument("name")
+@json_option
+def account_show(name: str, as_json: bool) -> None:
+    """Show everything about one account."""
+    from kamflow.reports.views import account_details
+
+    config = settings()
+    details = read(
+        account_details, name, actor=config.actor, now=config.clock.now(), timezone=config.timezone
+    )
+    if as_json:
+        emit_json(details)
+        return
+    from kamflow.reports.render import render_account
+
+    click.echo(render_account(details))

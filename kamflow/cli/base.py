@@ -1,0 +1,278 @@
+"""What every command shares: the root group and its error handling, the settings, sessions on
+the database, and the output helpers (JSON, tables, outcomes and warnings).
+
+Heavy imports (SQLModel, Alembic, tabulate) wait inside the functions, as they do in the commands.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+
+from kamflow import __version__, defaults
+from kamflow.errors import KamflowError
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from sqlmodel import Session
+
+    from kamflow.config import Settings
+
+T = TypeVar("T")
+
+EXIT_INTERNAL = 70
+
+
+class KamflowGroup(click.Group):
+    """Turns every kamflow error into an `Error:` line on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KamflowError as error:
+            fail(error.lines(), error.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except BrokenPipeError:
+            # Output piped into `head`, which has read enough: main() ends quietly.
+            raise
+        except Exception as error:  # a bug: still one line, never a traceback
+            if _debugging(ctx):
+                raise
+            first = (str(error).strip().splitlines() or [""])[0]
+            fail(
+                [
+                    f"internal error: {type(error).__name__}: {first} "
+                    f"({defaults.ENV_DEBUG}=1 shows more)"
+                ],
+                EXIT_INTERNAL,
+            )
+
+
+def _debugging(ctx: click.Context) -> bool:
+    loaded: Settings | None = ctx.find_root().obj
+    if loaded is None:  # the error came while the settings were built: ask the environment
+        return bool(os.environ.get(defaults.ENV_DEBUG))
+    return loaded.debug
+
+
+def fail(lines: Sequence[str], code: int) -> NoReturn:
+    first, *rest = lines
+    click.echo(f"Error: {first}", err=True)
+    for line in rest:
+        click.echo(line, err=True)
+    sys.exit(code)
+
+
+# --- the root group ------------------------------------------------------------------------------
+
+
+@click.group(cls=KamflowGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db",
+    "database",
+    metavar="URL",
+    help=f"Database URL (default: ${defaults.ENV_DATABASE} or {defaults.DATABASE_URL}).",
+)
+@click.option(
+    "--as", "actor", metavar="EMAIL", help=f"Who acts (default: ${defaults.ENV_USER} or login)."
+)
+@click.version_option(__version__, prog_name="kamflow")
+@click.pass_context
+def app(ctx: click.Context, database: str | None, actor: str | None) -> None:
+    """kamflow: run key accounts through Strategy, Research, Action plan, Execution and Review.
+
+    Set KAMFLOW_NOW (ISO 8601) to act at another time, e.g. for a demo.
+    """
+    # The one settings object of this run; every command reads it through settings().
+    from kamflow.config import Settings
+
+    try:
+        ctx.obj = Settings.load(database=database, actor=actor)
+    except KamflowError as error:
+        fail(error.lines(), error.exit_code)
+
+
+def main() -> None:
+    """The console script's entry point."""
+    try:
+        app(prog_name="kamflow")
+    except BrokenPipeError:
+        # Output piped into `head`: stop quietly, and keep Python from complaining at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)
+
+
+# --- the settings and the database ---------------------------------------------------------------
+
+
+def settings() -> Settings:
+    """The settings the root group built at start-up."""
+    ctx = click.get_current_context()
+    found: Settings = ctx.find_root().obj
+    return found
+
+
+def now() -> datetime:
+    """The current time, as the settings' clock tells it."""
+    return settings().clock.now()
+
+
+@contextmanager
+def transaction() -> Iterator[Session]:
+    """A session on the ready database; everything in the block commits together or not at all."""
+    from kamflow.db import ready_engine, session_scope
+
+    with session_scope(ready_engine(settings().database_url)) as session:
+        yield session
+
+
+def act(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a core function in one transaction, as the current actor at the current time."""
+    config = settings()
+    with transaction() as session:
+        return function(session, *args, actor=config.actor, now=config.clock.now(), **kwargs)
+
+
+def act_on(function: Callable[..., T], ref: str, *args: Any, **kwargs: Any) -> tuple[str, T]:
+    """Like act() for a change to account ``ref``; also returns the account's name as stored."""
+    from kamflow.records.accounts import find_account
+
+    config = settings()
+    with transaction() as session:
+        result = function(session, ref, *args, actor=config.actor, now=config.clock.now(), **kwargs)
+        return find_account(session, ref).name, result
+
+
+def read(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a core function in one transaction, without an actor."""
+    with transaction() as session:
+        return function(session, *args, **kwargs)
+
+
+@contextmanager
+def reading() -> Iterator[Session]:
+    """A session that only reads, for a listing printed while its rows are read: it takes no
+    write lock on SQLite, and every query sees one snapshot of the database."""
+    from sqlmodel import Session
+
+    from kamflow.db import read_scope, ready_engine
+
+    engine = ready_engine(settings().database_url)
+    with read_scope(engine, snapshot=True) as connection, Session(bind=connection) as session:
+        yield session
+
+
+# --- output --------------------------------------------------------------------------------------
+
+
+def emit_json(data: Any) -> None:
+    import json  # only the commands that print JSON pay for it, not --help
+
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
+
+
+def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
+    from tabulate import tabulate
+
+    if not rows:
+        click.echo("(none)")
+        return
+    # Numbers are already formatted (1,800,000): tabulate must not re-parse them.
+    click.echo(
+        tabulate(
+            rows, headers=[h.upper() for h in headers], tablefmt="simple", disable_numparse=True
+        )
+    )
+
+
+def emit_json_rows(rows: Iterable[Any]) -> None:
+    """A JSON array printed element by element, as emit_json() would print the whole list."""
+    from kamflow.reports.streaming import json_array
+
+    for piece in json_array(rows):
+        click.echo(piece, nl=False)
+    click.echo()
+
+
+def stream_table(columns: Sequence[tuple[str, int]], cells: Iterable[Sequence[Any]]) -> None:
+    """A table printed a batch of rows at a time; each column as (header, widest cell)."""
+    from kamflow.reports.streaming import Column, table_lines
+
+    heads = [Column(header.upper(), width) for header, width in columns]
+    for lines in table_lines(heads, cells):
+        click.echo("\n".join(lines))
+
+
+def days_cell(row: dict[str, Any]) -> str:
+    """An account row's days in its stage, with the stage's limit when it has one."""
+    from kamflow.text import days_text
+
+    return days_text(row["days_in_stage"], row.get("limit_days"))
+
+
+def show_outcome(outcome: Any, as_json: bool) -> None:
+    """A stage change, done or (in a dry run) checked; a refused dry run exits 3."""
+    if as_json:
+        emit_json(outcome.as_dict())
+        if outcome.dry_run and not outcome.allowed:
+            sys.exit(3)
+        return
+    if outcome.dry_run:
+        verb = "would" if outcome.allowed else "would not"
+        click.echo(
+            f"{outcome.account} {verb} {outcome.transition} from {outcome.from_stage} "
+            f"to {outcome.to_stage} (dry run, nothing written):"
+        )
+        for verdict in outcome.verdicts:
+            click.echo(f"  [{'ok' if verdict.ok else 'missing'}] {verdict.message}")
+        if not outcome.allowed:
+            sys.exit(3)
+        return
+    click.echo(
+        f"{outcome.account}: {outcome.from_stage} -> {outcome.to_stage} ({outcome.transition})."
+    )
+
+
+def print_warnings(verdicts: Any) -> None:
+    """The guards that allowed a move but warn (e.g. an owner near the cap), on stderr."""
+    for verdict in verdicts:
+        if verdict.ok and verdict.warning:
+            click.echo(f"Warning: {verdict.message}", err=True)
+
+
+# --- options shared by several commands ----------------------------------------------------------
+
+
+def json_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(function)
+
+
+def override_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """--override --reason TEXT: a leader goes over the key-account cap, on record."""
+
+    def check(ctx: click.Context, _param: click.Parameter, reason: str | None) -> str | None:
+        wanted = ctx.params.pop("override_flag", False)
+        if wanted and not (reason and reason.strip()):
+            raise click.UsageError("--override needs --reason TEXT")
+        if reason is not None and not wanted:
+            raise click.UsageError("--reason goes with --override")
+        return reason if wanted else None
+
+    function = click.option(
+        "--reason", "override", callback=check, metavar="TEXT", help="Why the cap is overridden."
+    )(function)
+    return click.option(
+        "--override",
+        "override_flag",
+        is_flag=True,
+        is_eager=True,
+        help="Go over the key-account cap (leaders only; needs --reason).",
+    )(function)

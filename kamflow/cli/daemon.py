@@ -1,0 +1,195 @@
+"""Reminders, escalations and the mail they send: snooze, tick, daemon, status, forecast,
+outbox list/retry."""
+
+from __future__ import annotations
+
+import click
+
+from kamflow import defaults
+from kamflow.cli.base import (
+    act_on,
+    app,
+    emit_json,
+    emit_json_rows,
+    fail,
+    json_option,
+    now,
+    read,
+    settings,
+    stream_table,
+    table,
+)
+
+
+def _whole_number(text: str, what: str) -> int:
+    from kamflow.errors import InvalidInput
+
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise InvalidInput(f"{what} {text!r} is not a whole number") from None
+
+
+@app.command()
+@click.argument("name")
+@click.option(
+    "--days",
+    required=True,
+    metavar="N",
+    help=f"How long to pause (at most {defaults.MAX_SNOOZE_DAYS} days).",
+)
+@click.option("--reason", required=True, help="Why the account may wait.")
+def snooze(name: str, days: str, reason: str) -> None:
+    """Pause the reminders and escalations of an account (the owner or a leader)."""
+    from kamflow.records.snoozes import snooze as snooze_account
+
+    account, paused = act_on(
+        snooze_account, name, days=_whole_number(days, "--days"), reason=reason
+    )
+    click.echo(f"Reminders for {account} paused until {paused.until.date().isoformat()}.")
+
+
+@app.command()
+@click.option("--dry-run", is_flag=True, help="Only list what would be queued; change nothing.")
+@json_option
+def tick(dry_run: bool, as_json: bool) -> None:
+    """Run every step once: queue reminders, escalations and digests, then deliver the outbox."""
+    from kamflow.db import ready_engine
+    from kamflow.steps import tick as run_tick
+
+    config = settings()
+    schedule, mail = config.schedule, config.mail  # a bad setting stops the tick here
+    report = run_tick(
+        ready_engine(config.database_url), config.clock.now(), schedule, mail, dry_run=dry_run
+    )
+    if as_json:
+        emit_json(
+            {
+                "dry_run": dry_run,
+                "queued": [item for step in report.steps for item in step.queued],
+                "delivery": None if report.delivery is None else vars(report.delivery),
+            }
+        )
+    else:
+        for step in report.steps:
+            click.echo(step.summary())
+            for item in step.queued:
+                click.echo(f"  {'would queue' if dry_run else 'queued'}: {item['subject']}")
+        if report.delivery is not None:
+            click.echo(report.delivery.summary())
+            if report.delivery.sent and mail.transport == "file":
+                click.echo(f"  the messages are in {mail.outbox_dir}/")
+    if report.delivery is not None and report.delivery.stopped:
+        fail([f"delivery stopped: {report.delivery.stopped}"], 1)
+
+
+@app.command()
+def daemon() -> None:
+    """Run in the foreground: notice stalls, remind, escalate, deliver mail, send digests.
+
+    Stops cleanly on SIGTERM or Ctrl-C (a second signal stops at once).
+    """
+    import logging
+
+    from kamflow.clock import running
+    from kamflow.daemon import Daemon
+    from kamflow.db import ready_engine
+
+    config = settings()
+    schedule, mail = config.schedule, config.mail  # a bad setting stops the daemon here
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    for noisy in ("apscheduler", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if not config.debug:
+        # A database outage is one line per failed step (the daemon logs it); the connection
+        # pool's own tracebacks about the same broken connections would bury it.
+        logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
+    Daemon(ready_engine(config.database_url), running(config.clock), schedule, mail).run()
+
+
+@app.command()
+@json_option
+def status(as_json: bool) -> None:
+    """The daemon's last tick, the outbox, and how many accounts are behind or stuck."""
+    from kamflow.steps.views import status as daemon_status
+
+    report = read(daemon_status, now())
+    if as_json:
+        emit_json(report)
+        return
+    from kamflow.reports.render import render_status
+
+    click.echo(render_status(report))
+
+
+@app.command()
+@click.option(
+    "--days",
+    default=str(defaults.FORECAST_DAYS),
+    show_default=True,
+    metavar="N",
+    help=f"How far ahead (1 to {defaults.MAX_FORECAST_DAYS} days).",
+)
+@json_option
+def forecast(days: str, as_json: bool) -> None:
+    """Which reminders and escalations would fire in the next N days if nothing changed."""
+    from kamflow.steps.views import forecast as make_forecast
+
+    with read(make_forecast, now(), _whole_number(days, "--days"), settings().schedule) as rows:
+        if as_json:
+            emit_json_rows(rows)
+            return
+        stream_table(
+            [
+                ("date", 10),
+                ("kind", rows.longest("kind")),
+                ("account", rows.longest("account")),
+                ("stage or action", max(rows.longest("stage"), rows.longest("action"))),
+                ("number", len(str(rows.last_number()))),
+            ],
+            (
+                (
+                    r["at"][:10],
+                    r["kind"],
+                    r["account"],
+                    r.get("action") or r["stage"],
+                    r["repeat"] + 1,
+                )
+                for r in rows
+            ),
+        )
+
+
+@app.group()
+def outbox() -> None:
+    """The queued, sent and dead messages."""
+
+
+@outbox.command("list")
+@click.option("--status", "only", help="pending, sent, dead or obsolete.")
+@json_option
+def outbox_list(only: str | None, as_json: bool) -> None:
+    """List the newest messages (100 at most)."""
+    from kamflow.outbox import list_messages
+
+    rows = read(list_messages, status=only)
+    if as_json:
+        emit_json(rows)
+        return
+    table(
+        [
+            (r["id"], r["status"], r["kind"], r["to"], r["subject"], r["attempts"], r["last_error"])
+            for r in rows
+        ],
+        ["id", "status", "kind", "to", "subject", "tries", "last error"],
+    )
+
+
+@outbox.command("retry")
+@click.argument("message_id", metavar="ID")
+def outbox_retry(message_id: str) -> None:
+    """Queue a dead message again."""
+    from kamflow.outbox import retry
+
+    row = read(retry, message_id, now=now())
+    click.echo(f"Message {row.id} is queued again: {row.subject}")

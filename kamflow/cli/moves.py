@@ -1,0 +1,76 @@
+"""Moves between stages and their record: advance, disqualify, retire, why, history."""
+
+from __future__ import annotations
+
+import click
+
+from kamflow.cli.base import act, app, emit_json, json_option, read, show_outcome, table
+
+
+@app.command()
+@click.argument("name")
+@click.option("--to", "to", metavar="STAGE", help="The stage to move to (default: the next one).")
+@click.option("--note", default="", help="A note for the history.")
+@click.option("--dry-run", is_flag=True, help="Only check the guards; change nothing.")
+@json_option
+def advance(name: str, to: str | None, note: str, dry_run: bool, as_json: bool) -> None:
+    """Move an account to its next stage if every guard allows it.
+
+    From Review the next stage is Action plan (adjust); --to strategy starts over (replan).
+    """
+    from kamflow.engine import advance as advance_account
+
+    show_outcome(act(advance_account, name, to=to, note=note, dry_run=dry_run), as_json)
+
+
+@app.command()
+@click.argument("name")
+@click.option("--reason", required=True, help="Why the account is not a key account.")
+@click.option("--dry-run", is_flag=True, help="Only check; change nothing.")
+def disqualify(name: str, reason: str, dry_run: bool) -> None:
+    """Take an account out of the programme: it is not a key account."""
+    from kamflow.engine import close
+
+    show_outcome(act(close, name, "disqualify", reason=reason, dry_run=dry_run), False)
+
+
+@app.command()
+@click.argument("name")
+@click.option("--reason", required=True, help="Why the account is retired.")
+@click.option("--dry-run", is_flag=True, help="Only check; change nothing.")
+def retire(name: str, reason: str, dry_run: bool) -> None:
+    """Retire a key account."""
+    from kamflow.engine import close
+
+    show_outcome(act(close, name, "retire", reason=reason, dry_run=dry_run), False)
+
+
+@app.command()
+@click.argument("name")
+@json_option
+def why(name: str, as_json: bool) -> None:
+    """What the next transition(s) still need."""
+    from kamflow.engine import why as why_account
+    from kamflow.reports.render import render_why
+
+    report = act(why_account, name)
+    if as_json:
+        emit_json(report)
+    else:
+        click.echo(render_why(report))
+
+
+@app.command()
+@click.argument("name")
+@json_option
+def history(name: str, as_json: bool) -> None:
+    """Every change to an account, oldest first."""
+    from kamflow.reports.views import account_history
+
+    rows = read(account_history, name)
+    if as_json:
+        emit_json(rows)
+        return
+    from kamflow.reports.render import history_rows
+
+    table(history_rows(rows), ["when", "who", "what", "note"])

@@ -1,0 +1,154 @@
+"""The portfolio views: portfolio (the board), coverage, kpis, report (the HTML page)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from kamflow import defaults
+from kamflow.cli.base import (
+    app,
+    days_cell,
+    emit_json,
+    emit_json_rows,
+    json_option,
+    now,
+    reading,
+    stream_table,
+)
+
+#: What coverage prints where no one holds a role.
+GAP = "-- GAP --"
+
+
+@app.command()
+@json_option
+def portfolio(as_json: bool) -> None:
+    """The board: candidates and key accounts by stage, with owner, days, status and score."""
+    from kamflow.reports.portfolio import board
+    from kamflow.text import score_text
+
+    with reading() as session:
+        listing = board(session, now=now())
+        if as_json:
+            emit_json_rows(listing.rows)
+            return
+        width = listing.widths
+        stream_table(
+            [
+                ("stage", width["stage_title"]),
+                ("account", width["name"]),
+                ("owner", width["owner"]),
+                ("days", width["days"]),
+                ("status", width["status"]),
+                ("score", width["score"]),
+                ("workflow", width["workflow"]),
+            ],
+            (
+                (
+                    r["stage_title"],
+                    r["name"],
+                    r["owner"],
+                    days_cell(r),
+                    r["status"],
+                    score_text(r["score"]),
+                    r["workflow"],
+                )
+                for r in listing.rows
+            ),
+        )
+
+
+@app.command()
+@json_option
+def coverage(as_json: bool) -> None:
+    """Key accounts x the six account-team roles: who holds each, and the gaps."""
+    from kamflow.reports.portfolio import coverage as role_coverage
+
+    with reading() as session:
+        listing = role_coverage(session)
+        if as_json:
+            emit_json_rows(listing.rows)
+            return
+        seen = {"accounts": 0, "gaps": 0}
+
+        def cells(row: dict[str, Any]) -> tuple[str, ...]:
+            seen["accounts"] += 1
+            seen["gaps"] += len(row["gaps"])
+            return (row["account"], *(", ".join(row["roles"][r]) or GAP for r in defaults.ROLES))
+
+        width = listing.widths
+        stream_table(
+            [
+                ("account", width["account"]),
+                *((role, max(width.get(role, 0), len(GAP))) for role in defaults.ROLES),
+            ],
+            map(cells, listing.rows),
+        )
+    gaps = seen["gaps"]
+    click.echo(f"\n{gaps} gap{'s' if gaps != 1 else ''} in {seen['accounts']} key accounts.")
+
+
+@app.command()
+@json_option
+def kpis(as_json: bool) -> None:
+    """Every key account's KPIs: target against the latest value, off target marked."""
+    from kamflow.records.plan import format_number
+    from kamflow.reports.portfolio import kpi_report
+
+    with reading() as session:
+        listing = kpi_report(session)
+        if as_json:
+            emit_json_rows(listing.rows)
+            return
+        width = listing.widths
+        stream_table(
+            [
+                ("account", width["account"]),
+                ("kpi", width["name"]),
+                ("target", len("<= ") + width["target"]),
+                ("latest", max(width["latest"], len("-"))),
+                ("unit", width["unit"]),
+                ("period", width["period"]),
+                ("state", len("OFF TARGET")),
+            ],
+            (
+                (
+                    r["account"],
+                    r["name"],
+                    ("<= " if r["lower_is_better"] else ">= ") + format_number(r["target"]),
+                    "-" if r["latest"] is None else format_number(r["latest"]),
+                    r["unit"],
+                    r["period"] or "",
+                    "OFF TARGET"
+                    if r["off_target"]
+                    else ("on target" if r["on_target"] else "no value"),
+                )
+                for r in listing.rows
+            ),
+        )
+
+
+@app.command()
+@click.option(
+    "--html",
+    "html_file",
+    required=True,
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Where to write the report.",
+)
+@json_option
+def report(html_file: str, as_json: bool) -> None:
+    """Write the portfolio as one self-contained HTML page (board, charts, workflow, coverage)."""
+    from kamflow.reports.report import build_report, write_report
+
+    with reading() as session:
+        data = build_report(session, now=now())
+    path = write_report(data, html_file)
+    if as_json:
+        emit_json({"file": str(path), **data})
+    else:
+        accounts = data["summary"]["accounts"]
+        click.echo(f"Wrote {path} ({accounts:,} accounts). Open it in a browser.")
