@@ -64,7 +64,7 @@ REPORT_LIST_LIMIT = 50
 #: rows at a time: their memory follows this, not the portfolio.
 LISTING_BATCH = 1000
 
-#: The kinds of key account.
+#: The kinds of key account (the values of models.AccountKind, named here for the CLI).
 ACCOUNT_KINDS = ("existing", "new")
 #: Environment variables kamflow reads: every one starts with ENV_PREFIX.
 ENV_PREFIX = "KAMFLOW_"

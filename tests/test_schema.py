@@ -67,3 +67,11 @@ def test_a_database_newer_than_this_kamflow_is_refused_in_one_line(
     assert len(error.strip().splitlines()) == 1
     with pytest.raises(DatabaseError):
         db.ready_engine(database_url)
+
+
+def test_the_kinds_the_command_line_offers_are_the_kinds_an_account_can_have() -> None:
+    """The CLI names them without importing the models (which would slow `kamflow --help`)."""
+    from kamflow import defaults
+    from kamflow.models import AccountKind
+
+    assert tuple(kind.value for kind in AccountKind) == defaults.ACCOUNT_KINDS

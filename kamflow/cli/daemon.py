@@ -59,10 +59,9 @@ def tick(dry_run: bool, as_json: bool) -> None:
 
     config = settings()
     schedule, mail = config.schedule, config.mail  # a bad setting stops the tick here
-    report = run_tick(
-        ready_engine(config.database_url), config.clock.now(), schedule, mail, dry_run=dry_run
-    )
+    engine = ready_engine(config.database_url)
     if as_json:
+        report = run_tick(engine, config.clock.now(), schedule, mail, dry_run=dry_run)
         emit_json(
             {
                 "dry_run": dry_run,
@@ -71,10 +70,18 @@ def tick(dry_run: bool, as_json: bool) -> None:
             }
         )
     else:
-        for step in report.steps:
-            click.echo(step.summary())
-            for item in step.queued:
-                click.echo(f"  {'would queue' if dry_run else 'queued'}: {item['subject']}")
+        # Each message is printed as it is queued, each step's counts when it is done: a tick
+        # that queues tens of thousands keeps none of them in memory.
+        verb = "would queue" if dry_run else "queued"
+        report = run_tick(
+            engine,
+            config.clock.now(),
+            schedule,
+            mail,
+            dry_run=dry_run,
+            on_queued=lambda item: click.echo(f"  {verb}: {item['subject']}"),
+            on_step=lambda step: click.echo(step.summary()),
+        )
         if report.delivery is not None:
             click.echo(report.delivery.summary())
             if report.delivery.sent and mail.transport == "file":

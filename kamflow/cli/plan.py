@@ -176,7 +176,8 @@ def kpi() -> None:
 @click.option("--lower-is-better", is_flag=True, help="Below the target is good (e.g. churn).")
 def kpi_add(name: str, kpi_name: str, target: str, unit: str, lower_is_better: bool) -> None:
     """Define a KPI with its target."""
-    from kamflow.records.plan import add_kpi, format_number
+    from kamflow.records.plan import add_kpi
+    from kamflow.text import format_number
 
     account, added = act_on(
         add_kpi, name, kpi_name, target=target, unit=unit, lower_is_better=lower_is_better
@@ -192,7 +193,8 @@ def kpi_add(name: str, kpi_name: str, target: str, unit: str, lower_is_better: b
 @click.option("--period", help="Period label (default: the current quarter, e.g. 2027-Q2).")
 def kpi_record(name: str, kpi_name: str, value: str, period: str | None) -> None:
     """Record a KPI's value."""
-    from kamflow.records.plan import format_number, record_kpi
+    from kamflow.records.plan import record_kpi
+    from kamflow.text import format_number
 
     account, recorded = act_on(record_kpi, name, kpi_name, value, period=period)
     click.echo(

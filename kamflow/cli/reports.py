@@ -94,8 +94,8 @@ def coverage(as_json: bool) -> None:
 @json_option
 def kpis(as_json: bool) -> None:
     """Every key account's KPIs: target against the latest value, off target marked."""
-    from kamflow.records.plan import format_number
     from kamflow.reports.portfolio import kpi_report
+    from kamflow.text import format_number
 
     with reading() as session:
         listing = kpi_report(session)

@@ -28,8 +28,7 @@ from kamflow.models import (
 from kamflow.records import history
 from kamflow.records.accounts import editable, find_account, touch
 from kamflow.records.people import get_person
-from kamflow.text import MAX_LABEL, MAX_NAME, MAX_TITLE, clean_text
-from kamflow.text import format_number as format_number  # the CLI imports it from here
+from kamflow.text import MAX_LABEL, MAX_NAME, MAX_TITLE, clean_text, format_number
 
 
 def _changed(
