@@ -23,7 +23,7 @@ from kamflow.definitions.workflow import Workflow
 from kamflow.errors import KamflowError, NotFound
 from kamflow.models import Account, Kpi, KpiValue, Person, RoleAssignment, Score
 from kamflow.records.cap import latest_score
-from kamflow.records.plan import format_number, kpi_rows, kpi_view
+from kamflow.records.plan import kpi_rows, kpi_view
 from kamflow.reports.listing import (
     INTAKE,
     STAGE,
@@ -36,7 +36,7 @@ from kamflow.reports.listing import (
     text_widths,
     widest,
 )
-from kamflow.text import score_text
+from kamflow.text import format_number, score_text
 
 
 def board_select(places: Places, where: Any) -> Any:
