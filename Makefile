@@ -34,7 +34,7 @@ bench: $(VENV)/.installed-test
 	$(PY) bench/bench_steps.py
 
 bench-quick: $(VENV)/.installed-test
-	$(PY) bench/bench_transitions.py
+	$(PY) bench/bench_transitions.py --quick
 	$(PY) bench/bench_steps.py --quick
 
 clean:
