@@ -215,10 +215,13 @@ def read_scope(engine: Engine, *, snapshot: bool = False) -> Iterator[Connection
         raise DatabaseError(f"database error on {_safe(engine)}: {_reason(error)}") from None
 
 
-def stream(connection: Connection, statement: Any, size: int) -> Iterator[list[Any]]:
-    """The rows of ``statement`` in lists of at most ``size``, fetched as they are needed."""
+def stream(
+    connection: Connection, statement: Any, size: int, params: dict[str, Any] | None = None
+) -> Iterator[list[Any]]:
+    """The rows of ``statement`` (with ``params`` bound) in lists of at most ``size``, fetched
+    as they are needed."""
     # Per statement: Connection.execution_options() would stream every later query too.
-    result = connection.execute(statement, execution_options={"yield_per": size})
+    result = connection.execute(statement, params or {}, execution_options={"yield_per": size})
     for partition in result.partitions(size):
         yield list(partition)
 

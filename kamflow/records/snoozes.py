@@ -32,8 +32,9 @@ def active_snooze(session: Session, account: Account, now: datetime) -> Snooze |
     ).first()
 
 
-def pausing(account: Any, now: datetime) -> Any:
-    """SQL: a snooze pauses the current stay of ``account`` (the account table, or an alias)."""
+def pausing(account: Any, now: Any) -> Any:
+    """SQL: a snooze pauses the current stay of ``account`` (the account table, its columns, or
+    an alias) at ``now`` (a moment, or a parameter bound when the statement runs)."""
     return sa.exists().where(
         col(Snooze.account_id) == account.id,
         col(Snooze.stage) == account.stage,

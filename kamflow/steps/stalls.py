@@ -7,6 +7,7 @@ per phase finds every account whose due message is not in the outbox yet and is 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,38 +43,63 @@ NAME = "stalls"
 KINDS = (MessageKind.REMINDER, MessageKind.ESCALATION)
 
 
-def queued_in_phase(phase: Phase, now: datetime) -> Any:
-    """SQL: the message due now for the account's stay is in the outbox already.
-
-    Its rung repeats every ``phase.interval``; the outbox row of the one due now fell due after
-    ``now - interval``, and no other row of that rung and stay did.
-    """
-    return sa.exists().where(
-        col(Notification.account_id) == Account.id,
-        col(Notification.stage) == Account.stage,
-        col(Notification.stage_entered_at) == Account.stage_entered_at,
-        col(Notification.rung) == phase.rung.value,
-        col(Notification.due_at) > now - phase.interval,
-    )
-
-
-def due_query(all_phases: list[Phase], now: datetime, *, snoozes_running: bool) -> Any:
+def due_query(
+    all_phases: list[Phase], now: datetime, *, snoozes_running: bool
+) -> tuple[Any, dict[str, Any]]:
     """The accounts whose due message is neither queued nor paused: one query for every phase,
-    phase by phase (the stuck before the behind), oldest first. Nothing else is joined: a steady
-    tick, where nothing is due, is the indexed scan and its anti-join and no more."""
+    phase by phase (the stuck before the behind), oldest first, and the moments to bind to it.
+
+    Nothing else is joined: a steady tick, where nothing is due, is the indexed scan and its
+    anti-join and no more. The statement is built once per set of phases (its moments are bound
+    at each run), so a tick does not rebuild twenty selects.
+    """
+    shape = tuple(
+        (phase.workflow.name, phase.stage.name, phase.rung.value, phase.entered_after is not None)
+        for phase in all_phases
+    )
+    statement = _due_statement(shape, snoozes_running)
+    params: dict[str, Any] = {"now": now}
+    for index, phase in enumerate(all_phases):
+        params[f"hi{index}"] = phase.entered_by
+        params[f"since{index}"] = now - phase.interval
+        if phase.entered_after is not None:
+            params[f"lo{index}"] = phase.entered_after
+    return statement, params
+
+
+@functools.lru_cache(maxsize=16)
+def _due_statement(shape: tuple[tuple[str, str, str, bool], ...], snoozes_running: bool) -> Any:
+    table = Account.__table__  # type: ignore[attr-defined]
+    outbox = Notification.__table__  # type: ignore[attr-defined]
     parts = []
-    for phase in all_phases:
-        part: Any = sa.select(
-            sa.literal(phase.order).label("phase"),
-            col(Account.id),
-            col(Account.name),
-            col(Account.owner_id),
-            col(Account.workflow),
-            col(Account.stage),
-            col(Account.stage_entered_at),
-        ).where(phase.contains(Account), ~queued_in_phase(phase, now))
+    for index, (workflow, stage, rung, bounded_below) in enumerate(shape):
+        conditions = [
+            table.c.workflow == workflow,
+            table.c.stage == stage,
+            table.c.stage_entered_at <= sa.bindparam(f"hi{index}"),
+        ]
+        if bounded_below:
+            conditions.append(table.c.stage_entered_at > sa.bindparam(f"lo{index}"))
+        # The message due now for the stay is queued already: its rung repeats every interval,
+        # so the outbox row of the one due now fell due after now - interval, and no other did.
+        queued = sa.exists().where(
+            outbox.c.account_id == table.c.id,
+            outbox.c.stage == table.c.stage,
+            outbox.c.stage_entered_at == table.c.stage_entered_at,
+            outbox.c.rung == rung,
+            outbox.c.due_at > sa.bindparam(f"since{index}"),
+        )
+        part = sa.select(
+            sa.literal(index).label("phase"),
+            table.c.id,
+            table.c.name,
+            table.c.owner_id,
+            table.c.workflow,
+            table.c.stage,
+            table.c.stage_entered_at,
+        ).where(*conditions, ~queued)
         if snoozes_running:
-            part = part.where(~snoozes.pausing(Account, now))
+            part = part.where(~snoozes.pausing(table.c, sa.bindparam("now")))
         parts.append(part)
     union = sa.union_all(*parts).subquery()
     return sa.select(union).order_by(union.c.phase, union.c.stage_entered_at, union.c.id)
@@ -95,9 +121,9 @@ def queue_stalls(run: StepRun) -> StepReport:
         if not all_phases:
             return report
         running = snoozes.any_active(reading, run.now)
-        statement = due_query(all_phases, run.now, snoozes_running=running)
+        statement, params = due_query(all_phases, run.now, snoozes_running=running)
         leaders: list[str] | None = None
-        for rows in stream(reading, statement, BATCH):
+        for rows in stream(reading, statement, BATCH, params):
             report.examined += len(rows)
             with Session(bind=reading) as session:
                 if leaders is None:
