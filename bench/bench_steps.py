@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import portfolio_data
+import profiles
 import sqlalchemy as sa
 import yaml
 
@@ -816,6 +817,40 @@ def first_tick(
             met(ratio, 3) if size >= MILLION else NONE,
         ),
     )
+    if size >= MILLION and ratio is not None and ratio > 3:
+        profile_first_tick(size, original, schedule, scratch, results)
+
+
+KAMFLOW_GROUPS: profiles.Groups = (
+    profiles.SQLITE,
+    profiles.PSYCOPG,
+    profiles.SQLALCHEMY,
+    ("kamflow's steps", ("/kamflow/steps/",)),
+    ("kamflow's outbox", ("/kamflow/outbox",)),
+    ("the rest of kamflow", ("/kamflow/",)),
+    ("json", ("/json/", "_json.")),
+)
+
+
+def profile_first_tick(
+    size: int, original: Path, schedule: Schedule, scratch: Scratch, results: Results
+) -> None:
+    """Where a first tick that misses its target spends its time, on one more fresh copy."""
+    copy = scratch.copy(original, f"{size}-profile.db")
+    url = f"sqlite:///{copy}"
+    try:
+        engine = db.ready_engine(url)
+        _, shares = profiles.own_time(lambda: queue_due(engine, NOW, schedule), KAMFLOW_GROUPS)
+        say("first tick, own time by group: " + ", ".join(shares))
+        results.note(
+            T_FIRST,
+            "Where the first tick's time goes (cProfile, own time): " + ", ".join(shares) + ".",
+        )
+    except Exception as error:
+        results.fail(f"{size:,}: profiling queue_due: {error_line(error)}")
+    finally:
+        dispose(url)
+        scratch.remove(copy)
 
 
 def steady_tick(
@@ -846,6 +881,12 @@ def steady_tick(
             floor_s, scan = best_of(lambda: floor_stall_scan(connection, limits))
         growth.steady = kamflow_s
         ratio = kamflow_s / floor_s if floor_s else None
+        if ratio is not None and ratio > 3:
+            _, shares = profiles.own_time(lambda: tick(engine, NOW, schedule, mail), KAMFLOW_GROUPS)
+            say("PostgreSQL steady tick, own time by group: " + ", ".join(shares))
+            results.note(
+                T_PG, "Where the tick's time goes (cProfile, own time): " + ", ".join(shares) + "."
+            )
         say(
             f"steady tick: {seconds(kamflow_s)} (best of 3; queued {queued}, claimed {claimed}); "
             f"floor {seconds(floor_s)} (best of 3, {scanned(scan):,} rows); ratio "
@@ -1451,6 +1492,9 @@ def write_report(
         "engine) weigh more than the work, and the growth table shows how the work follows what "
         "is due.",
         '- "met?" is for information only; nothing here passes or fails on time.',
+        "- A single transition and the command line's start-up, against their own floors and "
+        "with their profiles, are in `TRANSITIONS.md` beside this file "
+        "(`bench/bench_transitions.py`, the first half of `make bench`).",
         "",
         "## Results",
         "",
