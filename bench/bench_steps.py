@@ -832,6 +832,15 @@ KAMFLOW_GROUPS: profiles.Groups = (
 )
 
 
+def profile_tick(table: str, run: Callable[[], object], results: Results) -> None:
+    """Where one more steady tick that missed its target spends its time."""
+    _, shares = profiles.own_time(run, KAMFLOW_GROUPS)
+    say(f"{table}, own time by group: " + ", ".join(shares))
+    results.note(
+        table, "Where the tick's time goes (cProfile, own time): " + ", ".join(shares) + "."
+    )
+
+
 def profile_first_tick(
     size: int, original: Path, schedule: Schedule, scratch: Scratch, results: Results
 ) -> None:
@@ -881,12 +890,8 @@ def steady_tick(
             floor_s, scan = best_of(lambda: floor_stall_scan(connection, limits))
         growth.steady = kamflow_s
         ratio = kamflow_s / floor_s if floor_s else None
-        if ratio is not None and ratio > 3:
-            _, shares = profiles.own_time(lambda: tick(engine, NOW, schedule, mail), KAMFLOW_GROUPS)
-            say("PostgreSQL steady tick, own time by group: " + ", ".join(shares))
-            results.note(
-                T_PG, "Where the tick's time goes (cProfile, own time): " + ", ".join(shares) + "."
-            )
+        if size >= MILLION and ratio is not None and ratio > 2:
+            profile_tick(T_STEADY, lambda: tick(engine, NOW, schedule, mail), results)
         say(
             f"steady tick: {seconds(kamflow_s)} (best of 3; queued {queued}, claimed {claimed}); "
             f"floor {seconds(floor_s)} (best of 3, {scanned(scan):,} rows); ratio "
@@ -1088,6 +1093,8 @@ def postgres_part(size: int, scratch: Scratch, results: Results) -> None:
         with psycopg.connect(PG_SERVER, options=f"-csearch_path={schema}") as raw:
             floor_s, scan = best_of(lambda: floor_stall_scan(raw, limits, pg=True))
         ratio = kamflow_s / floor_s if floor_s else None
+        if ratio is not None and ratio > 3:
+            profile_tick(T_PG, lambda: tick(engine, NOW, schedule, mail), results)
         say(
             f"steady tick: {seconds(kamflow_s)} (best of 3; queued {queued}, claimed {claimed}); "
             f"floor {seconds(floor_s)} (best of 3, {scanned(scan):,} rows); ratio "
