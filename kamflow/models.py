@@ -79,6 +79,8 @@ class ActionStatus(StrEnum):
 
     OPEN = "open"
     DONE = "done"
+    #: Dropped from the plan (with the reason in the history): no reminders, not counted.
+    CANCELLED = "cancelled"
 
 
 class HistoryKind(StrEnum):
@@ -127,6 +129,10 @@ class Person(SQLModel, table=True):
     email: str = Field(max_length=320, unique=True)
     name: str = Field(default="", max_length=200)
     is_leader: bool = Field(default=False)
+    #: A deactivated person receives no mail; what they still own shows as a warning.
+    active: bool = Field(
+        default=True, sa_column=sa.Column(sa.Boolean(), nullable=False, server_default=sa.true())
+    )
     created_at: datetime = Field(sa_column=utc_column())
 
 
@@ -227,6 +233,8 @@ class Kpi(SQLModel, table=True):
     unit: str = Field(default="", max_length=50)
     lower_is_better: bool = Field(default=False)
     created_at: datetime = Field(sa_column=utc_column())
+    #: Set when the KPI was removed from the plan: guards stop asking for it, its values stay.
+    removed_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
 
 
 class KpiValue(SQLModel, table=True):

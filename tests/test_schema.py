@@ -75,3 +75,36 @@ def test_the_kinds_the_command_line_offers_are_the_kinds_an_account_can_have() -
     from kamflow.models import AccountKind
 
     assert tuple(kind.value for kind in AccountKind) == defaults.ACCOUNT_KINDS
+
+
+def test_a_populated_database_of_the_previous_schema_upgrades_keeping_its_rows(
+    database_url: str,
+) -> None:
+    """People are pointed to by accounts: the upgrade must not rebuild their table."""
+    from alembic import command
+
+    engine = db.engine_for(database_url)
+    with engine.begin() as connection:
+        command.upgrade(db._alembic_config(connection), "0004")
+        connection.execute(
+            sa.text(
+                "INSERT INTO person (id, email, name, is_leader, created_at) "
+                "VALUES (1, 'kam@example.com', 'Kim', false, '2027-01-04 09:00:00')"
+            )
+        )
+        connection.execute(
+            sa.text(
+                "INSERT INTO account (id, name, owner_id, workflow, kind, stage, "
+                "stage_entered_at, version, created_at) VALUES (1, 'Acme', 1, 'kam', 'existing', "
+                "'strategy', '2027-01-04 09:00:00', 1, '2027-01-04 09:00:00')"
+            )
+        )
+
+    before, after = db.upgrade(engine)
+
+    assert (before, after) == ("0004", db.SCHEMA_HEAD)
+    with engine.connect() as connection:
+        people = connection.execute(sa.text("SELECT email, active FROM person")).all()
+        accounts = connection.execute(sa.text("SELECT name, owner_id FROM account")).all()
+    assert [(email, bool(active)) for email, active in people] == [("kam@example.com", True)]
+    assert [tuple(row) for row in accounts] == [("Acme", 1)]
