@@ -12,7 +12,9 @@ Each command parses its arguments, calls one core function and renders the resul
 - ``workflows``: workflow list, show, validate;
 - ``reports``: the portfolio views: portfolio, coverage, kpis, report;
 - ``daemon``: reminders and mail: snooze, tick, daemon, status, forecast, outbox;
-- ``start``: init and demo.
+- ``start``: init and demo;
+- ``completion``: shell completion of accounts, people, roles, questions, KPIs, stages and
+  workflows from the database, attached to every command's parameters by their names.
 
 Heavy imports (SQLModel, Alembic, transitions, Jinja2, APScheduler) stay inside the command
 functions, so that ``kamflow --help`` stays fast.
@@ -23,5 +25,8 @@ from __future__ import annotations
 # Importing a command module registers its commands on the root group.
 from kamflow.cli import accounts, daemon, moves, people, plan, reports, start, workflows  # noqa: F401
 from kamflow.cli.base import app, main
+from kamflow.cli.completion import attach
+
+attach(app)
 
 __all__ = ["app", "main"]
