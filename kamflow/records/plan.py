@@ -504,8 +504,9 @@ def write_review(
 
 
 def kpi_rows(where: Any) -> Any:
-    """SQL: the KPIs of the accounts ``where`` selects, each with its latest value (NULLs when
-    none), unordered: the account's id and name, the KPI's id and columns, then the value's.
+    """SQL: the KPIs in the plans of the accounts ``where`` selects (not those removed from
+    them), each with its latest value (NULLs when none), unordered: the account's id and name,
+    the KPI's id and columns, then the value's.
 
     The latest value's id is a correlated subquery (one probe of ``ix_kpi_value_latest`` per
     KPI), joined back by primary key outside, so no plan has to compare every value with every
@@ -530,7 +531,8 @@ def kpi_rows(where: Any) -> Any:
             latest.label("latest_id"),
         )
         .join(Kpi, col(Kpi.account_id) == col(Account.id))
-        .where(where)
+        # A KPI removed from the plan is no longer reported; its values stay in the history.
+        .where(where, col(Kpi.removed_at).is_(None))
         .subquery("kpis")
     )
     return (
