@@ -294,17 +294,19 @@ def strategy_defined(context: GuardContext, _: NoParams) -> tuple[bool, str]:
     blank."""
     strategy = context.known.strategy(context.id)
     parts = {
-        "the objective (what)": strategy.objective if strategy else "",
-        "the stakeholders and buying centres (with whom)": strategy.stakeholders
+        ("the objective (what)", "--objective"): strategy.objective if strategy else "",
+        ("the stakeholders and buying centres (with whom)", "--who"): strategy.stakeholders
         if strategy
         else "",
-        "the rationale (why)": strategy.rationale if strategy else "",
+        ("the rationale (why)", "--why"): strategy.rationale if strategy else "",
     }
-    missing = [label for label, value in parts.items() if not value.strip()]
+    missing = [part for part, value in parts.items() if not value.strip()]
     if missing:
+        # Only the parts missing: `strategy set` keeps the parts it is not given.
+        options = " ".join(f"{option} ..." for _, option in missing)
         return False, (
-            f"the strategy lacks {_listing(missing)}: "
-            f"kamflow strategy set {context.typed} --objective ... --who ... --why ..."
+            f"the strategy lacks {_listing([label for label, _ in missing])}: "
+            f"kamflow strategy set {context.typed} {options}"
         )
     return True, "the strategy says what, with whom and why"
 

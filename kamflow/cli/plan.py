@@ -1,11 +1,13 @@
-"""The account plan: strategy set, role assign/unassign, plan questions/answer/na,
-action add/done/list, kpi add/record/review."""
+"""The account plan: strategy set, role assign/unassign/list, plan questions/answer/na,
+action add/done/list/reschedule/assign/cancel, kpi add/record/review/edit/remove."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from kamflow.cli.base import act_on, app, emit_json, json_option, now, read, settings, table
+from kamflow.cli.base import act_on, app, emit_json, fail, json_option, now, read, settings, table
 
 
 @app.group()
@@ -15,11 +17,11 @@ def strategy() -> None:
 
 @strategy.command("set")
 @click.argument("name")
-@click.option("--objective", required=True, help="What we are trying to do.")
-@click.option("--who", required=True, help="With whom: stakeholders and buying centres.")
-@click.option("--why", required=True, help="Why it matters to both sides.")
-def strategy_set(name: str, objective: str, who: str, why: str) -> None:
-    """Set the account's strategy."""
+@click.option("--objective", help="What we are trying to do.")
+@click.option("--who", help="With whom: stakeholders and buying centres.")
+@click.option("--why", help="Why it matters to both sides.")
+def strategy_set(name: str, objective: str | None, who: str | None, why: str | None) -> None:
+    """Set the account's strategy, or the parts of it given (the others stay as they are)."""
     from kamflow.records.plan import set_strategy
 
     account, _ = act_on(set_strategy, name, objective=objective, who=who, why=why)
@@ -55,6 +57,31 @@ def role_unassign(name: str, role_name: str, email: str) -> None:
     click.echo(f"{email} no longer holds {role_name} on {account}.")
 
 
+@role.command("list")
+@click.argument("name")
+@json_option
+def role_list(name: str, as_json: bool) -> None:
+    """The six roles of the account team, who holds each, and the gaps."""
+    from kamflow.records.plan import team_view
+
+    team = read(team_view, name)
+    if as_json:
+        emit_json(team)
+        return
+    table(
+        [(r["role"], ", ".join(r["holders"]) or "-- nobody --") for r in team["roles"]],
+        ["role", "held by"],
+    )
+    gaps = team["gaps"]
+    if gaps:
+        click.echo(
+            f"\n{len(gaps)} of {len(team['roles'])} roles held by nobody: {', '.join(gaps)} "
+            "(kamflow role assign ACCOUNT ROLE EMAIL)"
+        )
+    else:
+        click.echo("\nEvery role is held.")
+
+
 @app.group()
 def plan() -> None:
     """The planning questions and their answers."""
@@ -85,13 +112,42 @@ def plan_questions(name: str, only_open: bool, as_json: bool) -> None:
 @plan.command("answer")
 @click.argument("name")
 @click.argument("question_id")
-@click.argument("text")
-def plan_answer(name: str, question_id: str, text: str) -> None:
-    """Answer a planning question."""
+@click.argument("text", required=False)
+@click.option(
+    "--file",
+    "path",
+    metavar="PATH",
+    help="Read the answer from a UTF-8 text file (- for standard input), for a long one.",
+)
+def plan_answer(name: str, question_id: str, text: str | None, path: str | None) -> None:
+    """Answer a planning question, with TEXT or with the text of --file (exactly one)."""
     from kamflow.records.plan import answer_question
 
+    if (text is None) == (path is None):
+        fail(["give the answer either as TEXT or with --file PATH, not both or neither"], 2)
+    if path is not None:
+        text = _read_text(path)
+    assert text is not None
     account, answer = act_on(answer_question, name, question_id, text)
     click.echo(f"Answered {answer.question_id} for {account}.")
+
+
+def _read_text(path: str) -> str:
+    """The text of the file at ``path`` (standard input for ``-``): UTF-8, a byte-order mark
+    dropped, line ends made ``\\n``; InvalidInput when it cannot be read."""
+    from kamflow.errors import InvalidInput
+
+    try:
+        with click.open_file(path, "rb") as handle:
+            data: bytes = handle.read()
+    except OSError as error:
+        raise InvalidInput(f"cannot read {path}: {error.strerror or error}") from None
+    where = "standard input" if path == "-" else path
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"{where} is not UTF-8 text") from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 @plan.command("na")

@@ -42,29 +42,45 @@ def _changed(
 
 
 def set_strategy(
-    session: Session, ref: str, *, objective: str, who: str, why: str, actor: str, now: datetime
+    session: Session,
+    ref: str,
+    *,
+    objective: str | None = None,
+    who: str | None = None,
+    why: str | None = None,
+    actor: str,
+    now: datetime,
 ) -> Strategy:
-    """Set the account's strategy (the objective, the stakeholders and the rationale), replacing any
-    earlier one; recorded in the history.
+    """Set the parts of the account's strategy that are given (the objective, the stakeholders,
+    the rationale), keeping the others as they were; recorded in the history.
 
-    Raises NotFound for an unknown account, InvalidInput for a closed one (disqualified or retired)
-    or for a text that is empty, too long or has a control character.
+    Raises NotFound for an unknown account, InvalidInput when no part is given, for a closed
+    account (disqualified or retired) or for a text that is empty, too long or has a control
+    character.
     """
     account, _ = editable(session, ref)
-    values = {
-        "objective": clean_text(objective, "--objective"),
-        "stakeholders": clean_text(who, "--who"),
-        "rationale": clean_text(why, "--why"),
+    parts = (
+        ("objective", "--objective", objective),
+        ("stakeholders", "--who", who),
+        ("rationale", "--why", why),
+    )
+    given = {
+        option: (column, clean_text(text, option))
+        for column, option, text in parts
+        if text is not None
     }
+    if not given:
+        raise InvalidInput("nothing to set: give --objective, --who or --why (or several)")
     strategy = session.get(Strategy, account.id)
     if strategy is None:
-        strategy = Strategy(account_id=account.id, updated_at=now, updated_by=actor, **values)  # type: ignore[arg-type]
+        # A part not given yet stays blank: the strategy_defined guard names what is missing.
+        strategy = Strategy(account_id=account.id, updated_at=now, updated_by=actor)  # type: ignore[arg-type]
         session.add(strategy)
-    else:
-        for field, value in values.items():
-            setattr(strategy, field, value)
-        strategy.updated_at, strategy.updated_by = now, actor
-    _changed(session, account, HistoryKind.STRATEGY, "strategy set", actor=actor, now=now)
+    for column, value in given.values():
+        setattr(strategy, column, value)
+    strategy.updated_at, strategy.updated_by = now, actor
+    note = "strategy set: " + ", ".join(option.lstrip("-") for option in given)
+    _changed(session, account, HistoryKind.STRATEGY, note, actor=actor, now=now)
     return strategy
 
 
@@ -154,6 +170,19 @@ def roles_view(session: Session, account: Account) -> dict[str, list[str]]:
     return holders
 
 
+def team_view(session: Session, ref: str) -> dict[str, Any]:
+    """The account team of account ``ref``: each of the six roles, in kamflow's order, with the
+    emails of the people who hold it, and the roles nobody holds (the gaps); NotFound for an
+    unknown account."""
+    account = find_account(session, ref)
+    holders = roles_view(session, account)
+    return {
+        "account": account.name,
+        "roles": [{"role": role, "holders": emails} for role, emails in holders.items()],
+        "gaps": [role for role, emails in holders.items() if not emails],
+    }
+
+
 # --- questions and answers ------------------------------------------------------------------
 
 
@@ -230,12 +259,16 @@ def answer_question(
     """Answer a question of the account plan, replacing an earlier answer or not-applicable mark;
     recorded in the history. The text may span lines; blanks at its ends are dropped.
 
-    Raises NotFound for an unknown account or question, InvalidInput for an empty answer or a closed
-    account.
+    Raises NotFound for an unknown account or question, InvalidInput for an empty answer, one with
+    a control character other than a line break or a tab, or a closed account.
     """
     cleaned = text.strip()
     if not cleaned:
         raise InvalidInput("an answer must not be empty")
+    # Line breaks and tabs are a long answer's layout; any other control character is not text
+    # (PostgreSQL refuses a NUL outright).
+    if any(not ch.isprintable() and ch not in "\n\t" for ch in cleaned):
+        raise InvalidInput("an answer contains a control character")
     return _store_answer(
         session, ref, question_id, text=cleaned, not_applicable=False, actor=actor, now=now
     )
