@@ -29,8 +29,9 @@ from kamflow.definitions.selection import portfolio_config
 from kamflow.text import plural, shell_quote
 from kamflow.verdict import Verdict
 
-#: An open action (as the facts give an action's status).
+#: An open action and a cancelled one (as the facts give an action's status).
 OPEN = "open"
+CANCELLED = "cancelled"
 
 
 class AccountLike(Protocol):
@@ -108,8 +109,8 @@ class AnswerLike(Protocol):
 
 
 class ActionLike(Protocol):
-    """What guards read of a plan action: its id, its status (``open`` or ``done``), its owner's
-    person id and its due date (None when not set)."""
+    """What guards read of a plan action: its id, its status (``open``, ``done`` or
+    ``cancelled``), its owner's person id and its due date (None when not set)."""
 
     @property
     def id(self) -> int: ...
@@ -146,11 +147,12 @@ class FactsLike(Protocol):
         ...
 
     def actions(self, account_id: int) -> Sequence[ActionLike]:
-        """The account's plan actions, open and done, in the order they were added."""
+        """The account's plan actions, open, done and cancelled, in the order they were added."""
         ...
 
     def kpis(self, account_id: int) -> Sequence[KpiLike]:
-        """The account's KPIs, in the order they were added."""
+        """The KPIs of the account's plan (not those removed from it), in the order they were
+        added."""
         ...
 
     def kpi_latest(self, account_id: int) -> Mapping[int, datetime]:
@@ -292,17 +294,19 @@ def strategy_defined(context: GuardContext, _: NoParams) -> tuple[bool, str]:
     blank."""
     strategy = context.known.strategy(context.id)
     parts = {
-        "the objective (what)": strategy.objective if strategy else "",
-        "the stakeholders and buying centres (with whom)": strategy.stakeholders
+        ("the objective (what)", "--objective"): strategy.objective if strategy else "",
+        ("the stakeholders and buying centres (with whom)", "--who"): strategy.stakeholders
         if strategy
         else "",
-        "the rationale (why)": strategy.rationale if strategy else "",
+        ("the rationale (why)", "--why"): strategy.rationale if strategy else "",
     }
-    missing = [label for label, value in parts.items() if not value.strip()]
+    missing = [part for part, value in parts.items() if not value.strip()]
     if missing:
+        # Only the parts missing: `strategy set` keeps the parts it is not given.
+        options = " ".join(f"{option} ..." for _, option in missing)
         return False, (
-            f"the strategy lacks {_listing(missing)}: "
-            f"kamflow strategy set {context.typed} --objective ... --who ... --why ..."
+            f"the strategy lacks {_listing([label for label, _ in missing])}: "
+            f"kamflow strategy set {context.typed} {options}"
         )
     return True, "the strategy says what, with whom and why"
 
@@ -344,7 +348,8 @@ def research_done(context: GuardContext, _: NoParams) -> tuple[bool, str]:
 @guard("plan_complete")
 def plan_complete(context: GuardContext, _: RequiredParams) -> tuple[bool, str]:
     """Met when every question the workflow requires is answered (a not-applicable mark does not
-    count), the plan has at least one action, and every open action has an owner and a due date."""
+    count), the plan has at least one action that is not cancelled, and every open action has an
+    owner and a due date."""
     answered = _answered_ids(context)
     problems = []
     unanswered = [
@@ -357,11 +362,13 @@ def plan_complete(context: GuardContext, _: RequiredParams) -> tuple[bool, str]:
             f"{len(unanswered)} required question{'s are' if len(unanswered) > 1 else ' is'} "
             f"unanswered ({_listing(unanswered)})"
         )
-    actions = context.known.actions(context.id)
+    # A cancelled action is no longer part of the plan.
+    every = context.known.actions(context.id)
+    actions = [a for a in every if a.status != CANCELLED]
     if not actions:
         problems.append(
-            f"the plan has no action yet (kamflow action add {context.typed} TITLE "
-            "--owner EMAIL --due YYYY-MM-DD)"
+            f"the plan has no action {'left (all are cancelled)' if every else 'yet'} "
+            f"(kamflow action add {context.typed} TITLE --owner EMAIL --due YYYY-MM-DD)"
         )
     loose = [
         f"#{a.id}" for a in actions if a.status == OPEN and (a.owner_id is None or a.due is None)

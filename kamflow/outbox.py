@@ -21,6 +21,7 @@ from sqlmodel import Session, col, select
 from kamflow.db import dialect_insert
 from kamflow.errors import InvalidInput, NotFound
 from kamflow.models import MessageKind, Notification, OutboxStatus
+from kamflow.text import first_line
 
 
 @dataclass(frozen=True)
@@ -312,11 +313,55 @@ def list_messages(
     ]
 
 
-def retry(session: Session, message_id: str, *, now: datetime) -> Notification:
-    """Put a dead message back in the queue, to be sent at the next delivery."""
+def _message(session: Session, message_id: str) -> Notification:
+    """The outbox row with id ``message_id``; NotFound when there is none."""
     row = session.get(Notification, int(message_id)) if message_id.strip().isdigit() else None
     if row is None:
         raise NotFound(f"no message {message_id!r} in the outbox (see: kamflow outbox list)")
+    return row
+
+
+def show_message(session: Session, message_id: str) -> dict[str, Any]:
+    """One message in full: what it is about (its kind, its account), whom it is for, where it
+    stands (status, attempts, last error) and its subject and plain-text body, rendered as
+    delivery renders it; NotFound for an unknown id.
+
+    A body that cannot be rendered (delivery would make the message a dead letter) is None, and
+    ``body_error`` says why.
+    """
+    from kamflow.models import Account
+    from kamflow.notify.message import bodies
+
+    row = _message(session, message_id)
+    account = session.get(Account, row.account_id) if row.account_id is not None else None
+    body: str | None = None
+    problem = None
+    try:
+        body = bodies(row)[0]
+    except Exception as error:  # bad data in the row: shown, not raised
+        problem = f"{type(error).__name__}: {first_line(error)}"
+    return {
+        "id": row.id,
+        "key": row.key,
+        "kind": row.kind,
+        "account": account.name if account is not None else None,
+        "to": row.recipients,
+        "cc": row.cc,
+        "status": row.status,
+        "attempts": row.attempts,
+        "created_at": row.created_at.isoformat(),
+        "next_attempt_at": row.next_attempt_at.isoformat(),
+        "sent_at": row.sent_at.isoformat() if row.sent_at else None,
+        "last_error": row.last_error,
+        "subject": row.subject,
+        "body": body,
+        "body_error": problem,
+    }
+
+
+def retry(session: Session, message_id: str, *, now: datetime) -> Notification:
+    """Put a dead message back in the queue, to be sent at the next delivery."""
+    row = _message(session, message_id)
     if row.status != OutboxStatus.DEAD:
         raise InvalidInput(f"message {row.id} is {row.status}, not dead: nothing to retry")
     row.status, row.attempts, row.next_attempt_at = OutboxStatus.PENDING, 0, now

@@ -853,7 +853,7 @@ def test_bad_db_url_never_creates_a_file(cli: Cli, tmp_path: Path) -> None:
 
 USAGE_ERRORS: list[tuple[str, list[str]]] = [
     ("account add without --owner", ["account", "add", "Globex"]),
-    ("strategy set without --why", ["strategy", "set", ACME, "--objective", "o", "--who", "w"]),
+    ("strategy set without an account", ["strategy", "set", "--objective", "o"]),
     ("action add without --due", ["action", "add", ACME, "Call", "--owner", OWNER]),
     ("kpi add without --target", ["kpi", "add", ACME, "NPS"]),
     ("kpi review without --conclusion", ["kpi", "review", ACME]),

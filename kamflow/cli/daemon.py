@@ -1,5 +1,5 @@
 """Reminders, escalations and the mail they send: snooze, tick, daemon, status, forecast,
-outbox list/retry."""
+outbox list/show/retry."""
 
 from __future__ import annotations
 
@@ -190,6 +190,40 @@ def outbox_list(only: str | None, as_json: bool) -> None:
         ],
         ["id", "status", "kind", "to", "subject", "tries", "last error"],
     )
+
+
+@outbox.command("show")
+@click.argument("message_id", metavar="ID")
+@json_option
+def outbox_show(message_id: str, as_json: bool) -> None:
+    """One message in full, with its text as it is (or will be) sent."""
+    from kamflow.outbox import show_message
+
+    message = read(show_message, message_id)
+    if as_json:
+        emit_json(message)
+        return
+    fields = [
+        ("kind", message["kind"]),
+        ("account", message["account"] or "-"),
+        ("to", message["to"]),
+        ("cc", message["cc"] or "-"),
+        ("status", message["status"]),
+        ("attempts", message["attempts"]),
+        ("queued", message["created_at"]),
+        ("next attempt", message["next_attempt_at"]),
+        ("sent", message["sent_at"] or "-"),
+        ("last error", message["last_error"] or "-"),
+        ("subject", message["subject"]),
+    ]
+    click.echo(f"Message {message['id']}")
+    for label, value in fields:
+        click.echo(f"  {label + ':':<14}{value}")
+    click.echo()
+    if message["body"] is None:
+        click.echo(f"(the text cannot be rendered: {message['body_error']})")
+    else:
+        click.echo(message["body"].rstrip("\n"))
 
 
 @outbox.command("retry")

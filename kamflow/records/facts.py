@@ -97,12 +97,13 @@ class Facts:
         return found
 
     def actions(self, account_id: int) -> list[ActionFact]:
-        """The account's plan actions, open and done, in the order they were added."""
+        """The account's plan actions, open, done and cancelled, in the order they were added."""
         found: list[ActionFact] = self._kind("actions", self._actions).get(account_id, [])
         return found
 
     def kpis(self, account_id: int) -> list[KpiFact]:
-        """The account's KPIs, in the order they were added."""
+        """The KPIs of the account's plan (not those removed from it), in the order they were
+        added."""
         found: list[KpiFact] = self._kind("kpis", self._kpis).get(account_id, [])
         return found
 
@@ -218,15 +219,16 @@ _ACTIONS = (
     .where(_of_batch(Action.account_id))
     .order_by(col(Action.id))
 )
+# A KPI removed from the plan is no longer asked for; its values stay.
 _KPIS = (
     sa.select(col(Kpi.account_id), col(Kpi.id), col(Kpi.name))
-    .where(_of_batch(Kpi.account_id))
+    .where(_of_batch(Kpi.account_id), col(Kpi.removed_at).is_(None))
     .order_by(col(Kpi.id))
 )
 _KPI_LATEST = (
     select(Kpi.account_id, KpiValue.kpi_id, func.max(KpiValue.recorded_at))
     .join(Kpi, col(Kpi.id) == col(KpiValue.kpi_id))
-    .where(_of_batch(Kpi.account_id))
+    .where(_of_batch(Kpi.account_id), col(Kpi.removed_at).is_(None))
     .group_by(col(Kpi.account_id), col(KpiValue.kpi_id))
 )
 _REVIEWS = sa.select(col(Review.account_id), col(Review.written_at)).where(

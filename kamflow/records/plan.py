@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from datetime import date, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from kamflow import defaults
 from kamflow.definitions.discovery import get_workflow
@@ -42,29 +43,45 @@ def _changed(
 
 
 def set_strategy(
-    session: Session, ref: str, *, objective: str, who: str, why: str, actor: str, now: datetime
+    session: Session,
+    ref: str,
+    *,
+    objective: str | None = None,
+    who: str | None = None,
+    why: str | None = None,
+    actor: str,
+    now: datetime,
 ) -> Strategy:
-    """Set the account's strategy (the objective, the stakeholders and the rationale), replacing any
-    earlier one; recorded in the history.
+    """Set the parts of the account's strategy that are given (the objective, the stakeholders,
+    the rationale), keeping the others as they were; recorded in the history.
 
-    Raises NotFound for an unknown account, InvalidInput for a closed one (disqualified or retired)
-    or for a text that is empty, too long or has a control character.
+    Raises NotFound for an unknown account, InvalidInput when no part is given, for a closed
+    account (disqualified or retired) or for a text that is empty, too long or has a control
+    character.
     """
     account, _ = editable(session, ref)
-    values = {
-        "objective": clean_text(objective, "--objective"),
-        "stakeholders": clean_text(who, "--who"),
-        "rationale": clean_text(why, "--why"),
+    parts = (
+        ("objective", "--objective", objective),
+        ("stakeholders", "--who", who),
+        ("rationale", "--why", why),
+    )
+    given = {
+        option: (column, clean_text(text, option))
+        for column, option, text in parts
+        if text is not None
     }
+    if not given:
+        raise InvalidInput("nothing to set: give --objective, --who or --why (or several)")
     strategy = session.get(Strategy, account.id)
     if strategy is None:
-        strategy = Strategy(account_id=account.id, updated_at=now, updated_by=actor, **values)  # type: ignore[arg-type]
+        # A part not given yet stays blank: the strategy_defined guard names what is missing.
+        strategy = Strategy(account_id=account.id, updated_at=now, updated_by=actor)  # type: ignore[arg-type]
         session.add(strategy)
-    else:
-        for field, value in values.items():
-            setattr(strategy, field, value)
-        strategy.updated_at, strategy.updated_by = now, actor
-    _changed(session, account, HistoryKind.STRATEGY, "strategy set", actor=actor, now=now)
+    for column, value in given.values():
+        setattr(strategy, column, value)
+    strategy.updated_at, strategy.updated_by = now, actor
+    note = "strategy set: " + ", ".join(option.lstrip("-") for option in given)
+    _changed(session, account, HistoryKind.STRATEGY, note, actor=actor, now=now)
     return strategy
 
 
@@ -154,6 +171,19 @@ def roles_view(session: Session, account: Account) -> dict[str, list[str]]:
     return holders
 
 
+def team_view(session: Session, ref: str) -> dict[str, Any]:
+    """The account team of account ``ref``: each of the six roles, in kamflow's order, with the
+    emails of the people who hold it, and the roles nobody holds (the gaps); NotFound for an
+    unknown account."""
+    account = find_account(session, ref)
+    holders = roles_view(session, account)
+    return {
+        "account": account.name,
+        "roles": [{"role": role, "holders": emails} for role, emails in holders.items()],
+        "gaps": [role for role, emails in holders.items() if not emails],
+    }
+
+
 # --- questions and answers ------------------------------------------------------------------
 
 
@@ -230,12 +260,16 @@ def answer_question(
     """Answer a question of the account plan, replacing an earlier answer or not-applicable mark;
     recorded in the history. The text may span lines; blanks at its ends are dropped.
 
-    Raises NotFound for an unknown account or question, InvalidInput for an empty answer or a closed
-    account.
+    Raises NotFound for an unknown account or question, InvalidInput for an empty answer, one with
+    a control character other than a line break or a tab, or a closed account.
     """
     cleaned = text.strip()
     if not cleaned:
         raise InvalidInput("an answer must not be empty")
+    # Line breaks and tabs are a long answer's layout; any other control character is not text
+    # (PostgreSQL refuses a NUL outright).
+    if any(not ch.isprintable() and ch not in "\n\t" for ch in cleaned):
+        raise InvalidInput("an answer contains a control character")
     return _store_answer(
         session, ref, question_id, text=cleaned, not_applicable=False, actor=actor, now=now
     )
@@ -273,6 +307,28 @@ def parse_date(text: str) -> date:
         raise InvalidInput(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
+def is_past(day: date, *, now: datetime, timezone: tzinfo = UTC) -> bool:
+    """Whether ``day`` is over at ``now``: before today, where today is judged in ``timezone``
+    (as the overdue reminders judge it)."""
+    return day < now.astimezone(timezone).date()
+
+
+def due_date(text: str, *, past: bool, now: datetime, timezone: tzinfo = UTC) -> date:
+    """An action's due date from ``--due``; a date already over is refused unless ``past`` says
+    it is meant (it would make the action overdue, and remind its owner, at once).
+
+    Raises InvalidInput for a text that is not a date, or a date in the past without ``past``.
+    """
+    day = parse_date(text)
+    if not past and is_past(day, now=now, timezone=timezone):
+        today = now.astimezone(timezone).date().isoformat()
+        raise InvalidInput(
+            f"the due date {day.isoformat()} is in the past (today is {today}): "
+            "give a later date, or add --past to record it as it is"
+        )
+    return day
+
+
 def add_action(
     session: Session,
     ref: str,
@@ -281,38 +337,57 @@ def add_action(
     owner: str,
     due: str,
     resources: str = "",
+    past: bool = False,
+    timezone: tzinfo = UTC,
     actor: str,
     now: datetime,
 ) -> Action:
     """Add an action to the account plan: its title, its owner (a known person's email), its due
-    date (``YYYY-MM-DD``) and the resources it needs, if any; recorded in the history.
+    date (``YYYY-MM-DD``) and the resources it needs, if any; recorded in the history. A due date
+    before today (in ``timezone``) is taken only with ``past``.
 
-    Raises NotFound for an unknown account or owner, InvalidInput for a closed account, a bad date,
-    or a title or resources that are too long or have a control character (the title must not be
-    empty).
+    Raises NotFound for an unknown account or owner, InvalidInput for a closed account, a bad date
+    or one in the past without ``past``, or a title or resources that are too long or have a
+    control character (the title must not be empty).
     """
     account, _ = editable(session, ref)
     title = clean_text(title, "an action's title", max_length=MAX_TITLE)
-    due_date = parse_date(due)
+    due_day = due_date(due, past=past, now=now, timezone=timezone)
     person = get_person(session, owner)
     action = Action(
         account_id=account.id,  # type: ignore[arg-type]
         title=title,
         owner_id=person.id,
-        due=due_date,
+        due=due_day,
         resources=clean_text(resources, "--resources", required=False),
         created_at=now,
     )
     session.add(action)
     session.flush()
+    over = ", a date in the past" if is_past(due_day, now=now, timezone=timezone) else ""
     _changed(
         session,
         account,
         HistoryKind.ACTION,
-        f"action #{action.id} added: {title} ({person.email}, due {due_date.isoformat()})",
+        f"action #{action.id} added: {title} ({person.email}, due {due_day.isoformat()}{over})",
         actor=actor,
         now=now,
     )
+    return action
+
+
+def find_action(session: Session, account: Account, action_id: str) -> Action:
+    """The account's action ``action_id`` (``12`` or ``#12``), locked until the transaction ends
+    so that two changes to it cannot both read it as it was; NotFound when the account has none
+    such."""
+    number = action_id.strip().lstrip("#")
+    action = None
+    if number.isdigit():
+        action = session.exec(
+            select(Action).where(Action.id == int(number)).with_for_update()
+        ).first()
+    if action is None or action.account_id != account.id:
+        raise NotFound(f"no action {action_id!r} on {account.name} (see: kamflow action list)")
     return action
 
 
@@ -326,13 +401,14 @@ def complete_action(
     already or the account is closed.
     """
     account, _ = editable(session, ref)
-    action = None
-    if action_id.strip().lstrip("#").isdigit():
-        action = session.get(Action, int(action_id.strip().lstrip("#")))
-    if action is None or action.account_id != account.id:
-        raise NotFound(f"no action {action_id!r} on {account.name} (see: kamflow action list)")
+    action = find_action(session, account, action_id)
     if action.status == ActionStatus.DONE:
         raise InvalidInput(f"action #{action.id} is already done")
+    if action.status == ActionStatus.CANCELLED:
+        raise InvalidInput(
+            f"action #{action.id} is cancelled: it is no longer part of the plan "
+            "(add it again with kamflow action add)"
+        )
     action.status, action.done_at = ActionStatus.DONE, now
     _changed(
         session,
@@ -391,6 +467,15 @@ def quarter_of(moment: datetime) -> str:
     return f"{moment.year}-Q{(moment.month - 1) // 3 + 1}"
 
 
+@dataclass(frozen=True)
+class KpiAdded:
+    """A KPI that `add_kpi` put in the plan: a new one, or a removed one brought back."""
+
+    kpi: Kpi
+    #: True when the KPI had been removed and is back, with its earlier values.
+    restored: bool
+
+
 def add_kpi(
     session: Session,
     ref: str,
@@ -401,9 +486,11 @@ def add_kpi(
     lower_is_better: bool = False,
     actor: str,
     now: datetime,
-) -> Kpi:
+) -> KpiAdded:
     """Add a KPI to the account plan: its name (unique on the account, in any case), its target, its
-    unit, and whether a lower value is better; recorded in the history.
+    unit, and whether a lower value is better; recorded in the history. The name of a KPI removed
+    from the plan brings that one back, with the target, unit and direction given now and the
+    values it had.
 
     Raises NotFound for an unknown account, InvalidInput for a closed account, a name the account
     has already, a target that is not a finite number, an empty name, or a name or unit that is too
@@ -412,35 +499,48 @@ def add_kpi(
     account, _ = editable(session, ref)
     name = clean_text(name, "a KPI's name", max_length=MAX_NAME)
     value = parse_number(target, "--target")
-    if _find_kpi(session, account, name) is not None:
-        raise InvalidInput(f"{account.name} already has a KPI named {name!r}")
-    kpi = Kpi(
-        account_id=account.id,  # type: ignore[arg-type]
-        name=name,
-        target=value,
-        unit=clean_text(unit, "--unit", required=False, max_length=MAX_LABEL),
-        lower_is_better=lower_is_better,
-        created_at=now,
-    )
-    session.add(kpi)
+    unit = clean_text(unit, "--unit", required=False, max_length=MAX_LABEL)
+    kpi = kpi_named(session, account, name)
+    if kpi is not None and kpi.removed_at is None:
+        raise InvalidInput(f"{account.name} already has a KPI named {kpi.name!r}")
+    restored = kpi is not None
+    if kpi is None:
+        kpi = Kpi(account_id=account.id, name=name, target=value, created_at=now)  # type: ignore[arg-type]
+        session.add(kpi)
+        what = "added"
+    else:
+        removed = kpi.removed_at.date().isoformat() if kpi.removed_at else ""
+        what = f"brought back (removed on {removed}; its earlier values are kept)"
+        kpi.name, kpi.target, kpi.removed_at = name, value, None
+    kpi.unit, kpi.lower_is_better = unit, lower_is_better
     direction = "lower" if lower_is_better else "higher"
     _changed(
         session,
         account,
         HistoryKind.KPI,
-        f"KPI {name} added: target {format_number(value)}{(' ' + kpi.unit) if kpi.unit else ''}, "
+        f"KPI {name} {what}: target {format_number(value)}{(' ' + unit) if unit else ''}, "
         f"{direction} is better",
         actor=actor,
         now=now,
     )
-    return kpi
+    return KpiAdded(kpi, restored)
+
+
+def kpi_named(session: Session, account: Account, name: str) -> Kpi | None:
+    """The account's KPI called ``name`` (in any case), whether in the plan or removed from it,
+    locked until the transaction ends; None when it has none such."""
+    return session.exec(
+        select(Kpi)
+        .where(Kpi.account_id == account.id, func.lower(Kpi.name) == name.strip().lower())
+        .with_for_update()
+    ).first()
 
 
 def _find_kpi(session: Session, account: Account, name: str) -> Kpi | None:
-    for kpi in session.exec(select(Kpi).where(Kpi.account_id == account.id)).all():
-        if kpi.name.lower() == name.strip().lower():
-            return kpi
-    return None
+    """The KPI of the account's plan called ``name`` (in any case); None when it has none such,
+    or only one removed from the plan."""
+    kpi = kpi_named(session, account, name)
+    return kpi if kpi is not None and kpi.removed_at is None else None
 
 
 def record_kpi(
@@ -504,8 +604,9 @@ def write_review(
 
 
 def kpi_rows(where: Any) -> Any:
-    """SQL: the KPIs of the accounts ``where`` selects, each with its latest value (NULLs when
-    none), unordered: the account's id and name, the KPI's id and columns, then the value's.
+    """SQL: the KPIs in the plans of the accounts ``where`` selects (not those removed from
+    them), each with its latest value (NULLs when none), unordered: the account's id and name,
+    the KPI's id and columns, then the value's.
 
     The latest value's id is a correlated subquery (one probe of ``ix_kpi_value_latest`` per
     KPI), joined back by primary key outside, so no plan has to compare every value with every
@@ -530,7 +631,8 @@ def kpi_rows(where: Any) -> Any:
             latest.label("latest_id"),
         )
         .join(Kpi, col(Kpi.account_id) == col(Account.id))
-        .where(where)
+        # A KPI removed from the plan is no longer reported; its values stay in the history.
+        .where(where, col(Kpi.removed_at).is_(None))
         .subquery("kpis")
     )
     return (

@@ -211,7 +211,7 @@ def _kpi_widths(session: Session, key: Any) -> dict[str, int]:
             sa.func.max(length(col(Kpi.unit))),
         )
         .join(Kpi, col(Kpi.account_id) == col(Account.id))
-        .where(key)
+        .where(key, col(Kpi.removed_at).is_(None))
     ).one()
     period = session.execute(sa.select(sa.func.max(length(col(KpiValue.period))))).scalar()
     widths = {"account": account or 0, "name": name or 0, "unit": unit or 0, "period": period or 0}

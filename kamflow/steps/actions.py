@@ -129,7 +129,8 @@ def _draft(row: Any, email: str, today: date, every_days: int, schedule: Schedul
 
 def stale(session: Session, messages: list[Any], now: datetime) -> dict[int, str]:
     """Why each of these action reminders must not be sent any more, if it must not: the action
-    is done, its due date moved, or its account left the cycle."""
+    is done or cancelled, its due date moved, it has another owner, or its account left the
+    cycle."""
     from kamflow.definitions.discovery import get_workflow
     from kamflow.errors import KamflowError
 
@@ -140,9 +141,11 @@ def stale(session: Session, messages: list[Any], now: datetime) -> dict[int, str
             col(Notification.id),
             col(Notification.action_id),
             col(Notification.action_due),
+            col(Notification.person_id),
             col(Action.id).label("found"),
             col(Action.status),
             col(Action.due),
+            col(Action.owner_id),
             col(Account.id).label("account"),
             col(Account.name),
             col(Account.workflow),
@@ -158,10 +161,12 @@ def stale(session: Session, messages: list[Any], now: datetime) -> dict[int, str
         if row.found is None:
             found[row.id] = "the action no longer exists"
         elif row.status != ActionStatus.OPEN:
-            found[row.id] = f"action {row.found} is done"
+            found[row.id] = f"action {row.found} is {row.status}"  # done, or cancelled
         elif row.due != row.action_due:
             due = row.due.isoformat() if row.due else "never"
             found[row.id] = f"action {row.found} is now due {due}"
+        elif row.person_id is not None and row.owner_id != row.person_id:
+            found[row.id] = f"action {row.found} has another owner now"
         elif row.account is None:
             found[row.id] = "the account no longer exists"
         else:

@@ -184,6 +184,7 @@ def _kpis_off_target(
         .join(KpiValue, col(KpiValue.id) == latest)
         .where(
             in_cycle(Account, definitions),
+            col(Kpi.removed_at).is_(None),  # removed from the plan: no longer reported
             sa.or_(
                 sa.and_(col(Kpi.lower_is_better), col(KpiValue.value) > col(Kpi.target)),
                 sa.and_(~col(Kpi.lower_is_better), col(KpiValue.value) < col(Kpi.target)),
