@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from click.testing import CliRunner, Result
 from sqlalchemy.engine import Engine
 
@@ -387,17 +388,20 @@ def test_kpis_leave_out_accounts_that_are_no_longer_key(cli: Cli) -> None:
 
 # --- the workflow diagram ------------------------------------------------------------------------
 
-#: The statements a Mermaid state diagram of a workflow may hold (besides the title block).
+#: The statements a Mermaid state diagram of a workflow may hold (after the title block).
 MERMAID_LINE = re.compile(
     r"""^(stateDiagram-v2
         |direction\ (LR|TB|RL|BT)
-        |classDef\ \w+\ .+
-        |state\ "[^"\n]+"\ as\ \w+
-        |class\ \w+\ \w+
+        |classDef\ \w+\ [\w#:,.\ -]+
+        |state\ "[^"\n]+"\ as\ \w+(\ \{)?
+        |\}
+        |class\ \w+(,\w+)*\ \w+
         |(\[\*\]|\w+)\ -->\ \w+(:\ \w+)?
     )$""",
-    re.VERBOSE | re.IGNORECASE,
+    re.VERBOSE,
 )
+#: The moves of kam.yaml drawn from one place to another, as (source, destination, transition).
+KAM_MOVES = {edge for edge in KAM_EDGES if edge[1] not in ("disqualified", "retired")}
 
 
 def show(*args: str) -> Result:
@@ -405,39 +409,92 @@ def show(*args: str) -> Result:
     return CliRunner().invoke(app, ["workflow", "show", *args], catch_exceptions=False)
 
 
-def mermaid_body(text: str) -> list[str]:
-    """The diagram's statements, after an optional `---` title block."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if lines[0] == "---":
-        lines = lines[lines.index("---", 1) + 1 :]
-    return lines
+class Mermaid:
+    """A Mermaid state diagram read statement by statement, as Mermaid's grammar would take it:
+    the front matter, every statement of a known form, composite states closed, every state an
+    edge or a class names declared, every class applied defined."""
+
+    def __init__(self, text: str) -> None:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        assert lines[0] == "---", text
+        end = lines.index("---", 1)
+        self.front = yaml.safe_load("\n".join(lines[1:end]))
+        self.body = lines[end + 1 :]
+        assert self.body[0] == "stateDiagram-v2", text
+        strange = [line for line in self.body if not MERMAID_LINE.match(line)]
+        assert strange == [], text
+        self.labels: dict[str, str] = {}
+        #: The composite state each state is declared in (None: the top level).
+        self.parent: dict[str, str | None] = {}
+        self.edges: list[tuple[str, str, str | None, str | None]] = []
+        self.classes: dict[str, str] = {}
+        self.class_defs: set[str] = set()
+        open_boxes: list[str] = []
+        for line in self.body[1:]:
+            where = open_boxes[-1] if open_boxes else None
+            if line == "}":
+                assert open_boxes, f"a }} closes nothing: {text}"
+                open_boxes.pop()
+            elif found := re.match(r'state "([^"]+)" as (\w+)( \{)?$', line):
+                label, name, opens = found.groups()
+                assert name not in self.labels, f"{name} declared twice: {text}"
+                self.labels[name], self.parent[name] = label, where
+                if opens:
+                    open_boxes.append(name)
+            elif found := re.match(r"(\[\*\]|\w+) --> (\w+)(?:: (\w+))?$", line):
+                source, dest, name = found.groups()
+                self.edges.append((source, dest, name, where))
+            elif found := re.match(r"classDef (\w+) ", line):
+                self.class_defs.add(found.group(1))
+            elif found := re.match(r"class ([\w,]+) (\w+)$", line):
+                for name in found.group(1).split(","):
+                    self.classes[name] = found.group(2)
+        assert open_boxes == [], f"composite states left open: {open_boxes}"
+        for source, dest, _, _ in self.edges:
+            for end_point in (source, dest):
+                assert end_point == "[*]" or end_point in self.labels, (end_point, text)
+        assert set(self.classes) <= set(self.labels), text
+        assert set(self.classes.values()) <= self.class_defs, text
+
+    def moves(self) -> set[tuple[str, str, str | None]]:
+        """Every edge that is not the start marker's, as (source, destination, transition)."""
+        return {(s, d, n) for s, d, n, _ in self.edges if s != "[*]"}
 
 
 @pytest.mark.parametrize("name", ["kam", "kam-lite"])
-def test_workflow_show_mermaid_draws_every_state_and_transition(name: str) -> None:
+def test_workflow_show_mermaid_draws_the_process_once_with_its_title_and_start(name: str) -> None:
     text = ok(show(name, "--format", "mermaid"))
-    body = mermaid_body(text)
+    diagram = Mermaid(text)
 
-    assert body[0] == "stateDiagram-v2"
-    strange = [line for line in body if not MERMAID_LINE.match(line)]
-    assert strange == [], text
-    states = dict(
-        (m.group(2), m.group(1))
-        for m in (re.match(r'state "([^"]+)" as (\w+)$', line) for line in body)
-        if m
+    # The title is the front matter Mermaid shows above the diagram.
+    title = "Key account management" if name == "kam" else "Key account management, lite"
+    assert diagram.front == {"title": title}
+    # Every place, each under its own title (a stage with its limit in days).
+    assert {n: label.split(" (")[0] for n, label in diagram.labels.items() if n in KAM_PLACES} == (
+        KAM_PLACES
     )
-    assert states == KAM_PLACES
-    edges = {
-        (m.group(1), m.group(2), m.group(3))
-        for m in (re.match(r"(\w+) --> (\w+): (\w+)$", line) for line in body)
-        if m
+    limit = 14 if name == "kam" else 21
+    assert diagram.labels["strategy"] == f"Strategy ({limit} days)"
+    # The candidate and the five stages are one box; the exits stand outside it.
+    (box,) = [n for n in diagram.labels if n not in KAM_PLACES]
+    assert {n for n, parent in diagram.parent.items() if parent == box} == {"candidate", *CYCLE}
+    assert diagram.parent["disqualified"] is diagram.parent["retired"] is None
+    # One start marker, at the stage a new key account starts in (not at the candidate place).
+    starts = [(dest, where) for source, dest, _, where in diagram.edges if source == "[*]"]
+    assert starts == [("strategy", box)], text
+    # Each move between places once; each exit once, from the box around every active place.
+    assert diagram.moves() == KAM_MOVES | {
+        (box, "disqualified", "disqualify"),
+        (box, "retired", "retire"),
     }
-    assert edges == KAM_EDGES
-    # A definition has no current state: nothing may be drawn as the active one.
-    applied = [line for line in body if re.match(r"class \w+ ", line, re.IGNORECASE)]
-    assert applied, text
-    assert not any(line.lower().endswith("s_active") for line in applied), text
-    assert ":::s_active" not in text.lower()
+    assert len(diagram.edges) == len(KAM_MOVES) + 2 + 1
+    for exit_name in ("disqualified", "retired"):
+        assert sum(dest == exit_name for _, dest, _, _ in diagram.edges) == 1, exit_name
+    # Styled like the report's drawing: intake, stage and exit classes; nothing marked active.
+    assert diagram.classes["candidate"] == "intake"
+    assert {diagram.classes[stage] for stage in CYCLE} == {"stage"}
+    assert diagram.classes["retired"] == diagram.classes["disqualified"] == "exit"
+    assert "s_active" not in text
 
 
 def test_workflow_show_text_lists_stages_limits_and_guarded_transitions() -> None:
@@ -823,8 +880,41 @@ def test_the_diagrams_draw_moves_from_every_stage_to_a_stage(tmp_path: Path) -> 
 
     drawn = svg(definition)
     assert ">restart</text>" in drawn
-    assert "first --> first: restart" in mermaid(definition)
-    assert "second --> first: restart" in mermaid(definition)
+    diagram = Mermaid(mermaid(definition))
+    # A move back into the cycle is drawn from each place, and nothing needs a box.
+    assert diagram.moves() == {
+        ("first", "second", "advance"),
+        ("first", "first", "restart"),
+        ("second", "first", "restart"),
+    }
+    assert set(diagram.parent.values()) == {None}
+    assert [dest for source, dest, _, _ in diagram.edges if source == "[*]"] == ["first"]
+
+
+def test_the_mermaid_diagram_keeps_a_title_with_quotes_and_colons(tmp_path: Path) -> None:
+    """The title is YAML front matter and labels are quoted: neither may break the diagram."""
+    from kamflow.definitions.workflow import load_workflow
+    from kamflow.reports.diagram import mermaid
+
+    shipped = Path(__file__).resolve().parent.parent / "workflows"
+    shutil.copy(shipped / "questions.yaml", tmp_path / "questions.yaml")
+    (tmp_path / "odd.yaml").write_text(
+        "name: odd\ntitle: 'Accounts: the \"big\" ones'\n"
+        "stages:\n  - {name: active, title: 'The \"first\" stage', limit_days: 5}\n"
+        "exits:\n  - {name: gone}\n"
+        "transitions:\n"
+        '  - {name: drop, from: "*", to: gone}\n',
+        encoding="utf-8",
+    )
+
+    diagram = Mermaid(mermaid(load_workflow(tmp_path / "odd.yaml")))
+
+    assert diagram.front == {"title": 'Accounts: the "big" ones'}
+    assert diagram.labels["active"] == "The #quot;first#quot; stage (5 days)"
+    # The box around the stages takes another name than the stage called "active".
+    (box,) = [name for name in diagram.labels if name not in ("active", "gone")]
+    assert diagram.parent["active"] == box
+    assert diagram.moves() == {(box, "gone", "drop")}
 
 
 # --- the HTML report of a portfolio larger than a page -------------------------------------------
