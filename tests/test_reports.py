@@ -713,6 +713,72 @@ def test_report_shows_a_diagram_for_each_workflow_in_use(cli: Cli, tmp_path: Pat
     assert "21 days" in diagrams[1] or "21 days" in diagrams[0]  # kam-lite's Strategy limit
 
 
+def test_a_snoozed_account_shows_as_snoozed_not_stuck(
+    cli: Cli, run: Runner, clock: FixedClock, tmp_path: Path
+) -> None:
+    """A snooze pauses the chase: the account past its limit is snoozed on the board, the page and
+    `account show`, and it is neither in the stuck list nor counted as stuck."""
+    build_portfolio(cli, run, clock)
+    ok(cli("snooze", AMPERSAND, "--days", "10", "--reason", "Their board meets next month"))
+    target = tmp_path / "report.html"
+
+    data = as_json(cli("report", "--html", str(target), "--json"))
+
+    assert by_name(data["board"])[AMPERSAND]["status"] == "snoozed"
+    assert by_name(data["board"])["Globex"]["status"] == "behind"  # not snoozed: unchanged
+    assert data["stuck"] == []
+    assert (data["summary"]["stuck"], data["summary"]["snoozed"]) == (0, 1)
+    strategy = next(row for row in data["summary"]["stages"] if row["stage"] == "strategy")
+    assert (strategy["stuck"], strategy["snoozed"], strategy["behind"]) == (0, 1, 1)
+    html = target.read_text(encoding="utf-8")
+    board = section(html, "board")
+    row = next(r for r in re.findall(r"<tr[^>]*>.*?</tr>", board, re.DOTALL) if "A&amp;B" in r)
+    assert "snoozed" in Page(row).all_text() and "stuck" not in Page(row).all_text()
+    assert "No account is stuck" in Page(section(html, "stuck")).all_text()
+    assert "0 stuck, 1 behind, 1 snoozed" in Page(html).all_text()
+    days = next(c for c in svgs(html) if "Days in stage" in c)
+    bar = next(r for r in re.findall(r"<rect [^>]*>.*?</rect>", days) if "A&amp;B" in r)
+    assert 'fill="#6c5b9e"' in bar and "snoozed" in bar  # the snoozed colour, not the stuck one
+    # The same status wherever an account's place is listed.
+    assert by_name(as_json(cli("portfolio", "--json")))[AMPERSAND]["status"] == "snoozed"
+    assert by_name(as_json(cli("account", "list", "--json")))[AMPERSAND]["status"] == "snoozed"
+    assert "(snoozed)" in ok(cli("account", "show", AMPERSAND))
+
+    clock.advance(days=10)  # the snooze is over: stuck again
+    assert by_name(as_json(cli("portfolio", "--json")))[AMPERSAND]["status"] == "stuck"
+
+
+def test_the_funnel_draws_no_bar_for_an_empty_stage(
+    cli: Cli, run: Runner, clock: FixedClock, tmp_path: Path
+) -> None:
+    """An empty stage is an empty track with 0, never a thin bar that looks like a marker."""
+    build_portfolio(cli, run, clock)
+    target = tmp_path / "report.html"
+    ok(cli("report", "--html", str(target)))
+
+    funnel = next(c for c in svgs(target.read_text(encoding="utf-8")) if "Accounts per stage" in c)
+
+    rows = re.split(r"(?=<text x=\"-8\")", funnel)[1:]
+    drawn = {Page(row).all_text(): row for row in rows}
+    assert list(drawn) == [
+        "Candidate 1",
+        "Strategy 3",
+        "Research 0",
+        "Action plan 0",
+        "Execution 1",
+        "Review 0",
+    ]
+    for title, row in drawn.items():
+        assert row.count('class="track"') == 1, title  # every stage has its track
+        bars = re.findall(r'<rect class="bar" [^>]*width="([\d.]+)%"', row)
+        if title.endswith(" 0"):
+            assert bars == [], title
+        else:
+            (width,) = bars
+            assert float(width) > 10, title
+    assert re.findall(r'<rect class="bar" [^>]*width="([\d.]+)%"', funnel)[1] == "100.00"
+
+
 # --- in a real browser ---------------------------------------------------------------------------
 
 
@@ -777,10 +843,34 @@ def test_report_renders_in_headless_chromium(
     assert len(picture) > 10_000, len(picture)
 
 
+def probe(chromium: str, page: Path, script: str, profile: Path, window: str) -> Any:
+    """Lay ``page`` out in headless Chromium at ``window`` and return what ``script`` (an
+    expression) measures, as JSON: a copy of the page gets a script that writes it into the DOM
+    (the report itself has no script, and must not)."""
+    copy = profile.with_name(profile.name + ".html")
+    copy.write_text(
+        page.read_text(encoding="utf-8").replace(
+            "</body>",
+            '<script>document.body.setAttribute("data-probe", '
+            f"JSON.stringify({script}));</script></body>",
+        ),
+        encoding="utf-8",
+    )
+    dumped = browse(chromium, profile, f"--window-size={window}", "--dump-dom", copy.as_uri())
+    found = re.search(r'data-probe="([^"]*)"', dumped.stdout.decode("utf-8"))
+    assert found is not None, "the probe did not run"
+    return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+
+
+#: How far the page reaches past the window, in pixels (0 or less: no sideways scrolling).
+OVERFLOW = "document.documentElement.scrollWidth - window.innerWidth"
+
+
 def test_report_fits_a_laptop_window_in_headless_chromium(
     chromium: str, cli: Cli, tmp_path: Path
 ) -> None:
-    """Six roles held by people with everyday addresses must not push the page sideways."""
+    """Six roles held by people with everyday addresses must not push the page sideways, and no
+    address may be broken over two lines: the coverage table scrolls in its own box instead."""
     team = {
         "relationship-lead": "maria.keller@example.com",
         "technical-expert": "tom.berg-larsen@example.com",
@@ -795,31 +885,81 @@ def test_report_fits_a_laptop_window_in_headless_chromium(
     ok(cli("account", "add", "Northwind Traders International", "--owner", OWNER))
     for role, email in team.items():
         ok(cli("role", "assign", "Northwind Traders International", role, email))
+    ok(cli("role", "assign", "Northwind Traders International", "innovator", OWNER))
     target = tmp_path / "report.html"
     ok(cli("report", "--html", str(target)))
-    # A copy with a probe that writes the page's laid-out width into the DOM (the report itself
-    # has no script, and must not).
-    probe = tmp_path / "probe.html"
-    probe.write_text(
-        target.read_text(encoding="utf-8").replace(
-            "</body>",
-            '<script>document.body.setAttribute("data-overflow", '
-            "document.documentElement.scrollWidth - window.innerWidth);</script></body>",
-        ),
-        encoding="utf-8",
+    # Each address in the coverage table: its text and on how many lines it was laid out.
+    emails = (
+        "[...document.querySelectorAll('table.coverage td')].flatMap(td => {"
+        "const walk = document.createTreeWalker(td, NodeFilter.SHOW_TEXT); const found = [];"
+        "for (let n = walk.nextNode(); n; n = walk.nextNode()) {"
+        " for (const m of n.textContent.matchAll(/[^\\s,]+@[^\\s,]+/g)) {"
+        "  const range = document.createRange();"
+        "  range.setStart(n, m.index); range.setEnd(n, m.index + m[0].length);"
+        "  const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));"
+        "  found.push([m[0], tops.size]); } }"
+        "return found; })"
     )
 
-    dumped = browse(
-        chromium,
-        tmp_path / "profile",
-        "--window-size=1200,1600",
-        "--dump-dom",
-        probe.resolve().as_uri(),
+    for window in ("1200,1600", "800,1600"):
+        found = probe(
+            chromium,
+            target,
+            f"{{overflow: {OVERFLOW}, emails: {emails}}}",
+            tmp_path / f"profile-{window.split(',')[0]}",
+            window,
+        )
+
+        assert found["overflow"] <= 0, f"{window}: {found['overflow']} px wider than the window"
+        shown = sorted(text for text, _ in found["emails"])
+        assert shown == sorted([*team.values(), OWNER]), found["emails"]
+        split = [text for text, lines in found["emails"] if lines != 1]
+        assert split == [], f"{window}: addresses broken over lines: {split}"
+
+
+def test_the_charts_take_the_width_of_the_page_in_headless_chromium(
+    chromium: str, cli: Cli, run: Runner, clock: FixedClock, tmp_path: Path
+) -> None:
+    """The funnel and the days chart span the page's width, labels to numbers, in a wide window
+    and in a narrow one, with their text at its normal size."""
+    build_portfolio(cli, run, clock)
+    target = tmp_path / "report.html"
+    ok(cli("report", "--html", str(target)))
+    measure = (
+        "[...document.querySelectorAll('svg.chart')].map(svg => {"
+        "const box = svg.parentElement.getBoundingClientRect();"
+        "const texts = [...svg.querySelectorAll('text')].map(t => t.getBoundingClientRect());"
+        "const marks = [...svg.querySelectorAll('rect, line')].map(r => r.getBoundingClientRect());"
+        "return {kind: svg.getAttribute('class'), box: box.width,"
+        " left: Math.min(...texts.map(t => t.left)) - box.left,"
+        " right: box.right - Math.max(...texts.map(t => t.right)),"
+        " reach: Math.max(...marks.map(m => m.right)) - box.left,"
+        " font: parseFloat(getComputedStyle(svg.querySelector('text')).fontSize),"
+        " scale: svg.getScreenCTM().a}})"
     )
 
-    found = re.search(r'data-overflow="(-?\d+)"', dumped.stdout.decode("utf-8"))
-    assert found is not None, "the probe did not run"
-    assert int(found.group(1)) <= 0, f"the page is {found.group(1)} px wider than the window"
+    page = "document.querySelector('h2').getBoundingClientRect().width"
+
+    for window in ("1280,1600", "600,1600"):
+        charts = probe(
+            chromium,
+            target,
+            f"{{overflow: {OVERFLOW}, page: {page}, charts: {measure}}}",
+            tmp_path / f"profile-{window.split(',')[0]}",
+            window,
+        )
+
+        assert charts["overflow"] <= 0, window
+        assert charts["page"] > (1000 if window.startswith("1280") else 500), charts
+        assert [c["kind"] for c in charts["charts"]] == ["chart funnel", "chart days"]
+        for chart in charts["charts"]:
+            # The figure spans the page; the chart's text starts at its left edge and the
+            # numbers end near its right one; the bars (and limits) reach the numbers.
+            assert abs(chart["box"] - charts["page"]) <= 1, (window, chart)
+            assert -1 <= chart["left"] <= 40, (window, chart)
+            assert -1 <= chart["right"] <= 60, (window, chart)
+            assert chart["reach"] >= chart["box"] - 60, (window, chart)
+            assert (chart["font"], chart["scale"]) == (12, 1), (window, chart)
 
 
 def test_a_report_larger_than_a_page_renders_in_headless_chromium(
