@@ -24,6 +24,7 @@ from kamflow.definitions.discovery import get_workflow, workflows_in_use
 from kamflow.definitions.ladder import Status
 from kamflow.errors import InvalidInput
 from kamflow.models import Account, RoleAssignment
+from kamflow.notify.templates import STATUS_COLOURS
 from kamflow.records.plan import kpi_rows, kpi_view
 from kamflow.reports.diagram import mermaid, svg
 from kamflow.reports.listing import (
@@ -39,13 +40,8 @@ from kamflow.reports.listing import (
 )
 from kamflow.reports.portfolio import board_row, board_select, stage_counts, team_rows, teams
 
-COLOURS = {
-    "on_track": "#3a8f5c",
-    "behind": "#d89a1c",
-    "stuck": "#c0392b",
-    SNOOZED: "#6c5b9e",
-    "candidate": "#7f8c8d",
-}
+#: The colour of each status on the page, the same as in the mails.
+COLOURS = STATUS_COLOURS
 
 
 #: The commands that give each list of the page in full.
