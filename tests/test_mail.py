@@ -21,6 +21,7 @@ from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser, Parser
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +56,11 @@ from kamflow.records import plan
 from kamflow.steps.actions import queue_action_reminders
 from kamflow.steps.base import StepRun
 from kamflow.steps.delivery import DeliveryReport, claim, deliver
+from kamflow.steps.leader_digests import queue_leader_digests
+from kamflow.steps.owner_digests import queue_owner_digests
 from kamflow.steps.stalls import queue_stalls
 from tests.account_steps import add_person
-from tests.conftest import Runner, snapshot
+from tests.conftest import START, Runner, snapshot
 
 HOST = "127.0.0.1"
 SENDER = "kamflow@kam.example.com"
@@ -1349,3 +1352,208 @@ def test_kamflow_tick_with_a_bad_mail_setting_exits_1_and_changes_nothing(
     assert "Traceback" not in result.stderr + result.output
     assert "hunter2-Secret" not in result.stderr + result.output
     assert snapshot(engine) == before
+
+
+# --- what the messages look like ----------------------------------------------------------------
+
+LEADER = "lead@example.com"
+DOER = "doer@example.com"
+ACCOUNT = "Acme Corp"
+ACTION = "Send the CIO the pilot proposal"
+#: The elements a mail client must be able to style from their own attribute.
+STYLED = ("table", "td", "th", "p", "h1", "h2", "ul", "li", "code", "span", "body")
+
+
+class Visible(HTMLParser):
+    """The text a reader sees in an HTML body, and each element with its attributes."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self.elements: list[tuple[str, dict[str, str | None]]] = []
+        self.open_list = 0
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.elements.append((tag, dict(attrs)))
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+    def text(self) -> str:
+        return " ".join(" ".join(self.parts).split())
+
+
+def parts_of(message: EmailMessage) -> tuple[str, str]:
+    """The plain-text and HTML parts of a built message."""
+    found = []
+    for kind in ("plain", "html"):
+        part = message.get_body(preferencelist=(kind,))
+        assert isinstance(part, EmailMessage) and part.get_content_subtype() == kind
+        found.append(part.get_content())
+    return found[0], found[1]
+
+
+def flat(text: str) -> str:
+    return " ".join(text.split())
+
+
+def assert_finished_html(html: str) -> Visible:
+    """An HTML mail that common clients show as intended: a whole document, every element styled
+    inline, nothing fetched, no style sheet or presentational border, no empty list or table."""
+    page = Visible(html)
+    assert html.lstrip().lower().startswith("<!doctype html>")
+    for forbidden in ("<style", "<link", "<script", "src=", "url("):
+        assert forbidden not in html.lower(), forbidden
+    assert not re.search(r"\bborder\s*=", html, re.IGNORECASE), "a border attribute"
+    unstyled = [tag for tag, attrs in page.elements if tag in STYLED and not attrs.get("style")]
+    assert unstyled == [], unstyled
+    assert not re.search(r"<ul[^>]*>\s*</ul>", html)
+    for table in re.findall(r"<table\b.*?</table>", html, re.DOTALL):
+        if "<th" in table:  # a data table: at least one row besides its header
+            assert table.count("<tr") >= 2, table
+    return page
+
+
+def mail_of(engine: Engine, kind: str) -> list[EmailMessage]:
+    """The messages of ``kind`` in the outbox, built as they will be sent."""
+    return [build(item, SENDER) for item in all_rows(engine) if item.kind == kind]
+
+
+def one_of_each_kind(engine: Engine, clock: FixedClock, run: Runner) -> dict[str, EmailMessage]:
+    """ACCOUNT in Strategy from Monday 2027-01-04, with an action due on the 18th; the steps run
+    as the daemon would: the reminder and the action on the 18th, the owners' digests on the
+    19th, the escalation and the leaders' digest on Monday the 25th (nothing stuck then yet, and
+    no KPI off target)."""
+    add_person(engine, clock, "owner@example.com")
+    add_person(engine, clock, LEADER, leader=True)
+    add_person(engine, clock, DOER)
+    run(add_account, ACCOUNT, owner="owner@example.com")
+    run(plan.add_action, ACCOUNT, ACTION, owner=DOER, due="2027-01-18")
+    schedule = Schedule.load({})
+
+    clock.set(START + timedelta(days=14))  # 2027-01-18 09:00
+    queue_stalls(StepRun(engine, clock.now(), schedule))
+    queue_action_reminders(StepRun(engine, clock.now(), schedule))
+    clock.set(START + timedelta(days=15, hours=-1))  # 2027-01-19 08:00
+    queue_owner_digests(StepRun(engine, clock.now(), schedule))
+    clock.set(START + timedelta(days=21, hours=-1))  # Monday 2027-01-25 08:00
+    queue_leader_digests(StepRun(engine, clock.now(), schedule))
+    clock.set(START + timedelta(days=21))  # 09:00: the limit plus seven days
+    queue_stalls(StepRun(engine, clock.now(), schedule))
+
+    found = {kind: mail_of(engine, kind) for kind in MessageKind}
+    digests = {m["To"]: m for m in found[MessageKind.OWNER_DIGEST]}
+    return {
+        "reminder": found[MessageKind.REMINDER][0],
+        "escalation": found[MessageKind.ESCALATION][0],
+        "action": found[MessageKind.ACTION][0],
+        "owner_digest": digests["owner@example.com"],
+        "action_digest": digests[DOER],
+        "leader_digest": found[MessageKind.LEADER_DIGEST][0],
+    }
+
+
+#: What each message must say in both its parts: the account, the facts, the commands to run.
+SAID = {
+    "reminder": (
+        ACCOUNT,
+        "14 days",
+        "kamflow why 'Acme Corp'",
+        "kamflow advance 'Acme Corp'",
+        "kamflow snooze 'Acme Corp' --days 7 --reason TEXT",
+        "the strategy lacks the objective (what)",
+    ),
+    "escalation": (
+        ACCOUNT,
+        "21 days",
+        "7 days past the stage's limit",
+        "already had 1 reminder",
+        "kamflow why 'Acme Corp'",
+        "kamflow snooze 'Acme Corp' --days 7 --reason TEXT",
+    ),
+    "action": (
+        ACCOUNT,
+        ACTION,
+        "due today",
+        DOER,
+        "kamflow action done 'Acme Corp' 1",
+        "kamflow action list 'Acme Corp'",
+    ),
+    "owner_digest": (ACCOUNT, "Strategy", "behind", "kamflow why 'Acme Corp'"),
+    "action_digest": (ACCOUNT, ACTION, "1 day late", "kamflow action done 'Acme Corp' 1"),
+    "leader_digest": ("Behind: 1", ACCOUNT, "owner@example.com", "Strategy", "Candidate"),
+}
+
+
+def test_every_kind_of_mail_is_styled_inline_and_says_the_same_in_both_parts(
+    engine: Engine, clock: FixedClock, run: Runner
+) -> None:
+    mails = one_of_each_kind(engine, clock, run)
+
+    assert set(mails) == set(SAID)
+    for kind, message in mails.items():
+        text, html = parts_of(message)
+        page = assert_finished_html(html)
+        for fact in SAID[kind]:
+            assert fact in flat(text), (kind, fact, text)
+            assert fact in page.text(), (kind, fact, page.text())
+        # The same heading colour and status colours as the HTML report.
+        assert "#2e6da4" in html, kind
+
+
+def test_a_reminder_asks_to_snooze_with_the_exact_command(
+    engine: Engine, clock: FixedClock, run: Runner
+) -> None:
+    mails = one_of_each_kind(engine, clock, run)
+
+    for kind in ("reminder", "escalation"):
+        text, html = parts_of(mails[kind])
+        shown = Visible(html).text()
+        for said in (flat(text), shown):
+            assert "pause these reminders" not in said, kind
+            assert f"snooze {ACCOUNT} for a week" in said, (kind, said)
+            assert "kamflow snooze 'Acme Corp' --days 7 --reason TEXT" in said, kind
+        # The command stands on its own: a line of its own in text, a block of its own in HTML.
+        assert "\n    kamflow snooze 'Acme Corp' --days 7 --reason TEXT\n" in text
+        blocks = [Visible(cell).text() for cell in re.findall(r"<td [^>]*>.*?</td>", html)]
+        assert "kamflow snooze 'Acme Corp' --days 7 --reason TEXT" in blocks, kind
+
+
+def test_the_leaders_digest_leaves_out_the_sections_with_nothing_in_them(
+    engine: Engine, clock: FixedClock, run: Runner
+) -> None:
+    """Nothing stuck and no KPI off target that week: no heading or empty list for them."""
+    mails = one_of_each_kind(engine, clock, run)
+
+    text, html = parts_of(mails["leader_digest"])
+    shown = Visible(html).text()
+    for said in (text, shown):
+        assert "Behind: 1" in said
+        assert "Stuck" not in said and "stuck:" not in said.lower()
+        assert "KPIs off target:" not in said
+    headings = re.findall(r"<h2[^>]*>(.*?)</h2>", html)
+    assert headings == ["Behind: 1", "Accounts per stage"], headings
+    assert "<li" not in html  # the lists are rows of a table, never an empty bullet list
+
+
+def test_a_quiet_week_says_so_instead_of_listing_nothing(
+    engine: Engine, clock: FixedClock, run: Runner
+) -> None:
+    add_person(engine, clock, "owner@example.com")
+    add_person(engine, clock, LEADER, leader=True)
+    run(add_account, ACCOUNT, owner="owner@example.com")
+    clock.set(START + timedelta(days=7, hours=-1))  # Monday 2027-01-11 08:00: on track
+
+    queue_leader_digests(StepRun(engine, clock.now(), Schedule.load({})))
+
+    [message] = mail_of(engine, MessageKind.LEADER_DIGEST)
+    text, html = parts_of(message)
+    page = assert_finished_html(html)
+    for said in (flat(text), page.text()):
+        assert "No account is stuck or behind, and no KPI is off target." in said
+        for heading in ("Stuck", "Behind:", "KPIs off target"):
+            assert heading not in said, heading
+        assert "Strategy" in said  # the accounts per stage are still there
+    assert re.findall(r"<h2[^>]*>(.*?)</h2>", html) == ["Accounts per stage"]

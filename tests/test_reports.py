@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from click.testing import CliRunner, Result
 from sqlalchemy.engine import Engine
 
@@ -387,17 +388,20 @@ def test_kpis_leave_out_accounts_that_are_no_longer_key(cli: Cli) -> None:
 
 # --- the workflow diagram ------------------------------------------------------------------------
 
-#: The statements a Mermaid state diagram of a workflow may hold (besides the title block).
+#: The statements a Mermaid state diagram of a workflow may hold (after the title block).
 MERMAID_LINE = re.compile(
     r"""^(stateDiagram-v2
         |direction\ (LR|TB|RL|BT)
-        |classDef\ \w+\ .+
-        |state\ "[^"\n]+"\ as\ \w+
-        |class\ \w+\ \w+
+        |classDef\ \w+\ [\w#:,.\ -]+
+        |state\ "[^"\n]+"\ as\ \w+(\ \{)?
+        |\}
+        |class\ \w+(,\w+)*\ \w+
         |(\[\*\]|\w+)\ -->\ \w+(:\ \w+)?
     )$""",
-    re.VERBOSE | re.IGNORECASE,
+    re.VERBOSE,
 )
+#: The moves of kam.yaml drawn from one place to another, as (source, destination, transition).
+KAM_MOVES = {edge for edge in KAM_EDGES if edge[1] not in ("disqualified", "retired")}
 
 
 def show(*args: str) -> Result:
@@ -405,39 +409,92 @@ def show(*args: str) -> Result:
     return CliRunner().invoke(app, ["workflow", "show", *args], catch_exceptions=False)
 
 
-def mermaid_body(text: str) -> list[str]:
-    """The diagram's statements, after an optional `---` title block."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if lines[0] == "---":
-        lines = lines[lines.index("---", 1) + 1 :]
-    return lines
+class Mermaid:
+    """A Mermaid state diagram read statement by statement, as Mermaid's grammar would take it:
+    the front matter, every statement of a known form, composite states closed, every state an
+    edge or a class names declared, every class applied defined."""
+
+    def __init__(self, text: str) -> None:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        assert lines[0] == "---", text
+        end = lines.index("---", 1)
+        self.front = yaml.safe_load("\n".join(lines[1:end]))
+        self.body = lines[end + 1 :]
+        assert self.body[0] == "stateDiagram-v2", text
+        strange = [line for line in self.body if not MERMAID_LINE.match(line)]
+        assert strange == [], text
+        self.labels: dict[str, str] = {}
+        #: The composite state each state is declared in (None: the top level).
+        self.parent: dict[str, str | None] = {}
+        self.edges: list[tuple[str, str, str | None, str | None]] = []
+        self.classes: dict[str, str] = {}
+        self.class_defs: set[str] = set()
+        open_boxes: list[str] = []
+        for line in self.body[1:]:
+            where = open_boxes[-1] if open_boxes else None
+            if line == "}":
+                assert open_boxes, f"a }} closes nothing: {text}"
+                open_boxes.pop()
+            elif found := re.match(r'state "([^"]+)" as (\w+)( \{)?$', line):
+                label, name, opens = found.groups()
+                assert name not in self.labels, f"{name} declared twice: {text}"
+                self.labels[name], self.parent[name] = label, where
+                if opens:
+                    open_boxes.append(name)
+            elif found := re.match(r"(\[\*\]|\w+) --> (\w+)(?:: (\w+))?$", line):
+                source, dest, name = found.groups()
+                self.edges.append((source, dest, name, where))
+            elif found := re.match(r"classDef (\w+) ", line):
+                self.class_defs.add(found.group(1))
+            elif found := re.match(r"class ([\w,]+) (\w+)$", line):
+                for name in found.group(1).split(","):
+                    self.classes[name] = found.group(2)
+        assert open_boxes == [], f"composite states left open: {open_boxes}"
+        for source, dest, _, _ in self.edges:
+            for end_point in (source, dest):
+                assert end_point == "[*]" or end_point in self.labels, (end_point, text)
+        assert set(self.classes) <= set(self.labels), text
+        assert set(self.classes.values()) <= self.class_defs, text
+
+    def moves(self) -> set[tuple[str, str, str | None]]:
+        """Every edge that is not the start marker's, as (source, destination, transition)."""
+        return {(s, d, n) for s, d, n, _ in self.edges if s != "[*]"}
 
 
 @pytest.mark.parametrize("name", ["kam", "kam-lite"])
-def test_workflow_show_mermaid_draws_every_state_and_transition(name: str) -> None:
+def test_workflow_show_mermaid_draws_the_process_once_with_its_title_and_start(name: str) -> None:
     text = ok(show(name, "--format", "mermaid"))
-    body = mermaid_body(text)
+    diagram = Mermaid(text)
 
-    assert body[0] == "stateDiagram-v2"
-    strange = [line for line in body if not MERMAID_LINE.match(line)]
-    assert strange == [], text
-    states = dict(
-        (m.group(2), m.group(1))
-        for m in (re.match(r'state "([^"]+)" as (\w+)$', line) for line in body)
-        if m
+    # The title is the front matter Mermaid shows above the diagram.
+    title = "Key account management" if name == "kam" else "Key account management, lite"
+    assert diagram.front == {"title": title}
+    # Every place, each under its own title (a stage with its limit in days).
+    assert {n: label.split(" (")[0] for n, label in diagram.labels.items() if n in KAM_PLACES} == (
+        KAM_PLACES
     )
-    assert states == KAM_PLACES
-    edges = {
-        (m.group(1), m.group(2), m.group(3))
-        for m in (re.match(r"(\w+) --> (\w+): (\w+)$", line) for line in body)
-        if m
+    limit = 14 if name == "kam" else 21
+    assert diagram.labels["strategy"] == f"Strategy ({limit} days)"
+    # The candidate and the five stages are one box; the exits stand outside it.
+    (box,) = [n for n in diagram.labels if n not in KAM_PLACES]
+    assert {n for n, parent in diagram.parent.items() if parent == box} == {"candidate", *CYCLE}
+    assert diagram.parent["disqualified"] is diagram.parent["retired"] is None
+    # One start marker, at the stage a new key account starts in (not at the candidate place).
+    starts = [(dest, where) for source, dest, _, where in diagram.edges if source == "[*]"]
+    assert starts == [("strategy", box)], text
+    # Each move between places once; each exit once, from the box around every active place.
+    assert diagram.moves() == KAM_MOVES | {
+        (box, "disqualified", "disqualify"),
+        (box, "retired", "retire"),
     }
-    assert edges == KAM_EDGES
-    # A definition has no current state: nothing may be drawn as the active one.
-    applied = [line for line in body if re.match(r"class \w+ ", line, re.IGNORECASE)]
-    assert applied, text
-    assert not any(line.lower().endswith("s_active") for line in applied), text
-    assert ":::s_active" not in text.lower()
+    assert len(diagram.edges) == len(KAM_MOVES) + 2 + 1
+    for exit_name in ("disqualified", "retired"):
+        assert sum(dest == exit_name for _, dest, _, _ in diagram.edges) == 1, exit_name
+    # Styled like the report's drawing: intake, stage and exit classes; nothing marked active.
+    assert diagram.classes["candidate"] == "intake"
+    assert {diagram.classes[stage] for stage in CYCLE} == {"stage"}
+    assert diagram.classes["retired"] == diagram.classes["disqualified"] == "exit"
+    assert "s_active" not in text
 
 
 def test_workflow_show_text_lists_stages_limits_and_guarded_transitions() -> None:
@@ -656,6 +713,72 @@ def test_report_shows_a_diagram_for_each_workflow_in_use(cli: Cli, tmp_path: Pat
     assert "21 days" in diagrams[1] or "21 days" in diagrams[0]  # kam-lite's Strategy limit
 
 
+def test_a_snoozed_account_shows_as_snoozed_not_stuck(
+    cli: Cli, run: Runner, clock: FixedClock, tmp_path: Path
+) -> None:
+    """A snooze pauses the chase: the account past its limit is snoozed on the board, the page and
+    `account show`, and it is neither in the stuck list nor counted as stuck."""
+    build_portfolio(cli, run, clock)
+    ok(cli("snooze", AMPERSAND, "--days", "10", "--reason", "Their board meets next month"))
+    target = tmp_path / "report.html"
+
+    data = as_json(cli("report", "--html", str(target), "--json"))
+
+    assert by_name(data["board"])[AMPERSAND]["status"] == "snoozed"
+    assert by_name(data["board"])["Globex"]["status"] == "behind"  # not snoozed: unchanged
+    assert data["stuck"] == []
+    assert (data["summary"]["stuck"], data["summary"]["snoozed"]) == (0, 1)
+    strategy = next(row for row in data["summary"]["stages"] if row["stage"] == "strategy")
+    assert (strategy["stuck"], strategy["snoozed"], strategy["behind"]) == (0, 1, 1)
+    html = target.read_text(encoding="utf-8")
+    board = section(html, "board")
+    row = next(r for r in re.findall(r"<tr[^>]*>.*?</tr>", board, re.DOTALL) if "A&amp;B" in r)
+    assert "snoozed" in Page(row).all_text() and "stuck" not in Page(row).all_text()
+    assert "No account is stuck" in Page(section(html, "stuck")).all_text()
+    assert "0 stuck, 1 behind, 1 snoozed" in Page(html).all_text()
+    days = next(c for c in svgs(html) if "Days in stage" in c)
+    bar = next(r for r in re.findall(r"<rect [^>]*>.*?</rect>", days) if "A&amp;B" in r)
+    assert 'fill="#6c5b9e"' in bar and "snoozed" in bar  # the snoozed colour, not the stuck one
+    # The same status wherever an account's place is listed.
+    assert by_name(as_json(cli("portfolio", "--json")))[AMPERSAND]["status"] == "snoozed"
+    assert by_name(as_json(cli("account", "list", "--json")))[AMPERSAND]["status"] == "snoozed"
+    assert "(snoozed)" in ok(cli("account", "show", AMPERSAND))
+
+    clock.advance(days=10)  # the snooze is over: stuck again
+    assert by_name(as_json(cli("portfolio", "--json")))[AMPERSAND]["status"] == "stuck"
+
+
+def test_the_funnel_draws_no_bar_for_an_empty_stage(
+    cli: Cli, run: Runner, clock: FixedClock, tmp_path: Path
+) -> None:
+    """An empty stage is an empty track with 0, never a thin bar that looks like a marker."""
+    build_portfolio(cli, run, clock)
+    target = tmp_path / "report.html"
+    ok(cli("report", "--html", str(target)))
+
+    funnel = next(c for c in svgs(target.read_text(encoding="utf-8")) if "Accounts per stage" in c)
+
+    rows = re.split(r"(?=<text x=\"-8\")", funnel)[1:]
+    drawn = {Page(row).all_text(): row for row in rows}
+    assert list(drawn) == [
+        "Candidate 1",
+        "Strategy 3",
+        "Research 0",
+        "Action plan 0",
+        "Execution 1",
+        "Review 0",
+    ]
+    for title, row in drawn.items():
+        assert row.count('class="track"') == 1, title  # every stage has its track
+        bars = re.findall(r'<rect class="bar" [^>]*width="([\d.]+)%"', row)
+        if title.endswith(" 0"):
+            assert bars == [], title
+        else:
+            (width,) = bars
+            assert float(width) > 10, title
+    assert re.findall(r'<rect class="bar" [^>]*width="([\d.]+)%"', funnel)[1] == "100.00"
+
+
 # --- in a real browser ---------------------------------------------------------------------------
 
 
@@ -720,10 +843,34 @@ def test_report_renders_in_headless_chromium(
     assert len(picture) > 10_000, len(picture)
 
 
+def probe(chromium: str, page: Path, script: str, profile: Path, window: str) -> Any:
+    """Lay ``page`` out in headless Chromium at ``window`` and return what ``script`` (an
+    expression) measures, as JSON: a copy of the page gets a script that writes it into the DOM
+    (the report itself has no script, and must not)."""
+    copy = profile.with_name(profile.name + ".html")
+    copy.write_text(
+        page.read_text(encoding="utf-8").replace(
+            "</body>",
+            '<script>document.body.setAttribute("data-probe", '
+            f"JSON.stringify({script}));</script></body>",
+        ),
+        encoding="utf-8",
+    )
+    dumped = browse(chromium, profile, f"--window-size={window}", "--dump-dom", copy.as_uri())
+    found = re.search(r'data-probe="([^"]*)"', dumped.stdout.decode("utf-8"))
+    assert found is not None, "the probe did not run"
+    return json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
+
+
+#: How far the page reaches past the window, in pixels (0 or less: no sideways scrolling).
+OVERFLOW = "document.documentElement.scrollWidth - window.innerWidth"
+
+
 def test_report_fits_a_laptop_window_in_headless_chromium(
     chromium: str, cli: Cli, tmp_path: Path
 ) -> None:
-    """Six roles held by people with everyday addresses must not push the page sideways."""
+    """Six roles held by people with everyday addresses must not push the page sideways, and no
+    address may be broken over two lines: the coverage table scrolls in its own box instead."""
     team = {
         "relationship-lead": "maria.keller@example.com",
         "technical-expert": "tom.berg-larsen@example.com",
@@ -738,31 +885,81 @@ def test_report_fits_a_laptop_window_in_headless_chromium(
     ok(cli("account", "add", "Northwind Traders International", "--owner", OWNER))
     for role, email in team.items():
         ok(cli("role", "assign", "Northwind Traders International", role, email))
+    ok(cli("role", "assign", "Northwind Traders International", "innovator", OWNER))
     target = tmp_path / "report.html"
     ok(cli("report", "--html", str(target)))
-    # A copy with a probe that writes the page's laid-out width into the DOM (the report itself
-    # has no script, and must not).
-    probe = tmp_path / "probe.html"
-    probe.write_text(
-        target.read_text(encoding="utf-8").replace(
-            "</body>",
-            '<script>document.body.setAttribute("data-overflow", '
-            "document.documentElement.scrollWidth - window.innerWidth);</script></body>",
-        ),
-        encoding="utf-8",
+    # Each address in the coverage table: its text and on how many lines it was laid out.
+    emails = (
+        "[...document.querySelectorAll('table.coverage td')].flatMap(td => {"
+        "const walk = document.createTreeWalker(td, NodeFilter.SHOW_TEXT); const found = [];"
+        "for (let n = walk.nextNode(); n; n = walk.nextNode()) {"
+        " for (const m of n.textContent.matchAll(/[^\\s,]+@[^\\s,]+/g)) {"
+        "  const range = document.createRange();"
+        "  range.setStart(n, m.index); range.setEnd(n, m.index + m[0].length);"
+        "  const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));"
+        "  found.push([m[0], tops.size]); } }"
+        "return found; })"
     )
 
-    dumped = browse(
-        chromium,
-        tmp_path / "profile",
-        "--window-size=1200,1600",
-        "--dump-dom",
-        probe.resolve().as_uri(),
+    for window in ("1200,1600", "800,1600"):
+        found = probe(
+            chromium,
+            target,
+            f"{{overflow: {OVERFLOW}, emails: {emails}}}",
+            tmp_path / f"profile-{window.split(',')[0]}",
+            window,
+        )
+
+        assert found["overflow"] <= 0, f"{window}: {found['overflow']} px wider than the window"
+        shown = sorted(text for text, _ in found["emails"])
+        assert shown == sorted([*team.values(), OWNER]), found["emails"]
+        split = [text for text, lines in found["emails"] if lines != 1]
+        assert split == [], f"{window}: addresses broken over lines: {split}"
+
+
+def test_the_charts_take_the_width_of_the_page_in_headless_chromium(
+    chromium: str, cli: Cli, run: Runner, clock: FixedClock, tmp_path: Path
+) -> None:
+    """The funnel and the days chart span the page's width, labels to numbers, in a wide window
+    and in a narrow one, with their text at its normal size."""
+    build_portfolio(cli, run, clock)
+    target = tmp_path / "report.html"
+    ok(cli("report", "--html", str(target)))
+    measure = (
+        "[...document.querySelectorAll('svg.chart')].map(svg => {"
+        "const box = svg.parentElement.getBoundingClientRect();"
+        "const texts = [...svg.querySelectorAll('text')].map(t => t.getBoundingClientRect());"
+        "const marks = [...svg.querySelectorAll('rect, line')].map(r => r.getBoundingClientRect());"
+        "return {kind: svg.getAttribute('class'), box: box.width,"
+        " left: Math.min(...texts.map(t => t.left)) - box.left,"
+        " right: box.right - Math.max(...texts.map(t => t.right)),"
+        " reach: Math.max(...marks.map(m => m.right)) - box.left,"
+        " font: parseFloat(getComputedStyle(svg.querySelector('text')).fontSize),"
+        " scale: svg.getScreenCTM().a}})"
     )
 
-    found = re.search(r'data-overflow="(-?\d+)"', dumped.stdout.decode("utf-8"))
-    assert found is not None, "the probe did not run"
-    assert int(found.group(1)) <= 0, f"the page is {found.group(1)} px wider than the window"
+    page = "document.querySelector('h2').getBoundingClientRect().width"
+
+    for window in ("1280,1600", "600,1600"):
+        charts = probe(
+            chromium,
+            target,
+            f"{{overflow: {OVERFLOW}, page: {page}, charts: {measure}}}",
+            tmp_path / f"profile-{window.split(',')[0]}",
+            window,
+        )
+
+        assert charts["overflow"] <= 0, window
+        assert charts["page"] > (1000 if window.startswith("1280") else 500), charts
+        assert [c["kind"] for c in charts["charts"]] == ["chart funnel", "chart days"]
+        for chart in charts["charts"]:
+            # The figure spans the page; the chart's text starts at its left edge and the
+            # numbers end near its right one; the bars (and limits) reach the numbers.
+            assert abs(chart["box"] - charts["page"]) <= 1, (window, chart)
+            assert -1 <= chart["left"] <= 40, (window, chart)
+            assert -1 <= chart["right"] <= 60, (window, chart)
+            assert chart["reach"] >= chart["box"] - 60, (window, chart)
+            assert (chart["font"], chart["scale"]) == (12, 1), (window, chart)
 
 
 def test_a_report_larger_than_a_page_renders_in_headless_chromium(
@@ -823,8 +1020,41 @@ def test_the_diagrams_draw_moves_from_every_stage_to_a_stage(tmp_path: Path) -> 
 
     drawn = svg(definition)
     assert ">restart</text>" in drawn
-    assert "first --> first: restart" in mermaid(definition)
-    assert "second --> first: restart" in mermaid(definition)
+    diagram = Mermaid(mermaid(definition))
+    # A move back into the cycle is drawn from each place, and nothing needs a box.
+    assert diagram.moves() == {
+        ("first", "second", "advance"),
+        ("first", "first", "restart"),
+        ("second", "first", "restart"),
+    }
+    assert set(diagram.parent.values()) == {None}
+    assert [dest for source, dest, _, _ in diagram.edges if source == "[*]"] == ["first"]
+
+
+def test_the_mermaid_diagram_keeps_a_title_with_quotes_and_colons(tmp_path: Path) -> None:
+    """The title is YAML front matter and labels are quoted: neither may break the diagram."""
+    from kamflow.definitions.workflow import load_workflow
+    from kamflow.reports.diagram import mermaid
+
+    shipped = Path(__file__).resolve().parent.parent / "workflows"
+    shutil.copy(shipped / "questions.yaml", tmp_path / "questions.yaml")
+    (tmp_path / "odd.yaml").write_text(
+        "name: odd\ntitle: 'Accounts: the \"big\" ones'\n"
+        "stages:\n  - {name: active, title: 'The \"first\" stage', limit_days: 5}\n"
+        "exits:\n  - {name: gone}\n"
+        "transitions:\n"
+        '  - {name: drop, from: "*", to: gone}\n',
+        encoding="utf-8",
+    )
+
+    diagram = Mermaid(mermaid(load_workflow(tmp_path / "odd.yaml")))
+
+    assert diagram.front == {"title": 'Accounts: the "big" ones'}
+    assert diagram.labels["active"] == "The #quot;first#quot; stage (5 days)"
+    # The box around the stages takes another name than the stage called "active".
+    (box,) = [name for name in diagram.labels if name not in ("active", "gone")]
+    assert diagram.parent["active"] == box
+    assert diagram.moves() == {(box, "gone", "drop")}
 
 
 # --- the HTML report of a portfolio larger than a page -------------------------------------------

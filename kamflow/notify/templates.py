@@ -4,19 +4,32 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from kamflow.text import format_number
 
+if TYPE_CHECKING:
+    import jinja2
+
 FOLDER = Path(__file__).resolve().parent.parent / "templates"
+
+#: The colour of each status wherever kamflow draws one: the HTML report and the HTML mails.
+STATUS_COLOURS = {
+    "on_track": "#3a8f5c",
+    "behind": "#d89a1c",
+    "stuck": "#c0392b",
+    "snoozed": "#6c5b9e",
+    "candidate": "#7f8c8d",
+}
 
 
 @functools.cache
 def environment() -> jinja2.Environment:
     """The Jinja2 environment of the shipped templates (made once per process): HTML autoescaped,
-    undefined variables are errors, and numbers written by the ``number`` filter."""
+    undefined variables are errors, numbers written by the ``number`` filter, and the status
+    colours known to every template."""
+    import jinja2  # here, so that the status colours cost no import of Jinja2
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(FOLDER),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
@@ -27,6 +40,7 @@ def environment() -> jinja2.Environment:
         auto_reload=False,  # shipped templates: no need to look at the files again per message
     )
     env.filters["number"] = format_number
+    env.globals["status_colours"] = STATUS_COLOURS
     return env
 
 

@@ -1,4 +1,4 @@
-"""Pictures of a workflow: Mermaid source (transitions' Mermaid backend) and a self-drawn SVG.
+"""Pictures of a workflow: Mermaid source and a self-drawn SVG.
 
 The SVG needs no script or external asset, so the HTML report works offline.
 """
@@ -7,44 +7,85 @@ from __future__ import annotations
 
 from html import escape
 
-from kamflow.definitions.spec import EVERY_STAGE
+from kamflow.definitions.spec import EVERY_STAGE, TransitionSpec
 from kamflow.definitions.workflow import Workflow
 
 BOX_W, BOX_H, GAP = 120, 44, 64
 ROW_Y, EXIT_Y, MARGIN = 130, 270, 20
 
 
-def mermaid(definition: Workflow) -> str:
-    """A Mermaid state diagram of the workflow, drawn by transitions' GraphMachine."""
-    from transitions.extensions import GraphMachine
+#: How the Mermaid diagram styles each kind of place: the colours of the report's own drawing.
+MERMAID_STYLES = {
+    "intake": "fill:#f4f4f4,stroke:#7f8c8d,stroke-dasharray:4 3,color:#222",
+    "stage": "fill:#e8f0f8,stroke:#2e6da4,color:#222",
+    "exit": "fill:#fbeeee,stroke:#c0392b,color:#222",
+}
 
-    class _Model:
-        stage = definition.initial
+
+def _mermaid_label(text: str) -> str:
+    """Text for a quoted Mermaid label: a double quote would end it, so it goes in as an entity."""
+    return " ".join(text.replace('"', "#quot;").split())
+
+
+def mermaid(definition: Workflow) -> str:
+    """A Mermaid state diagram of the workflow, with its title as the diagram's front matter.
+
+    The places an account moves on from (the intake places and the stages) sit in one composite
+    state, whose start marker points at the stage a new key account starts in. A move that leaves
+    from every one of them (``from: "*"`` into an exit) is drawn once, from the composite, instead
+    of once per place. Mermaid has no escaping beyond entities, so labels are cleaned here and
+    names are the workflow's own (lower-case words, which Mermaid takes as they are).
+    """
+    import yaml
 
     spec = definition.spec
-    machine = GraphMachine(
-        model=_Model(),
-        states=definition.places,
-        transitions=[
-            {"trigger": t.name, "source": definition.sources(t), "dest": t.dest}
-            for t in spec.transitions
-        ],
-        initial=definition.intake_names[0] if definition.intake_names else definition.initial,
-        auto_transitions=False,
-        graph_engine="mermaid",
-        model_attribute="stage",
-        title=spec.title,
+    active = spec.active
+    inside = set(active)
+    group = "active"
+    while group in definition.places:  # a place could be called so: the box needs its own id
+        group += "_"
+
+    def from_everywhere(transition: TransitionSpec) -> bool:
+        """The move leaves from every active place into an exit: one edge from the box."""
+        return definition.is_exit(transition.dest) and set(definition.sources(transition)) >= inside
+
+    def label(name: str) -> str:
+        stage = definition.stage(name)
+        title = definition.title_of(name)
+        return _mermaid_label(f"{title} ({stage.limit_days} days)" if stage else title)
+
+    inner: list[str] = []
+    outer: list[str] = []
+    for transition in spec.transitions:
+        if from_everywhere(transition):
+            outer.append(f"{group} --> {transition.dest}: {transition.name}")
+            continue
+        for source in definition.sources(transition):
+            edge = f"{source} --> {transition.dest}: {transition.name}"
+            (inner if transition.dest in inside else outer).append(edge)
+    boxed = any(edge.startswith(f"{group} ") for edge in outer)
+    title = "Key accounts" if not spec.intake else "Candidates and key accounts"
+
+    front = yaml.safe_dump({"title": " ".join(spec.title.split())}, allow_unicode=True, width=1000)
+    lines = ["---", front.strip(), "---", "stateDiagram-v2", "  direction LR"]
+    lines += [f"  classDef {kind} {style}" for kind, style in MERMAID_STYLES.items()]
+    indent = "    " if boxed else "  "
+    places = [f'{indent}state "{label(name)}" as {name}' for name in active]
+    body = [f"{indent}[*] --> {definition.initial}", *(indent + edge for edge in inner)]
+    if boxed:
+        lines.append(f'  state "{title}" as {group} {{')
+        lines += ["    direction LR", *places, *body, "  }"]
+    else:
+        lines += [*places, *body]
+    lines += [f'  state "{label(name)}" as {name}' for name in definition.exit_names]
+    lines += [f"  {edge}" for edge in outer]
+    kinds = (
+        ("intake", definition.intake_names),
+        ("stage", definition.stage_names),
+        ("exit", definition.exit_names),
     )
-    lines = []
-    for line in str(machine.get_graph().draw(None)).splitlines():
-        stripped = line.strip()
-        if stripped.startswith("Class ") and stripped.endswith("s_active"):
-            line = line.replace("s_active", "s_default")  # a definition has no current state
-        for name in definition.places:
-            if stripped == f'state "{name}" as {name}':
-                line = line.replace(f'"{name}"', f'"{definition.title_of(name)}"')
-        lines.append(line.rstrip())
-    return "\n".join(lines).strip() + "\n"
+    lines += [f"  class {','.join(names)} {kind}" for kind, names in kinds if names]
+    return "\n".join(lines) + "\n"
 
 
 def svg(definition: Workflow) -> str:

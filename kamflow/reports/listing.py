@@ -5,7 +5,9 @@ A listing (the board, the rank, coverage, KPIs, the account list) is one set-bas
 whose rows are fetched a batch at a time while they are printed, so its memory follows the batch
 and never the portfolio. Where an account stands is decided in SQL from the workflow definitions:
 the order of its place (a CASE over workflow and stage) and its status against the stage's limit
-(a CASE over the moments that make it behind or stuck, the same lines `kamflow.ladder` draws).
+(a CASE over the moments that make it behind or stuck, the same lines `kamflow.ladder` draws). An
+account past its limit whose stay a snooze pauses is *snoozed*, neither behind nor stuck: nobody is
+chasing it until the snooze ends.
 """
 
 from __future__ import annotations
@@ -23,13 +25,16 @@ from kamflow.definitions.ladder import Status, position
 from kamflow.definitions.spec import LadderSpec
 from kamflow.definitions.workflow import Workflow
 from kamflow.models import Account, Person
+from kamflow.records import snoozes
 from kamflow.text import days_text
 
 BATCH = defaults.LISTING_BATCH
 
 INTAKE, STAGE, EXIT = "intake", "stage", "exit"
-#: The statuses an account can have, as `kamflow.ladder` and `summary` name them.
-CANDIDATE, CLOSED = "candidate", "closed"
+#: The statuses an account can have besides the ladder's, as `summary` names them.
+CANDIDATE, CLOSED, SNOOZED = "candidate", "closed", "snoozed"
+#: The ladder's statuses that a running snooze replaces with SNOOZED.
+OVERDUE = (Status.BEHIND.value, Status.STUCK.value)
 
 
 class AccountColumns(Protocol):
@@ -74,17 +79,26 @@ class Place:
         limit = now - timedelta(days=self.limit_days)
         return limit, limit - timedelta(days=self.ladder.escalate_after_days)
 
-    def status(self, entered_at: datetime, now: datetime) -> str:
-        """on_track, behind or stuck in a stage; candidate in intake; closed anywhere else."""
+    def status(self, entered_at: datetime, now: datetime, snoozed: bool = False) -> str:
+        """on_track, behind or stuck in a stage (snoozed instead of the last two while a snooze
+        pauses the stay); candidate in intake; closed anywhere else."""
         if self.limit_days is not None and self.ladder is not None:
-            return position(entered_at, self.limit_days, self.ladder, now).status.value
+            found = position(entered_at, self.limit_days, self.ladder, now).status.value
+            return SNOOZED if snoozed and found in OVERDUE else found
         return CANDIDATE if self.kind == INTAKE else CLOSED
 
     def summary(
-        self, account: AccountColumns, owner: str, now: datetime, status: str | None = None
+        self,
+        account: AccountColumns,
+        owner: str,
+        now: datetime,
+        status: str | None = None,
+        *,
+        snoozed: bool = False,
     ) -> dict[str, Any]:
         """The one-line facts about an account in this place, as `account list` shows them
-        (``status`` when the caller knows it already)."""
+        (``status`` when the caller knows it already; ``snoozed`` when a snooze pauses the
+        account's stay)."""
         entered = account.stage_entered_at
         return {
             "id": account.id,
@@ -97,7 +111,7 @@ class Place:
             "stage_entered_at": entered.isoformat(),
             "days_in_stage": max(0, (now - entered).days),
             "limit_days": self.limit_days,
-            "status": status or self.status(entered, now),
+            "status": status or self.status(entered, now, snoozed),
         }
 
 
@@ -155,9 +169,11 @@ class Places:
         definition = next(d for d in self.definitions if d.name == workflow)
         return place_in(definition, stage)
 
-    def summary(self, account: AccountColumns, owner: str, now: datetime) -> dict[str, Any]:
+    def summary(
+        self, account: AccountColumns, owner: str, now: datetime, *, snoozed: bool = False
+    ) -> dict[str, Any]:
         """Place.summary() for one of many rows: the place's lines are drawn once per listing,
-        and a status is two comparisons with them."""
+        and a status is two comparisons with them (``snoozed``: a snooze pauses the stay)."""
         place = self.of(account.workflow, account.stage)
         status = None
         if place.kind == STAGE:
@@ -167,12 +183,14 @@ class Places:
             _, behind, stuck = lines
             entered = account.stage_entered_at
             status = (
-                Status.ON_TRACK
+                Status.ON_TRACK.value
                 if entered > behind
-                else Status.BEHIND
+                else SNOOZED
+                if snoozed
+                else Status.BEHIND.value
                 if entered > stuck
-                else Status.STUCK
-            ).value
+                else Status.STUCK.value
+            )
         return place.summary(account, owner, now, status)
 
     def select(self, *kinds: str) -> list[Place]:
@@ -200,14 +218,17 @@ class Places:
         ]
         return sa.case(*whens, else_=len(self.known)) if whens else sa.literal(0)
 
-    def status(self, account: Any, now: datetime) -> Any:
-        """SQL: the account's status at ``now``, as `Place.status` gives it."""
+    def status(self, account: Any, now: datetime, paused: Any = None) -> Any:
+        """SQL: the account's status at ``now``, as `Place.status` gives it; ``paused`` is the SQL
+        that tells a snooze pauses the stay (None when no snooze runs: nothing to look up)."""
         whens: list[tuple[Any, str]] = []
         for place in self.select(STAGE):
             here = sa.and_(account.workflow == place.workflow, account.stage == place.name)
             behind, stuck = place.lines(now)
+            whens.append((sa.and_(here, account.stage_entered_at > behind), Status.ON_TRACK.value))
+            if paused is not None:  # looked up only for the accounts past their limit
+                whens.append((sa.and_(here, paused), SNOOZED))
             whens += [
-                (sa.and_(here, account.stage_entered_at > behind), Status.ON_TRACK.value),
                 (sa.and_(here, account.stage_entered_at > stuck), Status.BEHIND.value),
                 (here, Status.STUCK.value),
             ]
@@ -219,6 +240,12 @@ class Places:
                 )
             )
         return sa.case(*whens, else_=CLOSED) if whens else sa.literal(CLOSED)
+
+
+def paused(session: Session, now: datetime) -> Any:
+    """SQL: a snooze pauses the current stay of the account (a row of the account table) at
+    ``now``; None when no snooze runs at all, so that a listing need not look for one."""
+    return snoozes.pausing(Account, now) if snoozes.any_active(session, now) else None
 
 
 def name_order(session: Session, column: Any) -> Any:
@@ -266,8 +293,9 @@ class Census:
 
 def census(session: Session, places: Places, now: datetime, where: Any) -> list[Census]:
     """The accounts that ``where`` selects, counted by place and status in one aggregate (it
-    reads only the stage index's columns)."""
-    status = places.status(Account, now)
+    reads only the stage index's columns, and the snoozes of the accounts past their limit while
+    any snooze runs)."""
+    status = places.status(Account, now, paused(session, now))
     # Grouped in an outer query: PostgreSQL cannot tell that a CASE with bound parameters in the
     # GROUP BY is the one in the select list.
     inner = (

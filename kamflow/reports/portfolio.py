@@ -31,6 +31,7 @@ from kamflow.reports.listing import (
     Places,
     census,
     name_order,
+    paused,
     place_in,
     rows_of,
     text_widths,
@@ -39,8 +40,11 @@ from kamflow.reports.listing import (
 from kamflow.text import format_number, score_text
 
 
-def board_select(places: Places, where: Any) -> Any:
-    """SQL: the accounts ``where`` selects, with their owner's address and latest score."""
+def board_select(places: Places, where: Any, pausing: Any = None) -> Any:
+    """SQL: the accounts ``where`` selects, with their owner's address, latest score and whether
+    a snooze pauses their stay (``pausing``, as `listing.paused` gives it: None when no snooze
+    runs)."""
+    snoozed = sa.false() if pausing is None else pausing
     return (
         sa.select(
             col(Account.id),
@@ -51,6 +55,7 @@ def board_select(places: Places, where: Any) -> Any:
             col(Account.stage_entered_at),
             col(Person.email).label("owner"),
             latest_score(Account.id).label("score"),
+            snoozed.label("snoozed"),
         )
         .join(Person, col(Person.id) == col(Account.owner_id))
         .where(places.where(Account, INTAKE, STAGE), where)
@@ -60,7 +65,7 @@ def board_select(places: Places, where: Any) -> Any:
 def board_row(places: Places, row: Any, now: datetime) -> dict[str, Any]:
     """A row of board_select() as the board shows it."""
     return {
-        **places.summary(row, row.owner, now),
+        **places.summary(row, row.owner, now, snoozed=bool(row.snoozed)),
         "key_account": places.of(row.workflow, row.stage).kind == STAGE,
         "score": row.score,
     }
@@ -81,7 +86,7 @@ def board(session: Session, *, now: datetime) -> Listing:
     """Every candidate and key account (not the exited), stage by stage across the workflows,
     then by name, with owner, days in stage, status and latest score; streamed."""
     places = Places(workflows_in_use(session))
-    statement = board_select(places, sa.true()).order_by(
+    statement = board_select(places, sa.true(), paused(session, now)).order_by(
         places.order(Account, INTAKE, STAGE), name_order(session, Account.name)
     )
     rows = (board_row(places, row, now) for row in rows_of(session, statement))
@@ -93,7 +98,7 @@ def rank(session: Session, *, now: datetime) -> Listing:
     name; streamed."""
     threshold = portfolio_config().selection.threshold
     places = Places(workflows_in_use(session))
-    statement = board_select(places, sa.true())
+    statement = board_select(places, sa.true(), paused(session, now))
     score = statement.selected_columns.score
     statement = statement.order_by(score.desc().nulls_last(), name_order(session, Account.name))
 
@@ -258,15 +263,20 @@ def normalise_stage(text: str) -> str:
     raise NotFound(f"no stage {text!r} in any workflow")
 
 
-def summary(account: Account, owner: Person, definition: Workflow, now: datetime) -> dict[str, Any]:
-    """The one-line facts about an account, as shown by `account list`."""
-    return place_in(definition, account.stage).summary(account, owner.email, now)
+def summary(
+    account: Account, owner: Person, definition: Workflow, now: datetime, *, snoozed: bool = False
+) -> dict[str, Any]:
+    """The one-line facts about an account, as shown by `account list` (``snoozed``: a snooze
+    pauses its stay)."""
+    place = place_in(definition, account.stage)
+    return place.summary(account, owner.email, now, snoozed=snoozed)
 
 
 def list_accounts(session: Session, *, stage: str | None, now: datetime) -> Listing:
     """Every account (of ``stage`` if given) by name, streamed, with its one-line facts."""
     places = Places(get_workflow(name) for name in workflow_names_in_use(session))
     which: Any = sa.true() if stage is None else col(Account.stage) == normalise_stage(stage)
+    pausing = paused(session, now)
     statement = (
         sa.select(
             col(Account.id),
@@ -276,6 +286,7 @@ def list_accounts(session: Session, *, stage: str | None, now: datetime) -> List
             col(Account.stage),
             col(Account.stage_entered_at),
             col(Person.email),
+            (sa.false() if pausing is None else pausing).label("snoozed"),
         )
         .join(Person, col(Account.owner_id) == col(Person.id))
         .where(which)
@@ -283,5 +294,8 @@ def list_accounts(session: Session, *, stage: str | None, now: datetime) -> List
     )
     widths = text_widths(session, census(session, places, now, which), now, which)
     widths["id"] = len(str(session.execute(sa.select(sa.func.max(col(Account.id)))).scalar() or 0))
-    rows = (places.summary(row, row.email, now) for row in rows_of(session, statement))
+    rows = (
+        places.summary(row, row.email, now, snoozed=bool(row.snoozed))
+        for row in rows_of(session, statement)
+    )
     return Listing(rows, widths)

@@ -24,12 +24,24 @@ from kamflow.definitions.discovery import get_workflow, workflows_in_use
 from kamflow.definitions.ladder import Status
 from kamflow.errors import InvalidInput
 from kamflow.models import Account, RoleAssignment
+from kamflow.notify.templates import STATUS_COLOURS
 from kamflow.records.plan import kpi_rows, kpi_view
 from kamflow.reports.diagram import mermaid, svg
-from kamflow.reports.listing import CANDIDATE, INTAKE, STAGE, Census, Places, census, name_order
+from kamflow.reports.listing import (
+    CANDIDATE,
+    INTAKE,
+    SNOOZED,
+    STAGE,
+    Census,
+    Places,
+    census,
+    name_order,
+    paused,
+)
 from kamflow.reports.portfolio import board_row, board_select, stage_counts, team_rows, teams
 
-COLOURS = {"on_track": "#3a8f5c", "behind": "#d89a1c", "stuck": "#c0392b", "candidate": "#7f8c8d"}
+#: The colour of each status on the page, the same as in the mails.
+COLOURS = STATUS_COLOURS
 
 
 #: The commands that give each list of the page in full.
@@ -58,14 +70,15 @@ def build_report(
     used = [definition.name for definition in definitions] or [defaults.WORKFLOW]
     on_board = census(session, places, now, places.where(Account, INTAKE, STAGE))
     summary = _summary(places, on_board)
+    pausing = paused(session, now)
     board_rows: list[dict[str, Any]] = []
     if summary["accounts"] <= limit:
-        statement = board_select(places, sa.true()).order_by(
+        statement = board_select(places, sa.true(), pausing).order_by(
             places.order(Account, INTAKE, STAGE), name_order(session, Account.name)
         )
         board_rows = [board_row(places, row, now) for row in session.execute(statement)]
-    stuck = _most_overdue(session, places, now, Status.STUCK, limit)
-    behind = _most_overdue(session, places, now, Status.BEHIND, limit)
+    stuck = _most_overdue(session, places, now, Status.STUCK, limit, pausing)
+    behind = _most_overdue(session, places, now, Status.BEHIND, limit, pausing)
     key = places.where(Account, STAGE)
     teams_shown = _least_covered(session, key, limit)
     kpi_counts = _kpi_counts(session, key)
@@ -101,7 +114,7 @@ def build_report(
 def _summary(places: Places, found: list[Census]) -> dict[str, Any]:
     """How many accounts are on the board, by status and by stage (stages of the same name
     added up across the workflows, in process order)."""
-    statuses = (Status.ON_TRACK.value, Status.BEHIND.value, Status.STUCK.value, CANDIDATE)
+    statuses = (Status.ON_TRACK.value, Status.BEHIND.value, Status.STUCK.value, SNOOZED, CANDIDATE)
     totals = dict.fromkeys(statuses, 0)
     stages: dict[str, dict[str, Any]] = {}
     for place in sorted(places.select(INTAKE, STAGE), key=lambda p: p.order):
@@ -124,9 +137,10 @@ def _summary(places: Places, found: list[Census]) -> dict[str, Any]:
 
 
 def _most_overdue(
-    session: Session, places: Places, now: datetime, status: Status, limit: int
+    session: Session, places: Places, now: datetime, status: Status, limit: int, pausing: Any
 ) -> list[dict[str, Any]]:
-    """The ``limit`` accounts of ``status`` longest past their stage's limit, longest first.
+    """The ``limit`` accounts of ``status`` longest past their stage's limit, longest first;
+    a snoozed account (``pausing``, None when no snooze runs) is neither behind nor stuck.
 
     One indexed query per stage (its oldest stays first), the stages' heads merged here: the
     accounts most days over their limit overall are among the first ``limit`` of some stage.
@@ -139,6 +153,8 @@ def _most_overdue(
             when = entered <= stuck_line
         else:
             when = sa.and_(entered > stuck_line, entered <= behind_line)
+        if pausing is not None:
+            when = sa.and_(when, sa.not_(pausing))
         statement = (
             board_select(
                 places,
@@ -258,27 +274,66 @@ def _funnel(counts: list[dict[str, Any]], used: list[str]) -> list[dict[str, Any
     return list(totals.values())
 
 
+#: About how wide a character of the charts' 12px labels is, to size the label column.
+CHAR_PX = 7
+#: The widest label column a chart gives its names; a longer name is cut short (in full on hover).
+LABEL_PX_MAX = 240
+
+
+def _label_column(labels: list[str]) -> tuple[int, int]:
+    """The width in pixels of a chart's label column and the most characters a label keeps."""
+    longest = max([len(label) for label in labels] + [8])
+    width = min(LABEL_PX_MAX, longest * CHAR_PX + 16)
+    return width, (width - 16) // CHAR_PX
+
+
+def _cut(label: str, most: int) -> str:
+    return label if len(label) <= most else label[: most - 1].rstrip() + "\u2026"
+
+
+def _chart_open(kind: str, title: str, height: int, left: int, right: int) -> str:
+    """The opening tag of a chart that takes the whole width of its box, whatever the window.
+
+    Horizontal positions inside are percentages of the bar area, so bars grow with the window
+    while the text keeps its size; the labels sit in the margin to the left of that area and the
+    numbers in the margin to its right (drawn there because the chart does not clip).
+    """
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart {kind}" role="img" '
+        f'aria-label="{escape(title)}" width="100%" height="{height}" '
+        f'style="display: block; overflow: visible; margin: 0 {right}px 0 {left}px; '
+        f'width: calc(100% - {left + right}px)">'
+    )
+
+
+def _percent(share: float) -> str:
+    return f"{100 * share:.2f}%"
+
+
 def funnel_svg(funnel: list[dict[str, Any]]) -> str:
-    """A funnel: one centred bar per stage, as wide as its share of accounts."""
-    width, bar, gap, label_w = 640, 26, 8, 130
+    """A funnel: one centred bar per stage, as wide as its share of accounts, on an empty track
+    as wide as the chart, so that a stage without accounts shows as an empty track."""
+    bar, gap, right = 26, 8, 56
+    left, _ = _label_column([row["title"] for row in funnel])
     peak = max([row["count"] for row in funnel] + [1])
     height = len(funnel) * (bar + gap) + gap
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart funnel" role="img" '
-        f'aria-label="Accounts per stage" viewBox="0 0 {width} {height}" width="{width}" '
-        f'height="{height}">'
-    ]
-    room = width - label_w - 40
+    parts = [_chart_open("funnel", "Accounts per stage", height, left, right)]
     for index, row in enumerate(funnel):
         y = gap + index * (bar + gap)
-        w = max(2, round(room * row["count"] / peak)) if row["count"] else 2
-        x = label_w + (room - w) // 2
+        baseline = f"{y + bar * 0.68:.0f}"
         parts.append(
-            f'<text x="{label_w - 8}" y="{y + bar * 0.68:.0f}" text-anchor="end">'
-            f"{escape(row['title'])}</text>"
-            f'<rect x="{x}" y="{y}" width="{w}" height="{bar}" rx="4" fill="#2e6da4"/>'
-            f'<text x="{label_w + room + 8}" y="{y + bar * 0.68:.0f}">{row["count"]}</text>'
+            f'<text x="-8" y="{baseline}" text-anchor="end">{escape(row["title"])}</text>'
+            f'<rect class="track" x="0" y="{y}" width="100%" height="{bar}" rx="4" '
+            'fill="#f3f6f9" stroke="#dde3ea"/>'
         )
+        if row["count"]:
+            share = max(0.01, row["count"] / peak)  # a stage with few accounts stays visible
+            parts.append(
+                f'<rect class="bar" x="{_percent((1 - share) / 2)}" y="{y}" '
+                f'width="{_percent(share)}" height="{bar}" rx="4" fill="#2e6da4"/>'
+            )
+        shade = "" if row["count"] else ' class="zero"'
+        parts.append(f'<text x="100%" dx="8" y="{baseline}"{shade}>{row["count"]:,}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -287,37 +342,38 @@ def days_svg(rows: list[dict[str, Any]], empty: str = "No key accounts yet.") ->
     """Days in stage per key account, coloured by status, with the stage's limit marked;
     ``empty`` says why there is no bar."""
     accounts = [r for r in rows if r["limit_days"]]
-    width, bar, gap, label_w = 640, 18, 6, 170
-    height = max(1, len(accounts)) * (bar + gap) + gap + 16
+    bar, gap, right = 18, 6, 56
+    left, most = _label_column([r["name"] for r in accounts])
+    height = max(1, len(accounts)) * (bar + gap) + gap
     peak = max([max(r["days_in_stage"], r["limit_days"]) for r in accounts] + [1])
-    room = width - label_w - 60
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart days" role="img" '
-        f'aria-label="Days in stage" viewBox="0 0 {width} {height}" width="{width}" '
-        f'height="{height}">'
-    ]
+    parts = [_chart_open("days", "Days in stage", height, left, right)]
     for index, row in enumerate(accounts):
         y = gap + index * (bar + gap)
-        w = max(2, round(room * row["days_in_stage"] / peak))
-        limit_x = label_w + round(room * row["limit_days"] / peak)
+        baseline = f"{y + bar * 0.75:.0f}"
+        limit_x = _percent(row["limit_days"] / peak)
         colour = COLOURS.get(row["status"], "#7f8c8d")
+        about = (
+            f"{escape(row['name'])}: {row['days_in_stage']} days in "
+            f"{escape(row['stage_title'])} (limit {row['limit_days']}), "
+            f"{row['status'].replace('_', ' ')}"
+        )
         parts.append(
-            f'<text x="{label_w - 8}" y="{y + bar * 0.75:.0f}" text-anchor="end">'
-            f"{escape(row['name'])}</text>"
-            f'<rect x="{label_w}" y="{y}" width="{w}" height="{bar}" rx="3" fill="{colour}">'
-            f"<title>{escape(row['name'])}: {row['days_in_stage']} days in "
-            f"{escape(row['stage_title'])} (limit {row['limit_days']})</title></rect>"
-            f'<line x1="{limit_x}" x2="{limit_x}" y1="{y - 2}" y2="{y + bar + 2}" stroke="#222" '
-            'stroke-width="2"/>'
-            f'<text x="{label_w + room + 8}" y="{y + bar * 0.75:.0f}">'
-            f"{row['days_in_stage']}d</text>"
+            f'<text x="-8" y="{baseline}" text-anchor="end">'
+            f"{escape(_cut(row['name'], most))}<title>{about}</title></text>"
+        )
+        if row["days_in_stage"]:  # no bar at all for a day not yet over
+            parts.append(
+                f'<rect x="0" y="{y}" width="{_percent(row["days_in_stage"] / peak)}" '
+                f'height="{bar}" rx="3" fill="{colour}"><title>{about}</title></rect>'
+            )
+        parts.append(
+            f'<line x1="{limit_x}" x2="{limit_x}" y1="{y - 2}" y2="{y + bar + 2}" '
+            'stroke="#222" stroke-width="2"/>'
+            f'<text x="100%" dx="8" y="{baseline}">{row["days_in_stage"]}d</text>'
         )
     if not accounts:
-        parts.append(f'<text x="{label_w}" y="20">{escape(empty)}</text>')
-    parts.append(
-        f'<text x="{label_w}" y="{height - 4}" class="note">bar: days in the stage; '
-        "black line: the stage's limit</text></svg>"
-    )
+        parts.append(f'<text x="0" y="20">{escape(empty)}</text>')
+    parts.append("</svg>")
     return "".join(parts)
 
 

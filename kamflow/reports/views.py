@@ -11,7 +11,7 @@ from sqlmodel import Session
 from kamflow import engine
 from kamflow.definitions.discovery import get_workflow
 from kamflow.models import Person, Strategy
-from kamflow.records import accounts, history, plan
+from kamflow.records import accounts, history, plan, snoozes
 from kamflow.records.scores import scores_of
 from kamflow.reports.portfolio import summary
 
@@ -32,7 +32,8 @@ def account_details(
     definition = get_workflow(account.workflow)
     owner = session.get(Person, account.owner_id)
     assert owner is not None
-    details = summary(account, owner, definition, now)
+    snoozed = snoozes.active_snooze(session, account, now) is not None
+    details = summary(account, owner, definition, now, snoozed=snoozed)
     strategy = session.get(Strategy, account.id)
     details["strategy"] = (
         {"objective": strategy.objective, "who": strategy.stakeholders, "why": strategy.rationale}
