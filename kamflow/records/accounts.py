@@ -91,6 +91,20 @@ _BY_NAME = sa.select(*_STATE).where(sa.func.lower(ACCOUNT.c.name) == sa.bindpara
 _BY_ID = sa.select(*_STATE).where(ACCOUNT.c.id == sa.bindparam("id"))
 
 
+#: The row again, locked until the transaction ends (PostgreSQL; SQLite drops FOR UPDATE, its
+#: BEGIN IMMEDIATE holds every other writer off anyway).
+_LOCK = _BY_ID.with_for_update()
+
+
+def lock_account(session: Session, account: AccountState) -> AccountState:
+    """``account`` as it is now, its row locked until the transaction ends: another transaction
+    that locks or changes the row waits for this one to commit or roll back."""
+    row = session.connection().execute(_LOCK, {"id": account.id}).first()
+    if row is None:
+        raise NotFound(f"no account {account.name!r} (see: kamflow account list)")
+    return AccountState(*row)
+
+
 def account_state(session: Session, ref: str) -> AccountState:
     """The account named ``ref`` (any case) or with id ``ref``, as plain columns: one probe of
     the name index (or of the key), no table object built."""

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from kamflow import defaults
+from kamflow.db import dialect_insert
 from kamflow.definitions.discovery import get_workflow
 from kamflow.errors import InvalidInput, NotFound
 from kamflow.models import (
@@ -202,19 +203,24 @@ def _store_answer(
     question = definition.questions.question(question_id.strip())
     if not_applicable and question.id in definition.required_questions:
         raise InvalidInput(f"{question.id} is required: it must be answered, not marked n/a")
-    answer = session.exec(
-        select(Answer).where(Answer.account_id == account.id, Answer.question_id == question.id)
-    ).first()
-    if answer is None:
-        answer = Answer(
-            account_id=account.id,  # type: ignore[arg-type]
-            question_id=question.id,
-            answered_at=now,
-            answered_by=actor,
-        )
-        session.add(answer)
-    answer.text, answer.not_applicable = text, not_applicable
-    answer.answered_at, answer.answered_by = now, actor
+    answer = Answer(
+        account_id=account.id,  # type: ignore[arg-type]
+        question_id=question.id,
+        text=text,
+        not_applicable=not_applicable,
+        answered_at=now,
+        answered_by=actor,
+    )
+    # One statement that inserts or replaces: two answers to the same question at once both
+    # succeed (the one committed later stays), where an insert would fail the later one.
+    replaced = ("text", "not_applicable", "answered_at", "answered_by")
+    insert = dialect_insert(session)(Answer).values(answer.model_dump(exclude={"id"}))
+    answer.id = session.execute(
+        insert.on_conflict_do_update(
+            index_elements=["account_id", "question_id"],
+            set_={field: insert.excluded[field] for field in replaced},
+        ).returning(col(Answer.id))
+    ).scalar_one()
     what = (
         f"marked {question.id} not applicable: {text}"
         if not_applicable
