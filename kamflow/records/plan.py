@@ -29,7 +29,14 @@ from kamflow.models import (
 from kamflow.records import history
 from kamflow.records.accounts import editable, find_account, touch
 from kamflow.records.people import get_person
-from kamflow.text import MAX_LABEL, MAX_NAME, MAX_TITLE, clean_text, format_number
+from kamflow.text import (
+    MAX_LABEL,
+    MAX_NAME,
+    MAX_TITLE,
+    clean_text,
+    did_you_mean,
+    format_number,
+)
 
 
 def _changed(
@@ -75,7 +82,9 @@ def set_strategy(
 def _role(role: str) -> str:
     cleaned = role.strip().lower().replace("_", "-").replace(" ", "-")
     if cleaned not in defaults.ROLES:
-        raise NotFound(f"no role {role!r} (roles: {', '.join(defaults.ROLES)})")
+        suggestion = did_you_mean(cleaned, defaults.ROLES)
+        hint = "" if suggestion is None else f"; {suggestion}"
+        raise NotFound(f"no role {role!r}{hint} (roles: {', '.join(defaults.ROLES)})")
     return cleaned
 
 
@@ -442,6 +451,15 @@ def add_kpi(
     return kpi
 
 
+def _no_kpi(session: Session, account: Account, name: str) -> NotFound:
+    """The error for a KPI the account does not have, naming its closest ones."""
+    known = session.exec(select(Kpi.name).where(Kpi.account_id == account.id)).all()
+    suggestion = did_you_mean(name, known)
+    if suggestion is None:
+        return NotFound(f"{account.name} has no KPI {name!r} (see: kamflow account show)")
+    return NotFound(f"{account.name} has no KPI {name!r}; {suggestion}")
+
+
 def _find_kpi(session: Session, account: Account, name: str) -> Kpi | None:
     for kpi in session.exec(select(Kpi).where(Kpi.account_id == account.id)).all():
         if kpi.name.lower() == name.strip().lower():
@@ -468,7 +486,7 @@ def record_kpi(
     account, _ = editable(session, ref)
     kpi = _find_kpi(session, account, name)
     if kpi is None:
-        raise NotFound(f"{account.name} has no KPI {name!r} (see: kamflow account show)")
+        raise _no_kpi(session, account, name)
     number = parse_number(value, "value")
     label = quarter_of(now)
     if period is not None:
