@@ -64,6 +64,14 @@ REPORT_LIST_LIMIT = 50
 #: rows at a time: their memory follows this, not the portfolio.
 LISTING_BATCH = 1000
 
+#: "Did you mean": at most how many near names an error offers; how alike a name must be (difflib's
+#: ratio, 0 to 1) and how little less alike than the closest one to be offered too; at most how
+#: many account names each indexed look for them reads.
+SUGGESTIONS = 3
+SUGGESTION_CUTOFF = 0.6
+SUGGESTION_MARGIN = 0.1
+NEAR_NAMES = 100
+
 #: The kinds of key account (the values of models.AccountKind, named here for the CLI).
 ACCOUNT_KINDS = ("existing", "new")
 #: Environment variables kamflow reads: every one starts with ENV_PREFIX.

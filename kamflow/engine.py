@@ -11,8 +11,9 @@ any other; its callbacks on the move do the work:
 - ``write`` (after the Machine moved the stage) makes the compare-and-set update of the account
   and appends the history row, in the caller's transaction.
 
-Who may act, a leader's authority to override the key-account cap and the lock that keeps two
-promotions from taking the last place are the engine's; guards only judge what they are shown.
+Who may act, a leader's authority to override the key-account cap, the lock that keeps two
+promotions from taking the last place and the row lock that makes two moves of one account take
+turns are the engine's; guards only judge what they are shown.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from kamflow.records.accounts import (
     account_state,
     days_between,
     find_by_name,
+    lock_account,
     new_account,
 )
 from kamflow.records.cap import count_key_accounts, ranked
@@ -346,6 +348,39 @@ class Move:
         return outcome
 
 
+def hold(
+    session: Session, account: AccountState, definition: Workflow, dest: str | None = None
+) -> AccountState:
+    """The account as it is now, its row locked until the transaction ends, before any guard
+    reads: two moves of one account take turns, and a plan edited meanwhile waits instead of
+    failing them both. ``account`` is what the caller read and chose its move from; if another
+    move committed while this one waited for the lock, the move asked for (from the stage the
+    account was in) is refused, even where a move from the new stage would be allowed.
+
+    Only PostgreSQL needs the lock: SQLite begins every write transaction IMMEDIATE, so no other
+    writer has committed since the caller's first read.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return account
+    held = lock_account(session, account)
+    if (held.stage, held.workflow) == (account.stage, account.workflow):
+        return held
+    name, title = account.name, definition.title_of
+    if held.workflow != account.workflow:
+        raise Conflict(
+            f"{name} was moved to workflow {held.workflow} meanwhile; nothing was written: "
+            "try again"
+        )
+    if held.stage == dest:
+        raise Conflict(
+            f"{name} is already in {title(dest)}: it was moved there meanwhile; nothing was written"
+        )
+    raise Conflict(
+        f"{name} moved from {title(account.stage)} to {title(held.stage)} meanwhile; nothing "
+        f"was written (see: kamflow why {shell_quote(name)})"
+    )
+
+
 def choose_move(account: AccountState, definition: Workflow, to: str | None) -> TransitionSpec:
     """The move `advance` means: the first the Machine knows from the stage (in the file's
     order), or the one reaching ``to``."""
@@ -397,6 +432,8 @@ def advance(
     account = account_state(session, ref)
     definition = get_workflow(account.workflow)
     transition = choose_move(account, definition, to)
+    if not dry_run:
+        account = hold(session, account, definition, transition.dest)
     move = Move(
         session,
         account,
@@ -428,6 +465,8 @@ def close(
         raise InvalidInput(
             f"{account.name} is already {definition.title_of(account.stage).lower()}"
         )
+    if not dry_run:
+        account = hold(session, account, definition)
     move = Move(session, account, definition, note=reason, actor=actor, now=now, dry_run=dry_run)
     return move.fire(transition_name)
 
@@ -452,6 +491,8 @@ def promote(
         raise InvalidInput(
             f"{account.name} is in {definition.title_of(account.stage)}, not a candidate"
         )
+    if not dry_run:
+        account = hold(session, account, definition)
     move = Move(
         session,
         account,
@@ -483,6 +524,9 @@ def swap(
     if leaving.stage not in out_workflow.stage_names:
         where = out_workflow.title_of(leaving.stage).lower()
         raise InvalidInput(f"{leaving.name} is not a key account ({where}): nothing to swap out")
+    # Both rows locked first, always in the same order: two swaps of one pair cannot deadlock.
+    for state in sorted((leaving, coming), key=lambda held: held.id):
+        hold(session, state, get_workflow(state.workflow))
     retired = close(
         session, out_ref, "retire", reason=f"swapped out for {coming.name}", actor=actor, now=now
     )

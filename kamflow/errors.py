@@ -60,6 +60,10 @@ class InvalidWorkflow(_Problems):
     """A workflow or question-bank file that does not validate; nothing of it is loaded."""
 
 
+class BrokenWorkflow(KamflowError):
+    """A workflow that is needed and whose file does not load: its first problem, in one line."""
+
+
 class GuardRefused(KamflowError):
     """A transition whose guards are not all met; every unmet guard is listed."""
 

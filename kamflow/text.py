@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import shlex
+from collections.abc import Iterable
 from pathlib import Path
 
+from kamflow import defaults
 from kamflow.errors import InvalidInput
 
 #: The longest one-line text kamflow stores (names, titles, reasons stay well below it).
@@ -68,3 +71,27 @@ def format_number(value: float) -> str:
 def folder_list(text: str | None) -> tuple[Path, ...]:
     """Folders listed as PATH lists them (``a:b`` on POSIX), in order; empty parts are dropped."""
     return tuple(Path(part) for part in (text or "").split(os.pathsep) if part)
+
+
+def did_you_mean(wanted: str, known: Iterable[str]) -> str | None:
+    """The names of ``known`` closest to ``wanted`` (in any case), as ``did you mean Revenue?``
+    or ``did you mean A or B?``: the closest one, and any others nearly as close; None when none
+    is close enough. Meant for the few hundred names at most that a lookup gathers."""
+    key = one_line(wanted).lower()
+    matcher = difflib.SequenceMatcher(b=key)
+    scores: dict[str, float] = {}
+    for name in known:
+        matcher.set_seq1(name.lower())
+        if name.lower() != key:
+            scores[name] = matcher.ratio()
+    ranked = sorted(
+        (name for name, score in scores.items() if score >= defaults.SUGGESTION_CUTOFF),
+        key=lambda name: (-scores[name], name),
+    )
+    if not ranked:
+        return None
+    best = scores[ranked[0]]
+    names = [n for n in ranked if scores[n] >= best - defaults.SUGGESTION_MARGIN]
+    names = names[: defaults.SUGGESTIONS]
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    return f"did you mean {listed}?"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -172,3 +173,24 @@ def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
             table.name: sorted(map(tuple, connection.execute(table.select()).all()), key=repr)
             for table in SQLModel.metadata.sorted_tables
         }
+
+
+def backend_pid(session: Any) -> int:
+    """The PostgreSQL server process that serves ``session``'s connection."""
+    return int(session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+
+def wait_for_a_waiter(engine: Engine, holder: int, *, timeout: float = 20.0) -> None:
+    """Return once another PostgreSQL session waits for a lock that the backend ``holder`` holds;
+    fail the test if none does within ``timeout`` seconds."""
+    blocked = sa.text(
+        "SELECT count(*) FROM pg_stat_activity WHERE :holder = ANY(pg_blocking_pids(pid))"
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        # A connection each time: PostgreSQL shows one transaction a snapshot of the activity.
+        with engine.connect() as connection:
+            if connection.execute(blocked, {"holder": holder}).scalar_one():
+                return
+        assert time.monotonic() < deadline, "nobody waited for the lock"
+        time.sleep(0.01)

@@ -845,6 +845,66 @@ def test_errors_exit_1_with_one_line_and_change_nothing(cli: Cli, engine: Engine
     assert not problems, "\n".join(problems)
 
 
+SUGGESTIONS: list[tuple[str, list[str], str]] = [
+    # (case, arguments, the end of the Error: line)
+    (
+        "account: show",
+        ["account", "show", "Globex Industry"],
+        "no account 'Globex Industry'; did you mean Globex Industries?",
+    ),
+    (
+        "account: advance",
+        ["advance", "globex industies"],
+        "no account 'globex industies'; did you mean Globex Industries?",
+    ),
+    (
+        "account: a word too many in front",
+        ["strategy", "set", "The Initech", "--objective", "o", "--who", "w", "--why", "y"],
+        "no account 'The Initech'; did you mean Initech?",
+    ),
+    (
+        "account: nothing close",
+        ["account", "show", "Zzyzx"],
+        "no account 'Zzyzx' (see: kamflow account list)",
+    ),
+    (
+        "question",
+        ["plan", "answer", ACME, "need.top-business-need", "Speed"],
+        "no question 'need.top-business-need' in the plan; did you mean needs.top-business-needs?",
+    ),
+    (
+        "KPI",
+        ["kpi", "record", ACME, "Revnue", "3"],
+        "Acme Corp has no KPI 'Revnue'; did you mean Revenue?",
+    ),
+    (
+        "KPI: nothing close",
+        ["kpi", "record", ACME, "Churn", "3"],
+        "Acme Corp has no KPI 'Churn' (see: kamflow account show)",
+    ),
+    (
+        "role",
+        ["role", "assign", ACME, "relationship-led", OWNER],
+        "no role 'relationship-led'; did you mean relationship-lead? (roles: "
+        + ", ".join(ROLES)
+        + ")",
+    ),
+]
+
+
+def test_a_name_not_found_suggests_the_closest_existing_ones(cli: Cli, engine: Engine) -> None:
+    setup_people(cli)
+    for name in (ACME, "Globex Industries", "Globex", "Initech"):
+        new_account(cli, name)
+    ok(cli("kpi", "add", ACME, "Revenue", "--target", "100"))
+    ok(cli("kpi", "add", ACME, "Net promoter score", "--target", "40"))
+    before = snapshot(engine)
+    for case, arguments, message in SUGGESTIONS:
+        line = failed(cli(*arguments))
+        assert line == f"Error: {message}", case
+    assert snapshot(engine) == before
+
+
 def test_bad_db_url_never_creates_a_file(cli: Cli, tmp_path: Path) -> None:
     target = tmp_path / "missing" / "kamflow.db"
     failed(cli("--db", f"sqlite:///{target}", "init"))

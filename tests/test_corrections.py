@@ -395,6 +395,8 @@ def test_a_removed_kpi_stops_counting_and_comes_back_with_its_values(cli: Cli) -
     assert kpis_shown(cli) == {}
     assert as_json(cli("kpis", "--json")) == []
     assert "the account has no KPI" in verdict(cli, "kpis_recorded")["message"]
+    error = failed(cli("kpi", "record", ACME, "Revenue", "95"), 1)
+    assert "was removed from the plan" in error and "kpi add" in error
 
     out = ok(cli("kpi", "add", ACME, "REVENUE", "--target", "150", "--unit", "USD"))
 

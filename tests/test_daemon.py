@@ -1007,10 +1007,16 @@ def test_a_broken_or_missing_workflow_file_holds_up_only_its_own_accounts(
 
     status = cli("status", "--json")
     assert status.exit_code == 0, status.stderr
-    assert json.loads(status.output)["accounts"] == {"behind": 0, "stuck": 1, "snoozed": 0}
+    assert json.loads(status.stdout)["accounts"] == {"behind": 0, "stuck": 1, "snoozed": 0}
     forecast = cli("forecast", "--days", "14", "--json")
     assert forecast.exit_code == 0, forecast.stderr
-    assert {row["account"] for row in json.loads(forecast.output)} == {ACCOUNT}
+    assert {row["account"] for row in json.loads(forecast.stdout)} == {ACCOUNT}
+    # Each command says once which accounts it left out, and why.
+    for result in (status, forecast):
+        assert [line for line in result.stderr.splitlines() if "'broken'" in line] == [
+            f"Warning: accounts following workflow 'broken' skipped: {folder / 'broken.yaml'} "
+            "is not valid: line 2: bad YAML: expected ',' or ']', but got '<stream end>'"
+        ]
     with db.session_scope(engine) as session:
         view = leader_view(session, clock.now())
     assert {row["workflow"] for row in view["per_stage"]} == {"kam"}

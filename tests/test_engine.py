@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,7 @@ from kamflow import db
 from kamflow.clock import FixedClock
 from kamflow.definitions.discovery import get_workflow
 from kamflow.engine import Outcome, advance, close
-from kamflow.errors import Conflict, GuardRefused, InvalidInput, NotFound
+from kamflow.errors import Conflict, GuardRefused, InvalidInput, KamflowError, NotFound
 from kamflow.models import Answer
 from kamflow.records import plan
 from tests.account_steps import (
@@ -38,7 +39,7 @@ from tests.account_steps import (
     stage_of,
     transition_rows,
 )
-from tests.conftest import Runner, snapshot
+from tests.conftest import Runner, backend_pid, snapshot, wait_for_a_waiter
 
 LEADER = "leader@example.com"
 OPTIONAL = next(q.id for q in BANK.questions if not q.required)
@@ -315,42 +316,54 @@ def _meddle_with_a_competing_advance(run: Runner, engine: Engine) -> None:
     [_meddle_with_a_plan_change, _meddle_with_a_version_update, _meddle_with_a_competing_advance],
     ids=["plan-change", "version-update", "competing-advance"],
 )
-def test_a_change_committed_by_another_session_before_the_write_is_a_conflict(
+def test_a_change_another_session_makes_during_a_move_waits_for_the_move(
     engine: Engine, clock: FixedClock, run: Runner, meddle: Callable[[Runner, Engine], None]
 ) -> None:
+    """The move holds the account's row from before its guards read: another writer waits for
+    it, then sees the moved account (a competing move is refused, a plan change is made)."""
     if engine.dialect.name == "sqlite":
         pytest.skip(
             "SQLite: advance begins IMMEDIATE and holds the write lock from its first read, so no "
-            "other writer can commit in between (the same-session test covers the CAS there)"
+            "other writer can even begin before it commits"
         )
     new_account(engine, clock, run)
     add_person(engine, clock, LEADER, leader=True)
     define_strategy(run)
     rows_before = len(transition_rows(engine))
     version_before = account_row(engine).version
+    meddled: list[str] = []
 
-    with pytest.raises(Conflict) as conflict, db.session_scope(engine) as session:
+    def in_another_session() -> None:
+        try:
+            meddle(run, engine)
+            meddled.append("ok")
+        except KamflowError as error:
+            meddled.append(str(error))
+
+    other = threading.Thread(target=in_another_session)
+    with db.session_scope(engine) as session:
+        holder = backend_pid(session)
+
+        def meanwhile() -> None:
+            other.start()
+            wait_for_a_waiter(engine, holder)
+
         advance(
-            session,
-            ACCOUNT,
-            to="research",
-            actor=OWNER,
-            now=clock.now(),
-            before_write=lambda: meddle(run, engine),
+            session, ACCOUNT, to="research", actor=OWNER, now=clock.now(), before_write=meanwhile
         )
+    other.join(timeout=30)
 
-    assert "changed meanwhile" in str(conflict.value)
-    assert "try again" in str(conflict.value)
-    assert conflict.value.exit_code == 1
-    # Only the other session's change is there; the refused transition wrote nothing.
-    after = account_row(engine)
-    assert after.version == version_before + 1
-    rows = transition_rows(engine)
+    rows = transition_rows(engine)[rows_before:]
+    assert [(r.actor, r.to_stage) for r in rows] == [(OWNER, "research")]
+    assert account_row(engine).stage == "research"
     if meddle is _meddle_with_a_competing_advance:
-        assert [(r.actor, r.to_stage) for r in rows[rows_before:]] == [(LEADER, "research")]
-    else:
-        assert len(rows) == rows_before
-        assert after.stage == "strategy"
+        assert meddled == [
+            f"{ACCOUNT} is already in Research: it was moved there meanwhile; nothing was written"
+        ]
+        assert account_row(engine).version == version_before + 1
+    else:  # made after the move, on top of it
+        assert meddled == ["ok"]
+        assert account_row(engine).version == version_before + 2
 
 
 def test_a_plan_change_in_the_same_transaction_before_the_write_is_a_conflict(

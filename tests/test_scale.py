@@ -176,3 +176,14 @@ def test_the_export_writes_every_account_with_its_latest_score(
     assert len(lines) == 1 + COUNT
     assert lines[3].startswith(f"{bulk.name(3)},{bulk.OTHER},existing,3,3,3,3,3,3,3,3,execution,")
     assert lines[3].endswith(f",{score(3):g}")
+
+
+def test_a_misspelt_account_name_finds_its_neighbours_among_every_account(big: Cli) -> None:
+    """Near names come from the name index, a few hundred at most, wherever they are in it."""
+    for typed, meant in [
+        ("Account 0123456", 12_345),  # a digit too many
+        ("The Account 069999", 69_999),  # a word too many in front
+        ("account 00001", 1),  # a digit too few, at the very start of the index
+    ]:
+        err = refused_with(big("account", "show", typed), 1)
+        assert err.startswith(f"Error: no account {typed!r}; did you mean {bulk.name(meant)}"), err

@@ -580,10 +580,78 @@ def test_account_add_with_a_broken_custom_workflow_adds_nothing(
         "account", "add", "Acme Corp", "--owner", "owner@example.com", "--workflow", "light"
     )
     assert result.exit_code == 1
-    lines = result.stderr.splitlines()
-    assert lines[0] == f"Error: {broken} is not valid (1 problem):"
-    assert lines[1].startswith("  line 13, transitions[0].to: unknown stage 'acting'")
+    assert result.stderr.startswith(
+        f"Error: workflow 'light' cannot be used: {broken} is not valid: "
+        "line 13, transitions[0].to: unknown stage 'acting'"
+    )
+    assert len(result.stderr.splitlines()) == 1
     assert snapshot(engine) == before
+
+
+def test_a_broken_workflow_file_holds_up_only_what_needs_it(
+    cli: Callable[..., Result], engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "custom"
+    light = write(folder, LIGHT, "light")
+    monkeypatch.setenv("KAMFLOW_WORKFLOWS", str(folder))
+    owner = "owner@example.com"
+    assert cli("person", "add", owner).exit_code == 0
+    assert cli("account", "add", "Acme Corp", "--owner", owner).exit_code == 0
+    assert cli("account", "add", "Globex", "--owner", owner, "--workflow", "light").exit_code == 0
+    # Both files are edited afterwards: light (Globex follows it) and draft (nobody does).
+    light.write_text(edit(LIGHT, "    to: act", "    to: acting"), encoding="utf-8")
+    draft = write(folder, "name: draft\nstages:\n  - id: x\n", "draft")
+    problem = (
+        f"{light} is not valid: line 13, transitions[0].to: unknown stage 'acting' "
+        "(known: plan, act, retired)"
+    )
+
+    # What does not need light goes on, and says once what it left out.
+    mail = {"KAMFLOW_OUTBOX_DIR": str(tmp_path / "outbox")}
+    for args in (["account", "list"], ["portfolio"], ["status"], ["tick"], ["forecast"]):
+        result = cli(*args, env=mail)
+        assert result.exit_code == 0, (args, result.stderr)
+        assert result.stderr.splitlines() == [
+            f"Warning: accounts following workflow 'light' skipped: {problem}"
+        ], args
+    listed = cli("account", "list").stdout
+    assert "Acme Corp" in listed and "Globex" not in listed
+    shown = cli("account", "show", "Acme Corp")
+    assert (shown.exit_code, shown.stderr) == (0, "")
+    workflows = cli("workflow", "list")
+    assert workflows.exit_code == 0
+    assert "kam" in workflows.stdout and "light" not in workflows.stdout
+    assert workflows.stderr.splitlines() == [
+        f"Warning: workflow 'draft' skipped: {draft} is not valid: line 1, title: missing field "
+        f"(and 4 more problems: kamflow workflow validate {draft})",
+        f"Warning: workflow 'light' skipped: {problem}",
+    ]
+
+    # What needs light is refused in one line naming the file, and changes nothing.
+    before = snapshot(engine)
+    for args in (
+        ["account", "show", "Globex"],
+        ["advance", "Globex"],
+        ["why", "Globex"],
+        ["plan", "answer", "Globex", "needs.top-business-needs", "Speed"],
+    ):
+        result = cli(*args)
+        assert result.exit_code == 1, args
+        assert result.stderr.splitlines() == [f"Error: workflow 'light' cannot be used: {problem}"]
+    # The cap counts the key accounts of every workflow: none is added while one is broken.
+    added = cli("account", "add", "Initech", "--owner", owner)
+    assert added.exit_code == 1
+    assert added.stderr.splitlines() == [
+        "Error: the key-account cap counts the key accounts of every workflow, and workflow "
+        f"'light' cannot be used: {problem}"
+    ]
+    assert snapshot(engine) == before
+
+    # validate still names every problem of a file.
+    checked = cli("workflow", "validate", str(draft))
+    assert checked.exit_code == 1
+    assert checked.stderr.splitlines()[0] == f"Error: {draft} is not valid (5 problems):"
+    assert len(checked.stderr.splitlines()) == 6
 
 
 def test_account_add_with_an_unknown_workflow(cli: Callable[..., Result], engine: Engine) -> None:

@@ -6,6 +6,7 @@ Heavy imports (SQLModel, Alembic, tabulate) wait inside the functions, as they d
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -55,6 +56,38 @@ class KamflowGroup(click.Group):
             )
 
 
+class WarnOnce(logging.Handler):
+    """Shows what the core warns about a workflow file (see discovery.workflows_in_use) as one
+    `Warning:` line on stderr, each once per run however often it is met."""
+
+    #: The logger the warnings come from; the daemon logs them its own way instead.
+    LOGGER = "kamflow.workflow"
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.shown: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if message not in self.shown:
+            self.shown.add(message)
+            click.echo(f"Warning: {message}", err=True)
+
+    @classmethod
+    def install(cls) -> None:
+        """A fresh handler for this run, in place of the previous run's (tests run many in one
+        process)."""
+        cls.remove()
+        logging.getLogger(cls.LOGGER).addHandler(cls())
+
+    @classmethod
+    def remove(cls) -> None:
+        """Stop showing the warnings (the daemon's log shows them)."""
+        logger = logging.getLogger(cls.LOGGER)
+        for handler in [h for h in logger.handlers if isinstance(h, cls)]:
+            logger.removeHandler(handler)
+
+
 def _debugging(ctx: click.Context) -> bool:
     loaded: Settings | None = ctx.find_root().obj
     if loaded is None:  # the error came while the settings were built: ask the environment
@@ -97,6 +130,7 @@ def app(ctx: click.Context, database: str | None, actor: str | None) -> None:
         ctx.obj = Settings.load(database=database, actor=actor)
     except KamflowError as error:
         fail(error.lines(), error.exit_code)
+    WarnOnce.install()
 
 
 def main() -> None:

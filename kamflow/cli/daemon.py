@@ -7,6 +7,7 @@ import click
 
 from kamflow import defaults
 from kamflow.cli.base import (
+    WarnOnce,
     act_on,
     app,
     emit_json,
@@ -105,6 +106,7 @@ def daemon() -> None:
     config = settings()
     schedule, mail = config.schedule, config.mail  # a bad setting stops the daemon here
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    WarnOnce.remove()  # a broken workflow file is logged at each step, with the time
     for noisy in ("apscheduler", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if not config.debug:

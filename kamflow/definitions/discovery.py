@@ -16,8 +16,8 @@ from sqlmodel import Session
 
 from kamflow import defaults
 from kamflow.definitions.workflow import Workflow, load_workflow
-from kamflow.errors import KamflowError, NotFound
-from kamflow.text import first_line, folder_list
+from kamflow.errors import BrokenWorkflow, InvalidWorkflow, KamflowError, NotFound
+from kamflow.text import first_line, folder_list, plural
 
 log = logging.getLogger("kamflow.workflow")
 
@@ -81,10 +81,15 @@ def _scan(folders: tuple[Path, ...], _mtimes: tuple[int, ...]) -> tuple[tuple[st
 
 
 def catalogue(folders: Sequence[Path] | None = None) -> list[dict[str, Any]]:
-    """Every available workflow, loaded and validated, by name: its title, file and stages."""
+    """Every available workflow, loaded and validated, by name: its title, file and stages; one
+    whose file does not load is left out with a warning."""
     rows = []
     for name, path in sorted(available(folders).items()):
-        definition = load_workflow(path)
+        try:
+            definition = load_workflow(path)
+        except InvalidWorkflow as error:
+            log.warning("workflow %r skipped: %s", name, why_unusable(error))
+            continue
         rows.append(
             {
                 "name": name,
@@ -97,11 +102,34 @@ def catalogue(folders: Sequence[Path] | None = None) -> list[dict[str, Any]]:
 
 
 def get_workflow(name: str, folders: Sequence[Path] | None = None) -> Workflow:
-    """The workflow called ``name``, validated."""
+    """The workflow called ``name``, validated; NotFound when there is none, BrokenWorkflow
+    (one line: its file and first problem) when its file does not load."""
+    try:
+        return _load(name, folders)
+    except InvalidWorkflow as error:
+        raise BrokenWorkflow(f"workflow {name!r} cannot be used: {why_unusable(error)}") from None
+
+
+def _load(name: str, folders: Sequence[Path] | None = None) -> Workflow:
+    """The workflow called ``name``; NotFound, or InvalidWorkflow naming every problem."""
     paths = available(folders)
     if name not in paths:
         raise NotFound(f"no workflow {name!r} (available: {', '.join(sorted(paths)) or 'none'})")
     return load_workflow(paths[name])
+
+
+def why_unusable(error: KamflowError) -> str:
+    """Why a workflow does not load, in one line: its file and its first problem, and how to see
+    every other one."""
+    if not isinstance(error, InvalidWorkflow) or not error.problems:
+        return first_line(error)
+    first, *others = error.problems
+    more = (
+        f" (and {plural(len(others), 'more problem')}: kamflow workflow validate {error.source})"
+        if others
+        else ""
+    )
+    return f"{error.source} is not valid: {first}{more}"
 
 
 def workflow_names_in_use(connection: Any) -> list[str]:
@@ -124,16 +152,25 @@ def workflow_names_in_use(connection: Any) -> list[str]:
     return [name for (name,) in rows]
 
 
-def workflows_in_use(session: Session, *, strict: bool = False) -> list[Workflow]:
-    """The workflows some account follows, loaded; one whose file is missing or broken is left
-    out with a warning, so that it holds up only its own accounts (``strict``: raise instead,
-    where leaving accounts out would give a wrong answer, such as counting against the cap)."""
+def workflows_in_use(
+    connection: Session | sa.Connection, *, strict: str | None = None
+) -> list[Workflow]:
+    """The workflows some account follows, loaded.
+
+    One whose file is missing or broken is left out, with a warning (on the ``kamflow.workflow``
+    logger) naming the file and its first problem, so that it holds up only its own accounts:
+    the daemon's steps, the listings and the reports go on with every other one. ``strict``:
+    why every one of them is needed here; refuse instead, where leaving accounts out would give
+    a wrong answer, such as counting them against the key-account cap.
+    """
     found = []
-    for name in workflow_names_in_use(session):
+    for name in workflow_names_in_use(connection):
         try:
-            found.append(get_workflow(name))
+            found.append(_load(name))
         except KamflowError as error:
             if strict:
-                raise
-            log.warning("accounts following workflow %r skipped: %s", name, first_line(error))
+                raise BrokenWorkflow(
+                    f"{strict}, and workflow {name!r} cannot be used: {why_unusable(error)}"
+                ) from None
+            log.warning("accounts following workflow %r skipped: %s", name, why_unusable(error))
     return found

@@ -13,6 +13,7 @@ from pydantic import Field
 from kamflow.definitions import specfile
 from kamflow.definitions.specfile import Problem, Spec
 from kamflow.errors import NotFound
+from kamflow.text import did_you_mean
 
 ID = r"^[a-z0-9][a-z0-9.-]*$"
 
@@ -89,9 +90,13 @@ class QuestionBank:
         for question in self.questions:
             if question.id == question_id:
                 return question
-        raise NotFound(
-            f"no question {question_id!r} in the plan (list them: kamflow plan questions ACCOUNT)"
-        )
+        suggestion = did_you_mean(question_id, (question.id for question in self.questions))
+        if suggestion is None:
+            raise NotFound(
+                f"no question {question_id!r} in the plan "
+                "(list them: kamflow plan questions ACCOUNT)"
+            )
+        raise NotFound(f"no question {question_id!r} in the plan; {suggestion}")
 
     def category_title(self, category_id: str) -> str:
         """The title of the category ``category_id`` (one of the bank's)."""

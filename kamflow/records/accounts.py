@@ -9,12 +9,14 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
+from kamflow import defaults
 from kamflow.definitions.discovery import get_workflow
 from kamflow.definitions.workflow import Workflow
 from kamflow.errors import InvalidInput, NotFound
 from kamflow.models import Account, HistoryKind
 from kamflow.records import history
 from kamflow.records.people import require_owner_or_leader
+from kamflow.text import did_you_mean
 from kamflow.verdict import Verdict
 
 
@@ -56,8 +58,35 @@ def find_account(session: Session, ref: str) -> Account:
     if account is None and ref.strip().isdigit():
         account = session.get(Account, int(ref))
     if account is None:
-        raise NotFound(f"no account {ref!r} (see: kamflow account list)")
+        raise no_account(session, ref)
     return account
+
+
+def no_account(session: Session, ref: str) -> NotFound:
+    """The error for an account that does not exist, naming the closest existing names."""
+    suggestion = did_you_mean(ref, near_names(session, ref))
+    if suggestion is None:
+        return NotFound(f"no account {ref!r} (see: kamflow account list)")
+    return NotFound(f"no account {ref!r}; {suggestion}")
+
+
+def near_names(session: Session, ref: str) -> list[str]:
+    """Names of accounts that ``ref`` may be a misspelling of, read through the index on
+    ``lower(name)``, never more than NEAR_NAMES from each place of the index however many
+    accounts there are: the names just before and just after ``ref`` in alphabetical order (a
+    slip after the first letters keeps a name among its neighbours), the same around ``ref``
+    without its first word (a word too many in front), and the first names that share its first
+    two letters. A slip in the first letters of a name among very many alike can escape."""
+    key = " ".join(ref.split()).lower()
+    lowered = sa.func.lower(ACCOUNT.c.name)
+    names = sa.select(ACCOUNT.c.name)
+    parts = [names.where(lowered >= key[:2]).order_by(lowered)]
+    for centre in {key, key.partition(" ")[2] or key}:
+        parts.append(names.where(lowered < centre).order_by(lowered.desc()))
+        parts.append(names.where(lowered >= centre).order_by(lowered))
+    # Each part in a subquery of its own, so that its ORDER BY and LIMIT stay its own.
+    union = sa.union_all(*(sa.select(part.limit(defaults.NEAR_NAMES).subquery()) for part in parts))
+    return list(session.connection().execute(union).scalars())
 
 
 @dataclass(frozen=True)
@@ -91,6 +120,20 @@ _BY_NAME = sa.select(*_STATE).where(sa.func.lower(ACCOUNT.c.name) == sa.bindpara
 _BY_ID = sa.select(*_STATE).where(ACCOUNT.c.id == sa.bindparam("id"))
 
 
+#: The row again, locked until the transaction ends (PostgreSQL; SQLite drops FOR UPDATE, its
+#: BEGIN IMMEDIATE holds every other writer off anyway).
+_LOCK = _BY_ID.with_for_update()
+
+
+def lock_account(session: Session, account: AccountState) -> AccountState:
+    """``account`` as it is now, its row locked until the transaction ends: another transaction
+    that locks or changes the row waits for this one to commit or roll back."""
+    row = session.connection().execute(_LOCK, {"id": account.id}).first()
+    if row is None:
+        raise NotFound(f"no account {account.name!r} (see: kamflow account list)")
+    return AccountState(*row)
+
+
 def account_state(session: Session, ref: str) -> AccountState:
     """The account named ``ref`` (any case) or with id ``ref``, as plain columns: one probe of
     the name index (or of the key), no table object built."""
@@ -99,7 +142,7 @@ def account_state(session: Session, ref: str) -> AccountState:
     if row is None and ref.strip().isdigit():
         row = connection.execute(_BY_ID, {"id": int(ref)}).first()
     if row is None:
-        raise NotFound(f"no account {ref!r} (see: kamflow account list)")
+        raise no_account(session, ref)
     return AccountState(*row)
 
 

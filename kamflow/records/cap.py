@@ -35,7 +35,9 @@ def key_account_filter(session: Session, *, owner_id: int | None = None) -> Any:
         sa.and_(
             col(Account.workflow) == definition.name, col(Account.stage).in_(definition.stage_names)
         )
-        for definition in workflows_in_use(session, strict=True)
+        for definition in workflows_in_use(
+            session, strict="the key-account cap counts the key accounts of every workflow"
+        )
     ]
     found = sa.or_(sa.false(), *conditions)
     return found if owner_id is None else sa.and_(found, col(Account.owner_id) == owner_id)

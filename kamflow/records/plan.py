@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from kamflow import defaults
+from kamflow.db import dialect_insert
 from kamflow.definitions.discovery import get_workflow
 from kamflow.errors import InvalidInput, NotFound
 from kamflow.models import (
@@ -29,7 +30,14 @@ from kamflow.models import (
 from kamflow.records import history
 from kamflow.records.accounts import editable, find_account, touch
 from kamflow.records.people import get_person
-from kamflow.text import MAX_LABEL, MAX_NAME, MAX_TITLE, clean_text, format_number
+from kamflow.text import (
+    MAX_LABEL,
+    MAX_NAME,
+    MAX_TITLE,
+    clean_text,
+    did_you_mean,
+    format_number,
+)
 
 
 def _changed(
@@ -91,7 +99,9 @@ def set_strategy(
 def _role(role: str) -> str:
     cleaned = role.strip().lower().replace("_", "-").replace(" ", "-")
     if cleaned not in defaults.ROLES:
-        raise NotFound(f"no role {role!r} (roles: {', '.join(defaults.ROLES)})")
+        suggestion = did_you_mean(cleaned, defaults.ROLES)
+        hint = "" if suggestion is None else f"; {suggestion}"
+        raise NotFound(f"no role {role!r}{hint} (roles: {', '.join(defaults.ROLES)})")
     return cleaned
 
 
@@ -232,19 +242,24 @@ def _store_answer(
     question = definition.questions.question(question_id.strip())
     if not_applicable and question.id in definition.required_questions:
         raise InvalidInput(f"{question.id} is required: it must be answered, not marked n/a")
-    answer = session.exec(
-        select(Answer).where(Answer.account_id == account.id, Answer.question_id == question.id)
-    ).first()
-    if answer is None:
-        answer = Answer(
-            account_id=account.id,  # type: ignore[arg-type]
-            question_id=question.id,
-            answered_at=now,
-            answered_by=actor,
-        )
-        session.add(answer)
-    answer.text, answer.not_applicable = text, not_applicable
-    answer.answered_at, answer.answered_by = now, actor
+    answer = Answer(
+        account_id=account.id,  # type: ignore[arg-type]
+        question_id=question.id,
+        text=text,
+        not_applicable=not_applicable,
+        answered_at=now,
+        answered_by=actor,
+    )
+    # One statement that inserts or replaces: two answers to the same question at once both
+    # succeed (the one committed later stays), where an insert would fail the later one.
+    replaced = ("text", "not_applicable", "answered_at", "answered_by")
+    insert = dialect_insert(session)(Answer).values(answer.model_dump(exclude={"id"}))
+    answer.id = session.execute(
+        insert.on_conflict_do_update(
+            index_elements=["account_id", "question_id"],
+            set_={field: insert.excluded[field] for field in replaced},
+        ).returning(col(Answer.id))
+    ).scalar_one()
     what = (
         f"marked {question.id} not applicable: {text}"
         if not_applicable
@@ -536,6 +551,24 @@ def kpi_named(session: Session, account: Account, name: str) -> Kpi | None:
     ).first()
 
 
+def _no_kpi(session: Session, account: Account, name: str) -> NotFound:
+    """The error for a KPI the account does not have (or no longer has), naming its closest
+    ones still in the plan."""
+    removed = kpi_named(session, account, name)
+    if removed is not None and removed.removed_at is not None:
+        return NotFound(
+            f"the KPI {removed.name!r} of {account.name} was removed from the plan on "
+            f"{removed.removed_at:%Y-%m-%d}; `kamflow kpi add` with its name brings it back"
+        )
+    known = session.exec(
+        select(Kpi.name).where(Kpi.account_id == account.id, col(Kpi.removed_at).is_(None))
+    ).all()
+    suggestion = did_you_mean(name, known)
+    if suggestion is None:
+        return NotFound(f"{account.name} has no KPI {name!r} (see: kamflow account show)")
+    return NotFound(f"{account.name} has no KPI {name!r}; {suggestion}")
+
+
 def _find_kpi(session: Session, account: Account, name: str) -> Kpi | None:
     """The KPI of the account's plan called ``name`` (in any case); None when it has none such,
     or only one removed from the plan."""
@@ -562,7 +595,7 @@ def record_kpi(
     account, _ = editable(session, ref)
     kpi = _find_kpi(session, account, name)
     if kpi is None:
-        raise NotFound(f"{account.name} has no KPI {name!r} (see: kamflow account show)")
+        raise _no_kpi(session, account, name)
     number = parse_number(value, "value")
     label = quarter_of(now)
     if period is not None:

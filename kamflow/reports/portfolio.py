@@ -273,10 +273,15 @@ def summary(
 
 
 def list_accounts(session: Session, *, stage: str | None, now: datetime) -> Listing:
-    """Every account (of ``stage`` if given) by name, streamed, with its one-line facts."""
-    places = Places(get_workflow(name) for name in workflow_names_in_use(session))
+    """Every account (of ``stage`` if given) by name, streamed, with its one-line facts; those
+    of a workflow whose file does not load are left out (workflows_in_use warns)."""
+    definitions = workflows_in_use(session)
+    places = Places(definitions)
     which: Any = sa.true() if stage is None else col(Account.stage) == normalise_stage(stage)
     pausing = paused(session, now)
+    if len(definitions) < len(workflow_names_in_use(session)):
+        # A workflow whose file does not load is left out with its accounts (and a warning).
+        which = sa.and_(which, col(Account.workflow).in_([d.name for d in definitions]))
     statement = (
         sa.select(
             col(Account.id),

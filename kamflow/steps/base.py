@@ -9,7 +9,6 @@ steady tick (nothing new due) costs about one indexed scan of the overdue accoun
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,16 +20,12 @@ from sqlmodel import Session, col, select
 from kamflow import defaults
 from kamflow.config import MailSettings, Schedule
 from kamflow.db import dialect_insert, read_scope, session_scope
-from kamflow.definitions.discovery import get_workflow, workflow_names_in_use
+from kamflow.definitions.discovery import workflows_in_use
 from kamflow.definitions.ladder import Rung, Status
 from kamflow.definitions.spec import StageSpec
 from kamflow.definitions.workflow import Workflow
-from kamflow.errors import KamflowError
 from kamflow.models import Account, Heartbeat
 from kamflow.outbox import Draft, queue_many
-from kamflow.text import first_line
-
-log = logging.getLogger("kamflow.steps")
 
 
 @dataclass
@@ -154,14 +149,8 @@ def done_period(engine: sa.Engine, step: str) -> str:
 
 def loaded_workflows(connection: Session | sa.Connection) -> list[Workflow]:
     """The workflows some account follows; one whose file is broken is left out, with a warning,
-    so that it holds up only its own accounts."""
-    found = []
-    for name in workflow_names_in_use(connection):
-        try:
-            found.append(get_workflow(name))
-        except KamflowError as error:
-            log.warning("accounts following workflow %r skipped: %s", name, first_line(error))
-    return found
+    so that it holds up only its own accounts (discovery.workflows_in_use)."""
+    return workflows_in_use(connection)
 
 
 def in_cycle(account: Any, definitions: list[Workflow]) -> Any:
