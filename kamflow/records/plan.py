@@ -27,7 +27,7 @@ from kamflow.models import (
 )
 from kamflow.records import history
 from kamflow.records.accounts import editable, find_account, touch
-from kamflow.records.people import get_person
+from kamflow.records.people import active_person, get_person
 from kamflow.text import MAX_LABEL, MAX_NAME, MAX_TITLE, clean_text, format_number
 
 
@@ -102,7 +102,7 @@ def assign_role(
     """
     account, _ = editable(session, ref)
     role = _role(role)
-    person = get_person(session, email)
+    person = active_person(session, email, "hold roles")
     existing = _holding(session, account, role, person)
     if existing is not None:
         raise InvalidInput(f"{person.email} already holds {role} on {account.name}")
@@ -294,7 +294,7 @@ def add_action(
     account, _ = editable(session, ref)
     title = clean_text(title, "an action's title", max_length=MAX_TITLE)
     due_date = parse_date(due)
-    person = get_person(session, owner)
+    person = active_person(session, owner, "own actions")
     action = Action(
         account_id=account.id,  # type: ignore[arg-type]
         title=title,

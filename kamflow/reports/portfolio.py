@@ -23,6 +23,7 @@ from kamflow.definitions.workflow import Workflow
 from kamflow.errors import KamflowError, NotFound
 from kamflow.models import Account, Kpi, KpiValue, Person, RoleAssignment, Score
 from kamflow.records.cap import latest_score
+from kamflow.records.people import get_person
 from kamflow.records.plan import kpi_rows, kpi_view
 from kamflow.reports.listing import (
     INTAKE,
@@ -263,10 +264,15 @@ def summary(account: Account, owner: Person, definition: Workflow, now: datetime
     return place_in(definition, account.stage).summary(account, owner.email, now)
 
 
-def list_accounts(session: Session, *, stage: str | None, now: datetime) -> Listing:
-    """Every account (of ``stage`` if given) by name, streamed, with its one-line facts."""
+def list_accounts(
+    session: Session, *, stage: str | None, now: datetime, owner: str | None = None
+) -> Listing:
+    """Every account (of ``stage``, of the person whose email is ``owner``, if given) by name,
+    streamed, with its one-line facts."""
     places = Places(get_workflow(name) for name in workflow_names_in_use(session))
     which: Any = sa.true() if stage is None else col(Account.stage) == normalise_stage(stage)
+    if owner is not None:
+        which = sa.and_(which, col(Account.owner_id) == get_person(session, owner).id)
     statement = (
         sa.select(
             col(Account.id),
