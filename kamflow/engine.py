@@ -46,8 +46,9 @@ from kamflow.records.accounts import (
     new_account,
 )
 from kamflow.records.cap import count_key_accounts, ranked
+from kamflow.records.cap import lock as lock_cap
 from kamflow.records.facts import Facts
-from kamflow.records.people import find_person, get_person
+from kamflow.records.people import acting, active_person, override_refused, who_you_are
 from kamflow.text import MAX_NAME, clean_text, one_line, shell_quote
 from kamflow.verdict import Verdict, overridden
 
@@ -66,8 +67,6 @@ _MOVE = (
         version=sa.bindparam("version"),
     )
 )
-#: PostgreSQL's advisory lock that serialises the counting of the key-account cap.
-CAP_LOCK = 4242002
 
 
 @dataclass
@@ -105,7 +104,7 @@ def _who_may(
     """The verdict on the actor for a restricted transition; None when anyone may fire it."""
     if not transition.allowed:
         return None
-    person = find_person(session, actor)
+    person = acting(session, actor)
     if person is not None:
         if OWNER in transition.allowed and person.id == account.owner_id:
             return Verdict("allowed", True, f"{person.email} owns the account")
@@ -132,22 +131,16 @@ def _who_may(
         else f"the {a.removeprefix(ROLE_PREFIX)}"
         for a in transition.allowed
     )
-    known = "" if person is not None else " (not a known person)"
     return Verdict(
-        "allowed", False, f"only {who} may {transition.name} {account.name}; you are {actor}{known}"
+        "allowed",
+        False,
+        f"only {who} may {transition.name} {account.name}; you are {who_you_are(session, actor)}",
     )
 
 
 def _override_refused(session: Session, actor: str, override: str | None) -> Verdict | None:
     """A refusal when someone other than a leader asks to go over the key-account cap."""
-    if override is None:
-        return None
-    person = find_person(session, actor)
-    if person is not None and person.is_leader:
-        return None
-    return Verdict(
-        "allowed", False, f"only a leader may override the key-account cap; you are {actor}"
-    )
+    return override_refused(session, actor, override)
 
 
 def cap_facts(
@@ -161,8 +154,8 @@ def cap_facts(
     """Where the cap stands for ``account``; with ``lock``, counted under a lock held until the
     transaction ends, so two promotions at once cannot both take the last place (SQLite lets one
     writer in at a time anyway)."""
-    if lock and session.get_bind().dialect.name == "postgresql":
-        session.execute(sa.text(f"SELECT pg_advisory_xact_lock({CAP_LOCK})"))
+    if lock:
+        lock_cap(session)
     is_key = account.id is not None and account.stage in definition.stage_names
     owner = session.get(Person, account.owner_id)
     return CapFacts(
@@ -298,7 +291,9 @@ class Move:
             raise Conflict(f"{account.name} was changed meanwhile; nothing was written: try again")
         note = self.note
         if overridden(self.verdicts):
-            note = "; ".join(filter(None, [note, f"cap override: {self.override}"]))
+            # A reason that is also the override's (reinstate --override) is written once.
+            extra = "cap overridden" if self.override == note else f"cap override: {self.override}"
+            note = "; ".join(filter(None, [note, extra]))
         history.record(
             self.session,
             account,
@@ -534,6 +529,65 @@ def swap(
     return retired, promoted
 
 
+#: The transition that brings an account back from an exit (in the shipped workflows: from
+#: disqualified or retired to Strategy, by a leader, with a reason, within the owner's cap).
+REINSTATE = "reinstate"
+
+
+def reinstate(
+    session: Session,
+    ref: str,
+    *,
+    reason: str,
+    override: bool = False,
+    actor: str,
+    now: datetime,
+    dry_run: bool = False,
+) -> Outcome:
+    """Bring a disqualified or retired account back into the cycle by its workflow's
+    ``reinstate`` transition, which decides where to, who may, and what must hold (the cap, in
+    the shipped workflows); ``override``: a leader goes over the cap, for ``reason``.
+
+    Every refusal is one line: the unmet verdicts are joined into it.
+    """
+    reason = clean_text(reason, "--reason")
+    account = account_state(session, ref)
+    definition = get_workflow(account.workflow)
+    title = definition.title_of(account.stage)
+    if not definition.is_exit(account.stage):
+        exits = " or ".join(definition.title_of(name).lower() for name in definition.exit_names)
+        raise InvalidInput(
+            f"{account.name} is in {title}: only an account that left the programme "
+            f"({exits or 'in an exit'}) can be reinstated"
+        )
+    if not any(t.name == REINSTATE for t in definition.transitions_from(account.stage)):
+        raise InvalidInput(
+            f"workflow {definition.name} has no {REINSTATE} transition from {title}: "
+            "add one to the workflow file to bring accounts back"
+        )
+    owner = session.get(Person, account.owner_id)
+    if owner is not None and not owner.active:
+        raise InvalidInput(
+            f"{account.name}'s owner {owner.email} is deactivated: pass the account to someone "
+            f"active first (kamflow account reassign {shell_quote(account.name)} EMAIL)"
+        )
+    move = Move(
+        session,
+        account,
+        definition,
+        note=reason,
+        actor=actor,
+        now=now,
+        dry_run=dry_run,
+        override=reason if override else None,
+    )
+    try:
+        return move.fire(REINSTATE)
+    except GuardRefused as refusal:
+        unmet = "; ".join(verdict.message for verdict in refusal.unmet)
+        raise GuardRefused(f"{account.name} cannot be reinstated: {unmet}", []) from None
+
+
 # --- a new key account counts against the cap -----------------------------------------------------
 
 
@@ -584,7 +638,7 @@ def create_account(
     if kind not in kinds:
         raise InvalidInput(f"kind must be one of {', '.join(kinds)}, not {kind!r}")
     definition = get_workflow(workflow)
-    person = get_person(session, owner)
+    person = active_person(session, owner, "own accounts")
     if find_by_name(session, name) is not None:
         raise InvalidInput(f"there is already an account named {name!r}")
     if candidate and not definition.intake_names:
@@ -635,7 +689,13 @@ def why(session: Session, ref: str, *, actor: str, now: datetime) -> dict[str, A
     account = account_state(session, ref)
     definition = get_workflow(account.workflow)
     owner = session.get(Person, account.owner_id)
-    moves = [] if definition.is_exit(account.stage) else definition.moves_from(account.stage)
+    closed = definition.is_exit(account.stage)
+    # From an exit, only a way back (reinstate) leads anywhere, and never by a bare advance.
+    moves = (
+        definition.transitions_from(account.stage)
+        if closed
+        else definition.moves_from(account.stage)
+    )
     stage = definition.stage(account.stage)
     return {
         "account": account.name,
@@ -649,7 +709,7 @@ def why(session: Session, ref: str, *, actor: str, now: datetime) -> dict[str, A
                 "transition": move.name,
                 "to": move.dest,
                 "to_title": definition.title_of(move.dest),
-                "default": index == 0,
+                "default": index == 0 and not closed,
                 "verdicts": [
                     v.as_dict()
                     for v in evaluate(session, account, definition, move, actor=actor, now=now)

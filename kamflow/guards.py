@@ -176,10 +176,11 @@ class FactsLike(Protocol):
 
 @dataclass(frozen=True)
 class CapFacts:
-    """Where the key-account cap stands for an account about to become a key account, counted by
-    the engine (under a lock when it is about to write)."""
+    """Where the key-account cap stands for an account about to become a key account (or key
+    accounts about to pass to another owner), counted by the engine (under a lock when it is
+    about to write)."""
 
-    #: Key accounts of the organisation, and of the account's owner, leaving this one out.
+    #: Key accounts of the organisation, and of the (new) owner, leaving out those that join.
     everyone: int
     owned: int
     owner: str
@@ -187,6 +188,10 @@ class CapFacts:
     ranked: Callable[[int | None], str]
     #: A leader's reason for going over the cap (the engine checked that the actor leads).
     override: str | None = None
+    #: How many key accounts the move gives the owner (a change of owner may pass several).
+    joining: int = 1
+    #: Whether the move adds them to the organisation's key accounts (a change of owner does not).
+    new_to_organisation: bool = True
 
 
 @dataclass
@@ -257,15 +262,20 @@ class Guard:
     def evaluate(self, context: GuardContext, params: NoParams) -> Verdict:
         """The guard's verdict on ``context`` with ``params``, marked as a warning or an override
         when the check says so."""
-        result = self.check(context, params)
-        ok, message = result
-        return Verdict(
-            self.name,
-            ok,
-            message,
-            warning=isinstance(result, Warn),
-            overridden=isinstance(result, Overridden),
-        )
+        return _verdict(self.name, self.check(context, params))
+
+
+def _verdict(name: str, result: tuple[bool, str]) -> Verdict:
+    """A check's result as the verdict of the guard ``name``, marked as a warning or an
+    override when the check says so."""
+    ok, message = result
+    return Verdict(
+        name,
+        ok,
+        message,
+        warning=isinstance(result, Warn),
+        overridden=isinstance(result, Overridden),
+    )
 
 
 REGISTRY: dict[str, Guard] = {}
@@ -480,18 +490,29 @@ def within_cap(context: GuardContext, _: NoParams) -> tuple[bool, str]:
     only by a leader's override (marked as such); unmet when the engine did not count."""
     if context.cap is None:  # the engine counts for every transition that names this guard
         return False, "the key-account cap was not counted"
+    return _judge_cap(context.cap, context.account.owner_id, context.actor)
+
+
+def cap_verdict(cap: CapFacts, *, owner_id: int, actor: str) -> Verdict:
+    """The within_cap verdict on what ``cap`` counted, outside a transition (key accounts
+    passing to the owner ``owner_id``, say)."""
+    return _verdict(WITHIN_CAP, _judge_cap(cap, owner_id, actor))
+
+
+def _judge_cap(cap: CapFacts, owner_id: int, actor: str) -> tuple[bool, str]:
     limits = portfolio_config().cap
-    cap = context.cap
     over = []
-    if cap.everyone >= limits.organisation:
+    if cap.new_to_organisation and cap.everyone >= limits.organisation:
         over.append(
             f"the organisation already has {plural(cap.everyone, 'key account')}, the cap is "
             f"{limits.organisation}: {cap.ranked(None)}"
         )
-    if cap.owned >= limits.per_owner:
+    after = cap.owned + cap.joining
+    if after > limits.per_owner:
+        more = f" and would get {cap.joining} more" if cap.joining != 1 else ""
         over.append(
-            f"{cap.owner} already owns {plural(cap.owned, 'key account')}, the cap is "
-            f"{limits.per_owner}: {cap.ranked(context.account.owner_id)}"
+            f"{cap.owner} already owns {plural(cap.owned, 'key account')}{more}, the cap is "
+            f"{limits.per_owner}: {cap.ranked(owner_id)}"
         )
     if over:
         if cap.override is None:
@@ -500,14 +521,15 @@ def within_cap(context: GuardContext, _: NoParams) -> tuple[bool, str]:
                 "with --override --reason TEXT)"
             )
         return Overridden(
-            f"over the cap by leader override ({context.actor}: {cap.override}): " + "; ".join(over)
+            f"over the cap by leader override ({actor}: {cap.override}): " + "; ".join(over)
         )
-    if cap.owned + 1 >= limits.warn_per_owner:
+    if after >= limits.warn_per_owner:
         return Warn(
-            f"{cap.owner} will own {plural(cap.owned + 1, 'key account')} "
+            f"{cap.owner} will own {plural(after, 'key account')} "
             f"(the cap is {limits.per_owner}; kamflow warns from {limits.warn_per_owner})"
         )
+    everyone = cap.everyone + (cap.joining if cap.new_to_organisation else 0)
     return True, (
-        f"{cap.everyone + 1} of {limits.organisation} key accounts, "
-        f"{cap.owned + 1} of {limits.per_owner} for {cap.owner}"
+        f"{everyone} of {limits.organisation} key accounts, "
+        f"{after} of {limits.per_owner} for {cap.owner}"
     )

@@ -97,6 +97,10 @@ class HistoryKind(StrEnum):
     SNOOZE = "snooze"
     SCORE = "score"
     WORKFLOW = "workflow"
+    #: The account was renamed.
+    NAME = "name"
+    #: The account passed to another owner.
+    OWNER = "owner"
 
 
 class OutboxStatus(StrEnum):

@@ -138,7 +138,7 @@ def import_accounts(
         raise InvalidInput("candidates are not key accounts yet: there is no cap to override")
     if override is not None:
         leader = find_person(session, actor)
-        if leader is None or not leader.is_leader:
+        if leader is None or not leader.is_leader or not leader.active:
             raise GuardRefused(
                 f"{source} was not imported:",
                 [

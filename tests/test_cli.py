@@ -142,8 +142,8 @@ def test_person_add_and_list(cli: Cli) -> None:
     assert "Olga Owner" in listing
     people = as_json(cli("person", "list", "--json"))
     assert people == [
-        {"email": "lea.leader@example.com", "name": "Lea", "leader": True},
-        {"email": OWNER, "name": "Olga Owner", "leader": False},
+        {"email": "lea.leader@example.com", "name": "Lea", "leader": True, "active": True},
+        {"email": OWNER, "name": "Olga Owner", "leader": False, "active": True},
     ]
 
 

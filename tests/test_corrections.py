@@ -257,8 +257,11 @@ def test_refused_action_corrections_are_one_line_and_change_nothing(
     dropped = add_action(cli, "Visit the plant")
     ok(cli("action", "cancel", ACME, str(dropped), "--reason", "No budget"))
     live = add_action(cli, "Send the proposal", due="2027-02-01")
+    ok(cli("person", "add", "gone@example.com"))
+    ok(cli("person", "deactivate", "gone@example.com"))
     before = snapshot(engine)
     cases = [
+        (["action", "assign", ACME, str(live), "gone@example.com"], ["deactivated"]),
         (["action", "cancel", ACME, str(done), "--reason", "x"], ["is done already"]),
         (["action", "cancel", ACME, str(dropped), "--reason", "x"], ["is cancelled already"]),
         (["action", "reschedule", ACME, str(dropped), "--due", "2027-03-01"], ["cancelled"]),

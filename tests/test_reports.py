@@ -80,6 +80,8 @@ KAM_EDGES = {
     ("review", "strategy", "replan"),
     *((place, "disqualified", "disqualify") for place in ("candidate", *CYCLE)),
     *((place, "retired", "retire") for place in ("candidate", *CYCLE)),
+    ("disqualified", "strategy", "reinstate"),
+    ("retired", "strategy", "reinstate"),
 }
 SCORES = {
     "--revenue": "5",

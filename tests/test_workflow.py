@@ -132,6 +132,7 @@ def test_shipped_workflow_names_the_issue_guards_on_each_transition() -> None:
         ("replan", ("review",), "strategy"): {"kpis_reviewed": {"since": "execution"}},
         ("disqualify", ("*",), "disqualified"): {},
         ("retire", ("*",), "retired"): {},
+        ("reinstate", ("disqualified", "retired"), "strategy"): {"within_cap": {}},
     }
     closing = {t.name: t for t in kam.spec.transitions if kam.is_exit(t.dest)}
     assert set(closing) == {"disqualify", "retire"}
@@ -172,6 +173,15 @@ def test_the_small_workflow_used_below_is_valid(tmp_path: Path) -> None:
     assert small.stage_names == ["strategy", "research"]
 
 
+def test_a_move_out_of_an_exit_back_to_a_stage_is_valid(tmp_path: Path) -> None:
+    """An exit is left only by a transition that names it (reinstate, say), never by "*"."""
+    text = SMALL + "  - name: reinstate\n    from: retired\n    to: strategy\n"
+    small = load_workflow(write(tmp_path, text))
+    assert [t.name for t in small.transitions_from("retired")] == ["reinstate"]
+    assert [t.name for t in small.transitions_from("research")] == ["back", "retire"]
+    assert small.machine.events["reinstate"].transitions["retired"][0].dest == "strategy"
+
+
 CASES: dict[str, tuple[str, str]] = {
     # case: (broken text, "line N, place: words the problem's message must contain")
     "unknown guard": (
@@ -186,9 +196,10 @@ CASES: dict[str, tuple[str, str]] = {
         edit(SMALL, "    from: research", "    from: reserch"),
         "line 17, transitions[1].from[0]: unknown stage 'reserch'",
     ),
-    "an exit in from": (
-        edit(SMALL, "    from: research", "    from: [research, retired]"),
-        "line 17, transitions[1].from[1]: 'retired' is an exit",
+    "a move out of an exit that does not lead to a stage": (
+        edit(SMALL, '    from: "*"', "    from: [research, retired]"),
+        "line 20, transitions[2].from[1]: 'retired' is an exit: a move out of it must lead "
+        "back to a stage",
     ),
     "unreachable stage": (
         edit(
@@ -398,7 +409,7 @@ def test_cli_validate_accepts_the_shipped_workflow(tmp_path: Path) -> None:
     result = invoke("--db", f"sqlite:///{unused}", "workflow", "validate", str(KAM))
     assert result.exit_code == 0, result.stderr
     assert result.stdout.strip() == (
-        f"{KAM} is valid: workflow kam, 5 stages, 9 transitions, 57 questions."
+        f"{KAM} is valid: workflow kam, 5 stages, 10 transitions, 57 questions."
     )
     assert result.stderr == ""
     assert not unused.exists(), "validating a file must not create a database"

@@ -5,13 +5,14 @@ Each command parses its arguments, calls one core function and renders the resul
 - ``base``: the root group (``--db``, ``--as``, the settings built at start-up, every kamflow
   error turned into one ``Error:`` line and an exit code), sessions on the database, and the
   output helpers (JSON, tables, stage-change outcomes);
-- ``people``: person add, list;
-- ``accounts``: account add, score, promote, swap, rank, set-workflow, import, export, list, show;
+- ``people``: person add, list, edit, deactivate, activate;
+- ``accounts``: account add, score, promote, swap, rank, set-workflow, rename, reassign, import,
+  export, list, show;
 - ``plan``: the account plan: strategy, role, plan (the questions), action, kpi;
-- ``moves``: stage changes and their record: advance, disqualify, retire, why, history;
+- ``moves``: stage changes and their record: advance, disqualify, retire, reinstate, why, history;
 - ``workflows``: workflow list, show, validate;
 - ``reports``: the portfolio views: portfolio, coverage, kpis, report;
-- ``daemon``: reminders and mail: snooze, tick, daemon, status, forecast, outbox;
+- ``daemon``: reminders and mail: snooze, unsnooze, tick, daemon, status, forecast, outbox;
 - ``start``: init and demo;
 - ``completion``: shell completion of accounts, people, roles, questions, KPIs, stages and
   workflows from the database, attached to every command's parameters by their names.

@@ -1,4 +1,5 @@
-"""account ...: add, score, promote, swap, rank, set-workflow, import, export, list, show."""
+"""account ...: add, score, promote, swap, rank, set-workflow, rename, reassign, import, export,
+list, show."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ from kamflow.cli.base import (
 
 @app.group()
 def account() -> None:
-    """Key accounts and candidates: add, score, promote, swap, list, show, import, export."""
+    """Key accounts and candidates: add, score, promote, swap, list, show, rename, reassign,
+    import, export."""
 
 
 @account.command("add")
@@ -167,6 +169,31 @@ def account_set_workflow(name: str, workflow_name: str) -> None:
     click.echo(f"{moved.name} now follows workflow {moved.workflow} (still in {moved.stage}).")
 
 
+@account.command("rename")
+@click.argument("name")
+@click.argument("new_name", metavar="NEW_NAME")
+def account_rename(name: str, new_name: str) -> None:
+    """Correct an account's name (the owner or a leader; names are unique in any case)."""
+    from kamflow.records.accounts import rename
+
+    old, new = act(rename, name, new_name)
+    click.echo(f"{old} is now called {new}.")
+
+
+@account.command("reassign")
+@click.argument("name")
+@click.argument("email")
+@override_options
+def account_reassign(name: str, email: str, override: str | None) -> None:
+    """Pass an account to another owner (the owner or a leader), within the new owner's
+    key-account cap."""
+    from kamflow.records.accounts import reassign
+
+    moved = act(reassign, name, email, override=override)
+    click.echo(f"{moved.account} passed from {moved.previous} to {moved.owner}.")
+    print_warnings(moved.verdicts)
+
+
 @account.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--candidate", is_flag=True, help="Import every row as a candidate.")
@@ -213,13 +240,19 @@ def account_export(file: str | None) -> None:
 
 @account.command("list")
 @click.option("--stage", help="Only accounts in this stage.")
+@click.option("--owner", metavar="EMAIL", help="Only the accounts this person owns.")
+@click.option("--mine", is_flag=True, help="Only the accounts you own (see --as).")
 @json_option
-def account_list(stage: str | None, as_json: bool) -> None:
+def account_list(stage: str | None, owner: str | None, mine: bool, as_json: bool) -> None:
     """List key accounts with their stage and days in it."""
     from kamflow.reports.portfolio import list_accounts
 
+    if mine and owner is not None:
+        raise click.UsageError("--mine and --owner cannot go together")
+    if mine:
+        owner = settings().actor
     with reading() as session:
-        listing = list_accounts(session, stage=stage, now=now())
+        listing = list_accounts(session, stage=stage, owner=owner, now=now())
         if as_json:
             emit_json_rows(listing.rows)
             return

@@ -1,5 +1,5 @@
-"""Reminders, escalations and the mail they send: snooze, tick, daemon, status, forecast,
-outbox list/show/retry."""
+"""Reminders, escalations and the mail they send: snooze, unsnooze, tick, daemon, status,
+forecast, outbox list/show/retry."""
 
 from __future__ import annotations
 
@@ -48,6 +48,20 @@ def snooze(name: str, days: str, reason: str) -> None:
         snooze_account, name, days=_whole_number(days, "--days"), reason=reason
     )
     click.echo(f"Reminders for {account} paused until {paused.until.date().isoformat()}.")
+
+
+@app.command()
+@click.argument("name")
+def unsnooze(name: str) -> None:
+    """End an account's snooze now (the owner or a leader): its reminders resume from where the
+    ladder stands."""
+    from kamflow.records.snoozes import unsnooze as unsnooze_account
+
+    account, ended = act_on(unsnooze_account, name)
+    click.echo(
+        f"Reminders for {account} resume now (it was snoozed until "
+        f"{ended.until.date().isoformat()})."
+    )
 
 
 @app.command()

@@ -1,10 +1,19 @@
-"""Moves between stages and their record: advance, disqualify, retire, why, history."""
+"""Moves between stages and their record: advance, disqualify, retire, reinstate, why, history."""
 
 from __future__ import annotations
 
 import click
 
-from kamflow.cli.base import act, app, emit_json, json_option, read, show_outcome, table
+from kamflow.cli.base import (
+    act,
+    app,
+    emit_json,
+    json_option,
+    print_warnings,
+    read,
+    show_outcome,
+    table,
+)
 
 
 @app.command()
@@ -43,6 +52,24 @@ def retire(name: str, reason: str, dry_run: bool) -> None:
     from kamflow.engine import close
 
     show_outcome(act(close, name, "retire", reason=reason, dry_run=dry_run), False)
+
+
+@app.command()
+@click.argument("name")
+@click.option("--reason", required=True, help="Why the account comes back.")
+@click.option(
+    "--override", is_flag=True, help="Go over the key-account cap (leaders only), for the reason."
+)
+@click.option("--dry-run", is_flag=True, help="Only check; change nothing.")
+@json_option
+def reinstate(name: str, reason: str, override: bool, dry_run: bool, as_json: bool) -> None:
+    """Bring a disqualified or retired account back to Strategy (a leader, within the owner's
+    key-account cap), as the workflow's reinstate transition says."""
+    from kamflow.engine import reinstate as reinstate_account
+
+    outcome = act(reinstate_account, name, reason=reason, override=override, dry_run=dry_run)
+    show_outcome(outcome, as_json)
+    print_warnings(outcome.verdicts)
 
 
 @app.command()

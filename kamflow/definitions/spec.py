@@ -53,8 +53,8 @@ class StageSpec(PlaceSpec):
 
 
 class ExitSpec(PlaceSpec):
-    """A place where an account leaves the cycle for good (disqualified, retired): no transition
-    leaves an exit."""
+    """A place where an account leaves the cycle (disqualified, retired): only a transition that
+    names it in ``from`` leads out of it, back to a stage (``reinstate``); ``*`` never does."""
 
     pass
 

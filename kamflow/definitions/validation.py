@@ -29,9 +29,9 @@ from kamflow.definitions.specfile import Problem
 def check(spec: WorkflowSpec, path: Path) -> list[Problem]:
     """Every problem of a workflow file that its fields' types do not catch, each placed in the
     file: the name against the file's, places defined twice, the initial stage, transitions that
-    name unknown places, leave an exit or clash with another, unknown guards and bad guard
-    parameters, who may act, the question bank and the questions named, and (when there is no other
-    problem) places that no transition reaches."""
+    name unknown places, leave an exit for anything but a stage, or clash with another, unknown
+    guards and bad guard parameters, who may act, the question bank and the questions named, and
+    (when there is no other problem) places that no transition reaches."""
     problems: list[Problem] = []
     if spec.name != path.stem:
         problems.append((("name",), f"must match the file name {path.stem!r}"))
@@ -58,9 +58,13 @@ def check(spec: WorkflowSpec, path: Path) -> list[Problem]:
                 problems.append(
                     ((*at, "from", position), f"unknown stage {source!r} ({_known(known)})")
                 )
-            elif source in exits:
+            elif source in exits and transition.dest not in stages:
+                # The one way out of an exit is back into the cycle (reinstate, say).
                 problems.append(
-                    ((*at, "from", position), f"{source!r} is an exit: nothing leaves it")
+                    (
+                        (*at, "from", position),
+                        f"{source!r} is an exit: a move out of it must lead back to a stage",
+                    )
                 )
         if transition.dest not in known:
             problems.append(((*at, "to"), f"unknown stage {transition.dest!r} ({_known(known)})"))

@@ -1,5 +1,5 @@
 """Key accounts as rows: writing a new one, finding one by name or id, the plan's version, and
-moving an account to another workflow."""
+the corrections: another workflow, another name, another owner."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ from sqlmodel import Session, col, func, select
 from kamflow import defaults
 from kamflow.definitions.discovery import get_workflow
 from kamflow.definitions.workflow import Workflow
-from kamflow.errors import InvalidInput, NotFound
-from kamflow.models import Account, HistoryKind
+from kamflow.errors import Conflict, GuardRefused, InvalidInput, NotFound
+from kamflow.models import Account, HistoryKind, Person
 from kamflow.records import history
-from kamflow.records.people import require_owner_or_leader
-from kamflow.text import did_you_mean
-from kamflow.verdict import Verdict
+from kamflow.records.cap import owner_cap
+from kamflow.records.people import active_person, override_refused, require_owner_or_leader
+from kamflow.text import MAX_NAME, clean_text, did_you_mean
+from kamflow.verdict import Verdict, overridden
 
 
 def new_account(
@@ -198,3 +199,108 @@ def set_workflow(
     )
     account.workflow = target.name
     return account
+
+
+def rename(
+    session: Session, ref: str, new_name: str, *, actor: str, now: datetime
+) -> tuple[str, str]:
+    """Give an account another name (the owner or a leader); names are unique in any case, so a
+    name another account has is refused. The name it had, and the one it has."""
+    account = find_account(session, ref)
+    name = clean_text(new_name, "an account's name", max_length=MAX_NAME)
+    if name.isdigit():
+        raise InvalidInput(f"{name!r} would be taken for an account id: give it a name")
+    if name == account.name:
+        raise InvalidInput(f"{account.name} is already called that")
+    taken = find_by_name(session, name)
+    if taken is not None and taken.id != account.id:
+        raise InvalidInput(f"there is already an account named {taken.name!r}")
+    require_owner_or_leader(session, account, actor, "rename", one_line=True)
+    old = account.name
+    try:
+        with session.begin_nested():
+            session.execute(
+                sa.update(Account).where(col(Account.id) == account.id).values(name=name)
+            )
+    except sa.exc.IntegrityError:
+        # Another transaction took the name since it was looked up.
+        raise Conflict(f"there is already an account named {name!r}") from None
+    history.record(
+        session, account, actor=actor, at=now, kind=HistoryKind.NAME, note=f"{old} -> {name}"
+    )
+    account.name = name
+    return old, name
+
+
+@dataclass(frozen=True)
+class Reassignment:
+    """An account passed to another owner: its name, who owned it, who owns it now, and the
+    cap's verdicts on the change (none for an account that is not a key account)."""
+
+    account: str
+    previous: str
+    owner: str
+    verdicts: list[Verdict]
+
+
+def reassign(
+    session: Session,
+    ref: str,
+    email: str,
+    *,
+    override: str | None = None,
+    actor: str,
+    now: datetime,
+) -> Reassignment:
+    """Pass an account to another (active) owner (the owner or a leader). A key account counts
+    against the new owner's cap as a promotion does, counted under the cap's lock; a leader may
+    go over it with ``override``, a reason."""
+    account = find_account(session, ref)
+    definition = get_workflow(account.workflow)
+    person = active_person(session, email, "own accounts")
+    if person.id == account.owner_id:
+        raise InvalidInput(f"{person.email} already owns {account.name}")
+    require_owner_or_leader(session, account, actor, "reassign", one_line=True)
+    previous = session.get(Person, account.owner_id)
+    verdicts: list[Verdict] = []
+    if account.stage in definition.stage_names:
+        refusal = override_refused(session, actor, override)
+        if refusal is not None:
+            raise GuardRefused(refusal.message, [])
+        verdict = owner_cap(session, person, joining=1, override=override, actor=actor)
+        if not verdict.ok:
+            raise GuardRefused(
+                f"{account.name} cannot pass to {person.email}: {verdict.message}", []
+            )
+        verdicts.append(verdict)
+    elif override is not None:
+        raise InvalidInput(
+            f"{account.name} is not a key account ({definition.title_of(account.stage).lower()}):"
+            " there is no cap to override"
+        )
+    # Compare-and-set: a transition judged the old owner's rights on the version it read.
+    changed = (
+        session.connection()
+        .execute(
+            sa.update(Account)
+            .where(col(Account.id) == account.id, col(Account.version) == account.version)
+            .values(owner_id=person.id, version=Account.version + 1)
+        )
+        .rowcount
+    )
+    if changed != 1:
+        raise Conflict(f"{account.name} was changed meanwhile; nothing was written: try again")
+    was = previous.email if previous else f"person #{account.owner_id}"
+    note = f"owner {was} -> {person.email}"
+    if overridden(verdicts):
+        note += f"; cap override: {override}"
+    history.record(
+        session,
+        account,
+        actor=actor,
+        at=now,
+        kind=HistoryKind.OWNER,
+        note=note,
+        verdicts=verdicts,
+    )
+    return Reassignment(account.name, was, person.email, verdicts)

@@ -1,5 +1,6 @@
 """The key-account cap as the database counts it: how many key accounts there are (of everyone or
-of one owner), the latest selection score of each, and the lowest-scored ones by name."""
+of one owner), the latest selection score of each, the lowest-scored ones by name, the lock that
+serialises the counting, and the cap's verdict on key accounts passing to another owner."""
 
 from __future__ import annotations
 
@@ -9,10 +10,21 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
 
 from kamflow.definitions.discovery import workflows_in_use
-from kamflow.models import Account, Score
+from kamflow.guards import CapFacts, cap_verdict
+from kamflow.models import Account, Person, Score
+from kamflow.verdict import Verdict
 
 #: How many of the lowest-scored key accounts a cap refusal names.
 RANKED_SHOWN = 5
+#: PostgreSQL's advisory lock that serialises the counting of the key-account cap.
+CAP_LOCK = 4242002
+
+
+def lock(session: Session) -> None:
+    """Hold the cap's lock until the transaction ends, so two changes at once cannot both take
+    the last place (SQLite lets one writer in at a time anyway)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.text(f"SELECT pg_advisory_xact_lock({CAP_LOCK})"))
 
 
 def latest_score(account_id: Any) -> Any:
@@ -75,3 +87,23 @@ def ranked(session: Session, owner_id: int | None, leaving_out: int | None) -> s
     if total > RANKED_SHOWN:
         listing += f" and {total - RANKED_SHOWN} more"
     return f"{listing}; the lowest-scored is {label(*lowest[0])}"
+
+
+def owner_cap(
+    session: Session, owner: Person, *, joining: int, override: str | None, actor: str
+) -> Verdict:
+    """The cap's verdict on ``joining`` key accounts passing to ``owner`` from another owner
+    (the organisation keeps as many), counted under the cap's lock; ``override``: a leader's
+    reason, already checked to come from a leader."""
+    assert owner.id is not None
+    lock(session)
+    cap = CapFacts(
+        everyone=count_key_accounts(session),
+        owned=count_key_accounts(session, owner_id=owner.id),
+        owner=owner.email,
+        ranked=lambda owner_id: ranked(session, owner_id, None),
+        override=override,
+        joining=joining,
+        new_to_organisation=False,
+    )
+    return cap_verdict(cap, owner_id=owner.id, actor=actor)

@@ -15,7 +15,7 @@ from kamflow.errors import InvalidInput, NotFound
 from kamflow.models import Account, Action, ActionStatus, HistoryKind, Kpi, KpiValue, Person
 from kamflow.records import history
 from kamflow.records.accounts import editable, touch
-from kamflow.records.people import get_person
+from kamflow.records.people import active_person
 from kamflow.records.plan import (
     due_date,
     find_action,
@@ -106,7 +106,7 @@ def assign_action(
     a cancelled action, or the person who owns it already.
     """
     account, action = _changeable(session, ref, action_id, "assigned")
-    person = get_person(session, email)
+    person = active_person(session, email, "own actions")
     if action.owner_id == person.id:
         raise InvalidInput(f"action #{action.id} is already {person.email}'s")
     previous = session.get(Person, action.owner_id) if action.owner_id is not None else None

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from kamflow.errors import GuardRefused, InvalidInput, NotFound
-from kamflow.models import Account, Person
+from kamflow.models import Account, Action, ActionStatus, HistoryKind, Person
+from kamflow.records.cap import count_key_accounts, owner_cap
+from kamflow.records.history import HISTORY
 from kamflow.text import MAX_EMAIL, MAX_NAME, clean_text
-from kamflow.verdict import Verdict
+from kamflow.verdict import Verdict, overridden
 
 EMAIL = re.compile(r"^[a-z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-z0-9-]+(\.[a-z0-9-]+)+$")
 
@@ -61,23 +65,63 @@ def get_person(session: Session, email: str) -> Person:
     return person
 
 
-def require_owner_or_leader(session: Session, account: Account, actor: str, doing: str) -> Person:
-    """The acting person, if they own the account or lead; otherwise a refusal saying who may."""
-    person = find_person(session, actor)
-    if person is None or not (person.id == account.owner_id or person.is_leader):
-        known = "" if person is not None else " (not a known person)"
-        raise GuardRefused(
-            f"{actor} may not {doing} {account.name}:",
-            [
-                Verdict(
-                    "allowed",
-                    False,
-                    f"only the owner or a leader may {doing} {account.name}; "
-                    f"you are {actor}{known}",
-                )
-            ],
+def active_person(session: Session, email: str, doing: str) -> Person:
+    """The person with this email, if they are active: NotFound when there is none, InvalidInput
+    (saying they cannot ``doing``) when they are deactivated."""
+    person = get_person(session, email)
+    if not person.active:
+        raise InvalidInput(
+            f"{person.email} is deactivated and cannot {doing} "
+            f"(kamflow person activate {person.email})"
         )
     return person
+
+
+def acting(session: Session, actor: str) -> Person | None:
+    """The person who acts, if they are known and active: a deactivated person keeps no
+    authority (as owner or as leader)."""
+    person = find_person(session, actor)
+    return person if person is not None and person.active else None
+
+
+def who_you_are(session: Session, actor: str) -> str:
+    """The actor as a refusal names them: ``x@example.com``, with a word when they are not a
+    known person or are deactivated."""
+    person = find_person(session, actor)
+    if person is None:
+        return f"{actor} (not a known person)"
+    return actor if person.active else f"{actor} (deactivated)"
+
+
+def require_owner_or_leader(
+    session: Session, account: Account, actor: str, doing: str, *, one_line: bool = False
+) -> Person:
+    """The acting person, if they own the account or lead (and are active); otherwise a refusal
+    saying who may (``one_line``: the sentence alone, without a heading)."""
+    person = acting(session, actor)
+    if person is None or not (person.id == account.owner_id or person.is_leader):
+        message = (
+            f"only the owner or a leader may {doing} {account.name}; "
+            f"you are {who_you_are(session, actor)}"
+        )
+        if one_line:
+            raise GuardRefused(message, [])
+        raise GuardRefused(
+            f"{actor} may not {doing} {account.name}:", [Verdict("allowed", False, message)]
+        )
+    return person
+
+
+def override_refused(session: Session, actor: str, override: str | None) -> Verdict | None:
+    """A refusal when someone other than an active leader asks to go over the key-account cap."""
+    if override is None:
+        return None
+    person = acting(session, actor)
+    if person is not None and person.is_leader:
+        return None
+    return Verdict(
+        "allowed", False, f"only a leader may override the key-account cap; you are {actor}"
+    )
 
 
 def list_people(session: Session) -> list[dict[str, Any]]:
@@ -86,5 +130,283 @@ def list_people(session: Session) -> list[dict[str, Any]]:
 
 
 def person_view(person: Person) -> dict[str, Any]:
-    """A person as plain data: email, name, and whether they are a leader."""
-    return {"email": person.email, "name": person.name, "leader": person.is_leader}
+    """A person as plain data: email, name, whether they are a leader and whether they are
+    active."""
+    return {
+        "email": person.email,
+        "name": person.name,
+        "leader": person.is_leader,
+        "active": person.active,
+    }
+
+
+# --- corrections ---------------------------------------------------------------------------------
+
+
+def edit_person(
+    session: Session, email: str, *, name: str | None = None, leader: bool | None = None
+) -> tuple[Person, list[str]]:
+    """Change a person's name and whether they lead; the person and what changed, in words.
+
+    InvalidInput when nothing is asked or nothing would change, or for a bad name.
+    """
+    if name is None and leader is None:
+        raise InvalidInput("nothing to change: give --name TEXT, --leader or --no-leader")
+    person = get_person(session, email)
+    changes = []
+    if name is not None:
+        cleaned = clean_text(name, "--name", required=False, max_length=MAX_NAME)
+        if cleaned != person.name:
+            changes.append(f"name {person.name or '(none)'!r} -> {cleaned or '(none)'!r}")
+            person.name = cleaned
+    if leader is not None and leader != person.is_leader:
+        changes.append("now a leader" if leader else "no longer a leader")
+        person.is_leader = leader
+    if not changes:
+        raise InvalidInput(f"nothing to change: {person.email} is already as asked")
+    session.add(person)
+    return person, changes
+
+
+def activate(session: Session, email: str) -> Person:
+    """Make a deactivated person active again: they receive mail and may own accounts again."""
+    person = get_person(session, email)
+    if person.active:
+        raise InvalidInput(f"{person.email} is already active")
+    person.active = True
+    session.add(person)
+    return person
+
+
+@dataclass(frozen=True)
+class Deactivation:
+    """What a deactivation did: who, to whom their accounts and open actions passed (and how
+    many), what they still own, and the cap's verdicts on the change of owner."""
+
+    email: str
+    successor: str | None
+    accounts_passed: int
+    actions_passed: int
+    accounts_kept: int
+    actions_kept: int
+    verdicts: list[Verdict] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The deactivation as plain data, as ``--json`` prints it."""
+        return {
+            "email": self.email,
+            "active": False,
+            "reassigned_to": self.successor,
+            "accounts_passed": self.accounts_passed,
+            "actions_passed": self.actions_passed,
+            "accounts_kept": self.accounts_kept,
+            "actions_kept": self.actions_kept,
+            "verdicts": [verdict.as_dict() for verdict in self.verdicts],
+        }
+
+
+def deactivate(
+    session: Session,
+    email: str,
+    *,
+    reassign_to: str | None = None,
+    override: str | None = None,
+    actor: str,
+    now: datetime,
+) -> Deactivation:
+    """Deactivate a person: they receive no more mail. With ``reassign_to``, every account they
+    own and every open action they own passes to that (active) person first, in this
+    transaction, with a history row for each account changed; the new owner's key-account cap
+    applies (a leader may go over it with ``override``, a reason).
+
+    A person already deactivated may be given ``reassign_to`` again, to pass on what they still
+    own.
+    """
+    person = get_person(session, email)
+    if reassign_to is None:
+        if override is not None:
+            raise InvalidInput("--override goes with --reassign-to: without it, no owner changes")
+        if not person.active:
+            raise InvalidInput(f"{person.email} is already deactivated")
+        person.active = False
+        session.add(person)
+        kept = still_owned(session, person)
+        return Deactivation(person.email, None, 0, 0, *kept)
+    successor = active_person(session, reassign_to, "take over accounts")
+    if successor.id == person.id:
+        raise InvalidInput(f"{person.email} cannot pass what they own to themselves")
+    accounts, actions, verdicts = _pass_on(
+        session, person, successor, override=override, actor=actor, now=now
+    )
+    person.active = False
+    session.add(person)
+    return Deactivation(person.email, successor.email, accounts, actions, 0, 0, verdicts)
+
+
+def _pass_on(
+    session: Session,
+    person: Person,
+    successor: Person,
+    *,
+    override: str | None,
+    actor: str,
+    now: datetime,
+) -> tuple[int, int, list[Verdict]]:
+    """Pass every account and open action of ``person`` to ``successor``, within the cap: one
+    UPDATE for the accounts and one for the actions, then a history row for each account
+    changed (one executemany per kind). How many accounts and actions passed, and the cap's
+    verdicts."""
+    refusal = override_refused(session, actor, override)
+    if refusal is not None:
+        raise GuardRefused(refusal.message, [])
+    verdicts: list[Verdict] = []
+    joining = count_key_accounts(session, owner_id=person.id)
+    if joining:
+        verdict = owner_cap(session, successor, joining=joining, override=override, actor=actor)
+        if not verdict.ok:
+            raise GuardRefused(
+                f"the key accounts of {person.email} cannot pass to {successor.email}: "
+                f"{verdict.message}",
+                [],
+            )
+        verdicts.append(verdict)
+    elif override is not None:
+        raise InvalidInput(f"{person.email} owns no key account: there is no cap to override")
+    note = f"owner {person.email} -> {successor.email}"
+    if overridden(verdicts):
+        note += f"; cap override: {override}"
+    connection = session.connection()
+    # Each UPDATE returns the rows it changed, so the history names exactly those accounts,
+    # even if another transaction gave this person an account meanwhile.
+    passed: list[int] = list(
+        connection.execute(
+            sa.update(Account)
+            .where(col(Account.owner_id) == person.id)
+            .values(owner_id=successor.id, version=Account.version + 1)
+            .returning(_ACCOUNTS.c.id)
+        ).scalars()
+    )
+    accounts = _record_each(connection, passed, HistoryKind.OWNER, note, actor, now)
+    moved = connection.execute(
+        sa.update(Action)
+        .where(col(Action.owner_id) == person.id, col(Action.status) == ActionStatus.OPEN.value)
+        .values(owner_id=successor.id)
+        .returning(col(Action.account_id))
+    ).scalars()
+    moved_ids = list(moved)
+    touched = sorted(set(moved_ids))
+    if touched:
+        # The plan changed: a transition that read the old one must conflict (as plan changes
+        # do), one parameter set per account.
+        connection.execute(_TOUCH, [{"account": account_id} for account_id in touched])
+    _record_each(
+        connection,
+        touched,
+        HistoryKind.ACTION,
+        f"open actions of {person.email} passed to {successor.email}",
+        actor,
+        now,
+    )
+    return accounts, len(moved_ids), verdicts
+
+
+_ACCOUNTS = Account.__table__  # type: ignore[attr-defined]
+#: Built once: count a change to one account's plan (executemany over the accounts changed).
+_TOUCH = (
+    sa.update(Account)
+    .where(col(Account.id) == sa.bindparam("account"))
+    .values(version=Account.version + 1)
+)
+
+
+def _record_each(
+    connection: sa.Connection,
+    account_ids: list[int],
+    kind: HistoryKind,
+    note: str,
+    actor: str,
+    now: datetime,
+) -> int:
+    """The same history entry for each of these accounts, in one executemany; how many."""
+    if account_ids:
+        connection.execute(
+            HISTORY.insert(),
+            [
+                {
+                    "account_id": account_id,
+                    "at": now,
+                    "actor": actor,
+                    "kind": kind,
+                    "note": note,
+                    "verdicts": "[]",
+                }
+                for account_id in account_ids
+            ],
+        )
+    return len(account_ids)
+
+
+def still_owned(session: Session, person: Person) -> tuple[int, int]:
+    """How many accounts and open actions ``person`` owns, counted in SQL."""
+    accounts = session.execute(
+        sa.select(sa.func.count()).select_from(Account).where(col(Account.owner_id) == person.id)
+    ).scalar_one()
+    actions = session.execute(
+        sa.select(sa.func.count())
+        .select_from(Action)
+        .where(col(Action.owner_id) == person.id, col(Action.status) == ActionStatus.OPEN.value)
+    ).scalar_one()
+    return int(accounts), int(actions)
+
+
+def unattended(session: Session) -> list[dict[str, Any]]:
+    """The deactivated people who still own accounts or open actions, by email, with how many
+    of each: one grouped count per kind, joined on the (few) deactivated people."""
+    if not session.execute(sa.select(sa.exists().where(~col(Person.active)))).scalar():
+        return []  # nobody is deactivated: the counts need not look at accounts and actions
+    accounts = (
+        sa.select(col(Account.owner_id).label("person"), sa.func.count().label("count"))
+        .join(Person, col(Person.id) == col(Account.owner_id))
+        .where(~col(Person.active))
+        .group_by(col(Account.owner_id))
+        .subquery()
+    )
+    actions = (
+        sa.select(col(Action.owner_id).label("person"), sa.func.count().label("count"))
+        .join(Person, col(Person.id) == col(Action.owner_id))
+        .where(~col(Person.active), col(Action.status) == ActionStatus.OPEN.value)
+        .group_by(col(Action.owner_id))
+        .subquery()
+    )
+    rows = session.execute(
+        sa.select(
+            col(Person.email),
+            sa.func.coalesce(accounts.c.count, 0),
+            sa.func.coalesce(actions.c.count, 0),
+        )
+        .outerjoin(accounts, accounts.c.person == col(Person.id))
+        .outerjoin(actions, actions.c.person == col(Person.id))
+        .where(
+            ~col(Person.active),
+            sa.or_(accounts.c.count.is_not(None), actions.c.count.is_not(None)),
+        )
+        .order_by(col(Person.email))
+    ).all()
+    return [
+        {"email": email, "accounts": int(owned), "open_actions": int(acting)}
+        for email, owned, acting in rows
+    ]
+
+
+def inactive_among(session: Session, emails: list[str]) -> set[str]:
+    """Which of these addresses (at most a batch of them) belong to deactivated people."""
+    if not emails:
+        return set()
+    wanted = sorted({email.strip().lower() for email in emails})
+    rows = session.execute(
+        sa.select(col(Person.email)).where(
+            col(Person.email).in_(sa.bindparam("emails", expanding=True)), ~col(Person.active)
+        ),
+        {"emails": wanted},
+    )
+    return set(rows.scalars())

@@ -29,7 +29,7 @@ from kamflow.models import (
 )
 from kamflow.records import history
 from kamflow.records.accounts import editable, find_account, touch
-from kamflow.records.people import get_person
+from kamflow.records.people import active_person, get_person
 from kamflow.text import (
     MAX_LABEL,
     MAX_NAME,
@@ -129,7 +129,7 @@ def assign_role(
     """
     account, _ = editable(session, ref)
     role = _role(role)
-    person = get_person(session, email)
+    person = active_person(session, email, "hold roles")
     existing = _holding(session, account, role, person)
     if existing is not None:
         raise InvalidInput(f"{person.email} already holds {role} on {account.name}")
@@ -368,7 +368,7 @@ def add_action(
     account, _ = editable(session, ref)
     title = clean_text(title, "an action's title", max_length=MAX_TITLE)
     due_day = due_date(due, past=past, now=now, timezone=timezone)
-    person = get_person(session, owner)
+    person = active_person(session, owner, "own actions")
     action = Action(
         account_id=account.id,  # type: ignore[arg-type]
         title=title,

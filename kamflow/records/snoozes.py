@@ -82,3 +82,52 @@ def snooze(
         note=f"reminders paused for {days} days, until {row.until.date().isoformat()}: {reason}",
     )
     return row
+
+
+def unsnooze(session: Session, ref: str, *, actor: str, now: datetime) -> Snooze:
+    """End the snooze of the account's current stay now (the owner or a leader): its reminders
+    resume from where the ladder stands. The snooze as it was; InvalidInput when none runs."""
+    account = find_account(session, ref)
+    running = active_snooze(session, account, now)
+    if running is None:
+        raise InvalidInput(f"{account.name} is not snoozed: its reminders are already running")
+    require_owner_or_leader(session, account, actor, "unsnooze", one_line=True)
+    ended = Snooze(**running.model_dump())
+    # Every snooze of the stay that still runs ends now (one may have been given twice).
+    session.execute(
+        sa.update(Snooze)
+        .where(
+            col(Snooze.account_id) == account.id,
+            col(Snooze.stage) == account.stage,
+            col(Snooze.stage_entered_at) == account.stage_entered_at,
+            col(Snooze.until) > now,
+        )
+        .values(until=now)
+        .execution_options(synchronize_session=False)
+    )
+    history.record(
+        session,
+        account,
+        actor=actor,
+        at=now,
+        kind=HistoryKind.SNOOZE,
+        note=(
+            f"reminders resumed: the snooze until {ended.until.date().isoformat()} "
+            f"({ended.reason}) ended early"
+        ),
+    )
+    return ended
+
+
+def snooze_view(session: Session, account: Account, now: datetime) -> dict[str, Any] | None:
+    """The snooze that pauses the account's current stay, as plain data (None when none does):
+    until when, why, by whom and since when."""
+    running = active_snooze(session, account, now)
+    if running is None:
+        return None
+    return {
+        "until": running.until.isoformat(),
+        "reason": running.reason,
+        "by": running.snoozed_by,
+        "at": running.snoozed_at.isoformat(),
+    }

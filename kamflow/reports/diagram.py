@@ -89,7 +89,8 @@ def mermaid(definition: Workflow) -> str:
 
 
 def svg(definition: Workflow) -> str:
-    """The workflow as inline SVG: the cycle left to right, moves back arched above, exits below."""
+    """The workflow as inline SVG: the cycle left to right, moves back arched above, exits below
+    (and any way back from an exit drawn up to its stage)."""
     row = definition.places[: len(definition.intake_names) + len(definition.stage_names)]
     exits = definition.exit_names
     x_of = {name: MARGIN + index * (BOX_W + GAP) for index, name in enumerate(row)}
@@ -123,6 +124,20 @@ def svg(definition: Workflow) -> str:
             )
             continue
         for source in definition.sources(transition):
+            if definition.is_exit(source) and transition.dest in index_of:
+                # A way back from an exit (reinstate): from the exit's top up to the stage.
+                x1 = x_of[source] + BOX_W // 4
+                x2 = x_of[transition.dest] + BOX_W // 4
+                # Kept low until it nears the stage, under the labels of the moves to the exits.
+                low = EXIT_Y - 5
+                parts.append(
+                    f'<path d="M{x1},{EXIT_Y} C{x1},{low} {x2},{low} {x2},{ROW_Y + BOX_H + 2}" '
+                    f'stroke="#2a7" stroke-dasharray="4 3" fill="none" '
+                    f'marker-end="url(#{marker})"/>'
+                    f'<text x="{x1 - 4}" y="{EXIT_Y - 12}" text-anchor="end" class="edge">'
+                    f"{label}</text>"
+                )
+                continue
             if source not in index_of:
                 continue
             a, b = index_of[source], index_of[transition.dest]

@@ -23,6 +23,7 @@ from kamflow.definitions.workflow import Workflow
 from kamflow.errors import KamflowError, NotFound
 from kamflow.models import Account, Kpi, KpiValue, Person, RoleAssignment, Score
 from kamflow.records.cap import latest_score
+from kamflow.records.people import get_person
 from kamflow.records.plan import kpi_rows, kpi_view
 from kamflow.reports.listing import (
     INTAKE,
@@ -272,12 +273,17 @@ def summary(
     return place.summary(account, owner.email, now, snoozed=snoozed)
 
 
-def list_accounts(session: Session, *, stage: str | None, now: datetime) -> Listing:
-    """Every account (of ``stage`` if given) by name, streamed, with its one-line facts; those
-    of a workflow whose file does not load are left out (workflows_in_use warns)."""
+def list_accounts(
+    session: Session, *, stage: str | None, now: datetime, owner: str | None = None
+) -> Listing:
+    """Every account (of ``stage``, of the person whose email is ``owner``, if given) by name,
+    streamed, with its one-line facts; those of a workflow whose file does not load are left out
+    (workflows_in_use warns)."""
     definitions = workflows_in_use(session)
     places = Places(definitions)
     which: Any = sa.true() if stage is None else col(Account.stage) == normalise_stage(stage)
+    if owner is not None:
+        which = sa.and_(which, col(Account.owner_id) == get_person(session, owner).id)
     pausing = paused(session, now)
     if len(definitions) < len(workflow_names_in_use(session)):
         # A workflow whose file does not load is left out with its accounts (and a warning).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kamflow.definitions.workflow import Workflow
-from kamflow.text import format_number
+from kamflow.text import format_number, plural
 
 
 def _mark(ok: bool) -> str:
@@ -42,15 +42,20 @@ def render_why(report: dict[str, Any]) -> str:
 
 def render_account(d: dict[str, Any]) -> str:
     """The details of one account (as `account_details` gathers them) as the text ``account show``
-    prints: its kind, owner, stage and latest score, strategy, team, plan, actions, KPIs, latest
-    review, and what each move from its stage still needs."""
+    prints: its kind, owner, stage, snooze and latest score, strategy, team, plan, actions, KPIs,
+    latest review, what each move from its stage still needs, and its warnings."""
     limit = f" of {d['limit_days']}" if d["limit_days"] else ""
     what = "candidate" if d["status"] == "candidate" else "key account"
     lines = [
         f"{d['name']}  (#{d['id']}, {d['kind']} {what}, workflow {d['workflow']})",
-        f"  owner:    {d['owner']}",
+        f"  owner:    {d['owner']}{' (deactivated)' if d.get('owner_active') is False else ''}",
         f"  stage:    {d['stage_title']}, day {d['days_in_stage']}{limit} ({d['status']})",
     ]
+    snooze = d.get("snooze")
+    if snooze:
+        lines.append(
+            f"  snoozed:  until {snooze['until'][:10]} by {snooze['by']}: {snooze['reason']}"
+        )
     if d.get("scores"):
         latest, more = d["scores"][0], len(d["scores"]) - 1
         earlier = f"; {more} earlier" if more else ""
@@ -102,6 +107,9 @@ def render_account(d: dict[str, Any]) -> str:
         lines.append(f"Latest review: {d['latest_review']['conclusion']}")
     lines.append("")
     lines += render_moves(d["next"]) or ["It no longer moves."]
+    if d.get("warnings"):
+        lines.append("")
+        lines += [f"Warning: {warning}" for warning in d["warnings"]]
     return "\n".join(lines)
 
 
@@ -180,13 +188,27 @@ def render_status(report: dict[str, Any]) -> str:
 
     box = report["outbox"]
     accounts = report["accounts"]
-    return "\n".join(
-        [
-            beat("last_tick", "Last tick"),
-            beat("last_delivery", "Last delivery"),
-            f"Outbox: {box['pending']} pending ({report['due_now']} due now), {box['sent']} sent, "
-            f"{box['dead']} dead, {box.get('obsolete', 0)} obsolete",
-            f"Accounts: {accounts['behind']} behind, {accounts['stuck']} stuck "
-            f"({accounts['snoozed']} of them snoozed)",
-        ]
+    lines = [
+        beat("last_tick", "Last tick"),
+        beat("last_delivery", "Last delivery"),
+        f"Outbox: {box['pending']} pending ({report['due_now']} due now), {box['sent']} sent, "
+        f"{box['dead']} dead, {box.get('obsolete', 0)} obsolete",
+        f"Accounts: {accounts['behind']} behind, {accounts['stuck']} stuck "
+        f"({accounts['snoozed']} of them snoozed)",
+    ]
+    lines += [deactivated_warning(left) for left in report.get("deactivated_owners", [])]
+    return "\n".join(lines)
+
+
+def deactivated_warning(left: dict[str, Any]) -> str:
+    """A warning that a deactivated person (as `people.unattended` lists them) still owns
+    accounts or open actions, and the command that passes them on."""
+    owned = []
+    if left["accounts"]:
+        owned.append(plural(left["accounts"], "account"))
+    if left["open_actions"]:
+        owned.append(plural(left["open_actions"], "open action"))
+    return (
+        f"Warning: {left['email']} is deactivated but still owns {' and '.join(owned)}: "
+        f"kamflow person deactivate {left['email']} --reassign-to EMAIL"
     )

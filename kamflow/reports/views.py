@@ -6,14 +6,16 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlmodel import Session
+import sqlalchemy as sa
+from sqlmodel import Session, col
 
 from kamflow import engine
 from kamflow.definitions.discovery import get_workflow
-from kamflow.models import Person, Strategy
+from kamflow.models import Account, Action, ActionStatus, Person, Strategy
 from kamflow.records import accounts, history, plan, snoozes
 from kamflow.records.scores import scores_of
 from kamflow.reports.portfolio import summary
+from kamflow.text import shell_quote
 
 UTC_ZONE = ZoneInfo("UTC")
 
@@ -22,8 +24,9 @@ def account_details(
     session: Session, ref: str, *, actor: str, now: datetime, timezone: ZoneInfo = UTC_ZONE
 ) -> dict[str, Any]:
     """Everything ``account show`` shows about one account: its place and status, strategy, team,
-    plan progress, actions, KPIs, latest review, scores and what each move from its stage still
-    needs (judged for ``actor``).
+    plan progress, actions, KPIs, latest review, scores, what each move from its stage still
+    needs (judged for ``actor``), the snooze that pauses its reminders, and warnings about what
+    deactivated people still own of it.
 
     ``timezone`` decides which day is today, and so which actions are overdue. Raises NotFound for
     an unknown account.
@@ -59,7 +62,37 @@ def account_details(
     )
     details["scores"] = scores_of(session, ref)
     details["next"] = engine.why(session, ref, actor=actor, now=now)["moves"]
+    details["owner_active"] = owner.active
+    details["snooze"] = snoozes.snooze_view(session, account, now)
+    details["warnings"] = _warnings(session, account, owner)
     return details
+
+
+def _warnings(session: Session, account: Account, owner: Person) -> list[str]:
+    """What nobody is reminded of: the account of a deactivated owner, and its open actions
+    owned by deactivated people (one query)."""
+    found = []
+    if not owner.active:
+        found.append(
+            f"the owner {owner.email} is deactivated: nobody is reminded of this account "
+            f"(kamflow account reassign {shell_quote(account.name)} EMAIL)"
+        )
+    orphans = session.execute(
+        sa.select(col(Action.id), col(Person.email))
+        .join(Person, col(Person.id) == col(Action.owner_id))
+        .where(
+            col(Action.account_id) == account.id,
+            col(Action.status) == ActionStatus.OPEN.value,
+            ~col(Person.active),
+        )
+        .order_by(col(Action.id))
+    ).all()
+    for action_id, email in orphans:
+        found.append(
+            f"open action #{action_id} is owned by {email}, who is deactivated "
+            f"(kamflow person deactivate {email} --reassign-to EMAIL)"
+        )
+    return found
 
 
 def account_questions(

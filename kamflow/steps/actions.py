@@ -42,8 +42,8 @@ def queued_since(action: Any, since: date) -> Any:
 
 
 def due_query(definitions: list[Any], today: date, every_days: int) -> Any:
-    """Open actions due by ``today`` with an owner, of accounts in their cycle, not reminded of
-    today's repeat yet; by due date."""
+    """Open actions due by ``today`` with an active owner, of accounts in their cycle, not
+    reminded of today's repeat yet; by due date."""
     return (
         sa.select(
             col(Action.id),
@@ -53,12 +53,14 @@ def due_query(definitions: list[Any], today: date, every_days: int) -> Any:
             col(Action.title),
             col(Action.resources),
             col(Account.name).label("account"),
+            col(Person.email),
         )
         .join(Account, col(Account.id) == col(Action.account_id))
+        .join(Person, col(Person.id) == col(Action.owner_id))
         .where(
             col(Action.status) == ActionStatus.OPEN.value,
             col(Action.due) <= today,
-            col(Action.owner_id).is_not(None),
+            col(Person.active),
             in_cycle(Account, definitions),
             ~queued_since(Action, today - timedelta(days=every_days)),
         )
@@ -75,17 +77,7 @@ def queue_action_reminders(run: StepRun) -> StepReport:
         definitions = loaded_workflows(reading)
         for rows in stream(reading, due_query(definitions, today, every), BATCH):
             report.examined += len(rows)
-            emails = dict(
-                reading.execute(
-                    sa.select(col(Person.id), col(Person.email)).where(
-                        col(Person.id).in_(sorted({row.owner_id for row in rows}))
-                    )
-                ).all()
-            )
-            report.offer(
-                run,
-                [_draft(row, emails[row.owner_id], today, every, run.schedule) for row in rows],
-            )
+            report.offer(run, [_draft(row, row.email, today, every, run.schedule) for row in rows])
     return report
 
 
@@ -195,9 +187,11 @@ def forecast(
     statement = (
         sa.select(col(Action.due), col(Action.title), col(Account.name), queued.label("queued"))
         .join(Account, col(Account.id) == col(Action.account_id))
+        .join(Person, col(Person.id) == col(Action.owner_id))
         .where(
             col(Action.status) == ActionStatus.OPEN.value,
             col(Action.due) <= last_day,
+            col(Person.active),
             in_cycle(Account, definitions),
         )
     )

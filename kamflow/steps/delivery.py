@@ -22,6 +22,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
@@ -31,8 +32,9 @@ from kamflow import defaults
 from kamflow.db import read_scope, session_scope
 from kamflow.errors import ConnectionLost, PermanentFailure, TransientFailure, TransportDown
 from kamflow.models import Notification, OutboxStatus
-from kamflow.notify.message import build, sender_address
+from kamflow.notify.message import addresses, build, sender_address
 from kamflow.notify.transports import Sender, Transport
+from kamflow.records.people import inactive_among
 from kamflow.steps.base import record_heartbeat
 from kamflow.steps.table import stale_reasons
 from kamflow.text import first_line
@@ -75,7 +77,7 @@ class DeliveryReport:
     #: Sent (or found obsolete) after the run's lease had ended: another run may have sent them.
     lost_lease: int = 0
     #: Not sent because no longer true (the account left the stage or is snoozed; the action is
-    #: done or its due date moved).
+    #: done or its due date moved; everyone it was for is deactivated).
     obsolete: int = 0
     #: Left for the next run because the lease was running out.
     released: int = 0
@@ -227,6 +229,28 @@ def deliver(
     return run.report
 
 
+def _readdressed(row: Any, reason: str | None, gone: set[str]) -> tuple[Any, str | None]:
+    """The message to send without the addresses of deactivated people (``gone``), and the
+    reason not to send it at all: ``reason``, or that everyone it was for is deactivated."""
+    if reason is not None or not gone:
+        return row, reason
+    to, cc = addresses(row.recipients), addresses(row.cc)
+    dropped = sorted({a for a in to + cc if a.lower() in gone})
+    if not dropped:
+        return row, None
+    to = [a for a in to if a.lower() not in gone]
+    cc = [a for a in cc if a.lower() not in gone]
+    if not to and not cc:
+        verb = "is" if len(dropped) == 1 else "are"
+        return row, f"{', '.join(dropped)} {verb} deactivated"
+    if not to:
+        to, cc = cc, []
+    # The row keeps whom it was queued for; only this sending leaves the deactivated out.
+    return SimpleNamespace(
+        **{**row._asdict(), "recipients": ", ".join(to), "cc": ", ".join(cc)}
+    ), None
+
+
 class _Run:
     """One delivery run: its connection, its claimed batch, its results."""
 
@@ -288,6 +312,9 @@ class _Run:
         """Send one claimed batch; False when the run must stop (out of time, or an outage)."""
         with read_scope(self.engine) as reading, Session(bind=reading) as session:
             reasons = self.stale(session, rows, self.now)
+            gone = inactive_among(
+                session, [a for row in rows for a in addresses(f"{row.recipients},{row.cc}")]
+            )
         last_write = time.monotonic()
         for row in rows:
             if time.monotonic() - claimed_at > budget:
@@ -300,7 +327,7 @@ class _Run:
                 )
                 return False
             try:
-                self._deliver_one(row, reasons.get(row.id))
+                self._deliver_one(*_readdressed(row, reasons.get(row.id), gone))
             except TransportDown as error:
                 self.report.stopped = str(error)
                 log.warning("delivery stopped: %s", error)

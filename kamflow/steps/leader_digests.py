@@ -40,7 +40,7 @@ def week_label(at: datetime) -> str:
 
 
 def queue_leader_digests(run: StepRun) -> StepReport:
-    """Leadership's weekly portfolio digest, one per leader per week."""
+    """Leadership's weekly portfolio digest, one per active leader per week."""
     report = StepReport(NAME)
     at = latest_weekly(run.now, run.schedule.timezone, *run.schedule.leader_digest)
     label = week_label(at)
@@ -49,6 +49,7 @@ def queue_leader_digests(run: StepRun) -> StepReport:
             sa.select(col(Person.id), col(Person.email))
             .where(
                 col(Person.is_leader),
+                col(Person.active),
                 ~sa.exists().where(
                     col(Notification.person_id) == col(Person.id),
                     col(Notification.kind) == MessageKind.LEADER_DIGEST.value,

@@ -91,8 +91,8 @@ def _has_digest(owner: Any, period: str) -> Any:
 def _accounts_query(
     all_phases: list[Phase], now: datetime, since: datetime, period: str, *, snoozed: bool
 ) -> Any:
-    """Behind and stuck accounts, not snoozed, not reminded of since ``since``, of owners without
-    this period's digest; by owner, then workflow and stage, then id."""
+    """Behind and stuck accounts, not snoozed, not reminded of since ``since``, of active owners
+    without this period's digest; by owner, then workflow and stage, then id."""
     parts = []
     for phase in all_phases:
         part: Any = (
@@ -107,6 +107,7 @@ def _accounts_query(
             .join(Person, col(Person.id) == col(Account.owner_id))
             .where(
                 phase.contains(Account),
+                col(Person.active),
                 ~_reminded_since(since, account=Account),
                 ~_has_digest(Account.owner_id, period),
             )
@@ -122,7 +123,7 @@ def _accounts_query(
 
 def _actions_query(definitions: list[Any], day: date, since: datetime, period: str) -> Any:
     """Open actions due by ``day``, of accounts in their cycle, not reminded of since ``since``,
-    of owners without this period's digest; by owner, then due date."""
+    of active owners without this period's digest; by owner, then due date."""
     return (
         sa.select(
             col(Action.owner_id).label("owner"),
@@ -135,6 +136,7 @@ def _actions_query(definitions: list[Any], day: date, since: datetime, period: s
         .join(Account, col(Account.id) == col(Action.account_id))
         .join(Person, col(Person.id) == col(Action.owner_id))
         .where(
+            col(Person.active),
             col(Action.status) == ActionStatus.OPEN.value,
             col(Action.due) <= day,
             in_cycle(Account, definitions),

@@ -71,6 +71,16 @@ def due_query(
 def _due_statement(shape: tuple[tuple[str, str, str, bool], ...], snoozes_running: bool) -> Any:
     table = Account.__table__  # type: ignore[attr-defined]
     outbox = Notification.__table__  # type: ignore[attr-defined]
+    person = Person.__table__  # type: ignore[attr-defined]
+    # A deactivated owner gets no reminder; an escalation still goes to the active leaders (or,
+    # when there is none, to an active owner).
+    owner_active = sa.exists().where(person.c.id == table.c.owner_id, person.c.active)
+    reachable = {
+        Rung.REMIND.value: owner_active,
+        Rung.ESCALATE.value: sa.or_(
+            owner_active, sa.exists().where(person.c.is_leader, person.c.active)
+        ),
+    }
     parts = []
     for index, (workflow, stage, rung, bounded_below) in enumerate(shape):
         conditions = [
@@ -97,7 +107,7 @@ def _due_statement(shape: tuple[tuple[str, str, str, bool], ...], snoozes_runnin
             table.c.workflow,
             table.c.stage,
             table.c.stage_entered_at,
-        ).where(*conditions, ~queued)
+        ).where(*conditions, ~queued, reachable[rung])
         if snoozes_running:
             part = part.where(~snoozes.pausing(table.c, sa.bindparam("now")))
         parts.append(part)
@@ -106,9 +116,11 @@ def _due_statement(shape: tuple[tuple[str, str, str, bool], ...], snoozes_runnin
 
 
 def leader_emails(connection: Session | sa.Connection) -> list[str]:
-    """Every leader's email, in order: whom an escalation is addressed to."""
+    """Every active leader's email, in order: whom an escalation is addressed to."""
     rows = connection.execute(
-        sa.select(col(Person.email)).where(col(Person.is_leader)).order_by(col(Person.email))
+        sa.select(col(Person.email))
+        .where(col(Person.is_leader), col(Person.active))
+        .order_by(col(Person.email))
     )
     return [email for (email,) in rows]
 
@@ -142,14 +154,15 @@ def queue_stalls(run: StepRun) -> StepReport:
     return report
 
 
-def _owners(session: Session, ids: set[int]) -> dict[int, tuple[str, str]]:
-    """The email and name of each of these people (a batch's owners)."""
+def _owners(session: Session, ids: set[int]) -> dict[int, tuple[str, str, bool]]:
+    """The email and name of each of these people (a batch's owners), and whether they are
+    active."""
     rows = session.execute(
-        sa.select(col(Person.id), col(Person.email), col(Person.name)).where(
+        sa.select(col(Person.id), col(Person.email), col(Person.name), col(Person.active)).where(
             col(Person.id).in_(sorted(ids))
         )
     )
-    return {person_id: (email, name) for person_id, email, name in rows}
+    return {person_id: (email, name, active) for person_id, email, name, active in rows}
 
 
 @dataclass(frozen=True)
@@ -158,7 +171,7 @@ class Batch:
 
     session: Session
     facts: Facts
-    owners: dict[int, tuple[str, str]]
+    owners: dict[int, tuple[str, str, bool]]
     leaders: list[str]
     reminded: dict[tuple[int, datetime], int]
 
@@ -177,7 +190,7 @@ def _drafts(batch: Batch, phase: Phase, rows: list[Any], now: datetime) -> Itera
         account = AccountRow(
             row.id, row.name, row.owner_id, row.workflow, row.stage, row.stage_entered_at
         )
-        email, owner_name = batch.owners[row.owner_id]
+        email, owner_name, owner_active = batch.owners[row.owner_id]
         unmet: list[str] = []
         next_title = ""
         if moves:
@@ -187,7 +200,10 @@ def _drafts(batch: Batch, phase: Phase, rows: list[Any], now: datetime) -> Itera
             )
             unmet = [verdict.message for verdict in verdicts if not verdict.ok]
         to = list(leaders) if escalation and leaders else [email]
-        cc = [] if email in to else [email]  # an owner who leads gets it once
+        # An owner who leads gets it once; a deactivated owner does not get it at all.
+        cc = [] if email in to or not owner_active else [email]
+        if not owner_active and email in to:
+            continue  # the scan leaves these out; an owner deactivated since gets nothing
         name = clean_header(row.name)
         stage_title = definition.title_of(stage.name)
         context = {
@@ -348,13 +364,21 @@ def forecast(
     """
     from kamflow.models import Snooze
 
+    # With no active leader, an escalation goes to the owner; without them, to nobody.
+    leaders = bool(leader_emails(session))
     for definition in loaded_workflows(session):
         for stage in definition.spec.stages:
-            yield from _forecast_stage(session, definition, stage, now, end, Snooze)
+            yield from _forecast_stage(session, definition, stage, now, end, Snooze, leaders)
 
 
 def _forecast_stage(
-    session: Session, definition: Workflow, stage: Any, now: datetime, end: datetime, snooze: Any
+    session: Session,
+    definition: Workflow,
+    stage: Any,
+    now: datetime,
+    end: datetime,
+    snooze: Any,
+    leaders: bool,
 ) -> Iterator[tuple[Any, ...]]:
     from datetime import timedelta
 
@@ -378,19 +402,27 @@ def _forecast_stage(
         )
         .scalar_subquery()
     )
-    statement = sa.select(
-        col(Account.name),
-        col(Account.stage_entered_at),
-        sa.type_coerce(latest_queued, Account.__table__.c.stage_entered_at.type).label("queued"),  # type: ignore[attr-defined]
-        sa.type_coerce(paused_until, Account.__table__.c.stage_entered_at.type).label("until"),  # type: ignore[attr-defined]
-    ).where(
-        col(Account.workflow) == definition.name,
-        col(Account.stage) == stage.name,
-        col(Account.stage_entered_at) <= end - timedelta(days=stage.limit_days),
+    moment = Account.__table__.c.stage_entered_at.type  # type: ignore[attr-defined]
+    statement = (
+        sa.select(
+            col(Account.name),
+            col(Account.stage_entered_at),
+            sa.type_coerce(latest_queued, moment).label("queued"),
+            sa.type_coerce(paused_until, moment).label("until"),
+            col(Person.active),
+        )
+        .join(Person, col(Person.id) == col(Account.owner_id))
+        .where(
+            col(Account.workflow) == definition.name,
+            col(Account.stage) == stage.name,
+            col(Account.stage_entered_at) <= end - timedelta(days=stage.limit_days),
+        )
     )
     title = definition.title_of(stage.name)
     for rows in stream(session.connection(), statement, BATCH):
-        for name, entered, queued, until in rows:
+        for name, entered, queued, until, owner_active in rows:
+            if not owner_active and not leaders:
+                continue  # nobody active to remind or to escalate to
             begin = until or now
             if begin > end:
                 continue
@@ -400,5 +432,7 @@ def _forecast_stage(
                 rungs.append((begin, current.rung, current.repeat))
             rungs += ladder_schedule(entered, stage.limit_days, ladder, begin, end)
             for at, rung, repeat in rungs:
+                if rung == Rung.REMIND and not owner_active:
+                    continue  # a deactivated owner gets no reminder
                 kind = MessageKind.ESCALATION if rung == Rung.ESCALATE else MessageKind.REMINDER
                 yield at, kind.value, name, title, repeat, ""

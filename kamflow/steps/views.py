@@ -17,14 +17,15 @@ from kamflow.definitions.ladder import Status
 from kamflow.errors import InvalidInput
 from kamflow.models import Account, Notification, OutboxStatus
 from kamflow.outbox import counts
-from kamflow.records import snoozes
+from kamflow.records import people, snoozes
 from kamflow.steps.base import heartbeats, loaded_workflows, phases
 from kamflow.steps.delivery import NAME as DELIVERY
 from kamflow.steps.table import QUEUING
 
 
 def status(session: Session, now: datetime) -> dict[str, Any]:
-    """The steps' last runs, the outbox, and how many accounts are behind, stuck and snoozed."""
+    """The steps' last runs, the outbox, how many accounts are behind, stuck and snoozed, and
+    what deactivated people still own."""
     stalled = {Status.BEHIND.value: 0, Status.STUCK.value: 0}
     snoozed = 0
     running = snoozes.any_active(session, now)
@@ -55,6 +56,8 @@ def status(session: Session, now: datetime) -> dict[str, Any]:
         "outbox": counts(session),
         "due_now": due,
         "accounts": {**stalled, "snoozed": snoozed},
+        # What deactivated people still own: nobody is reminded of it.
+        "deactivated_owners": people.unattended(session),
     }
 
 
