@@ -1,8 +1,9 @@
 """Accounts in and out as CSV, the way spreadsheets write it (UTF-8, with or without a BOM).
 
-An import is all or nothing: every row is checked first (owners, names, kinds, scores, the cap),
-every problem is reported with its line number (the header is line 1), and only a clean file is
-imported, in one transaction.
+An import is all or nothing: every row is checked first (owners, names, kinds, scores, stages,
+the cap), every problem is reported with its line number (the header is line 1), and only a clean
+file is imported, in one transaction. What an export writes, an import takes back: an account
+comes back in the place it was exported from (a candidate, a stage of the cycle, an exit).
 """
 
 from __future__ import annotations
@@ -20,19 +21,25 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from kamflow import defaults
+from kamflow.definitions.discovery import get_workflow
 from kamflow.definitions.selection import FACTORS, parse_factor
+from kamflow.definitions.workflow import Workflow
 from kamflow.engine import create_account
 from kamflow.errors import GuardRefused, InvalidFile, InvalidInput, KamflowError
 from kamflow.models import Account, AccountKind, Person, Score
 from kamflow.records.people import find_person
-from kamflow.records.scores import score_account
+from kamflow.records.scores import record_score
 from kamflow.reports.listing import rows_of
 from kamflow.text import MAX_NAME, clean_text, plural
 from kamflow.verdict import Verdict, overridden
 
 REQUIRED = ("name", "owner", "kind")
-IGNORED = ("stage", "score")
-COLUMNS = (*REQUIRED, *FACTORS)
+#: The place of the account in its workflow (optional: empty means the usual first place).
+STAGE = "stage"
+#: The latest score an export writes, for reading: the import computes it from the factors.
+IGNORED = ("score",)
+COLUMNS = (*REQUIRED, *FACTORS, STAGE)
 
 Row = tuple[int, dict[str, str]]
 #: Where read_rows notes a row it could not split into the columns.
@@ -44,9 +51,11 @@ class ImportResult:
     """What an import added: how many accounts, of which kinds, and what to warn about."""
 
     imported: int = 0
-    #: Of those imported: the candidates, the key accounts, and those that came with a score.
+    #: Of those imported: the candidates, the key accounts, the closed ones (in an exit, such as
+    #: disqualified or retired), and those that came with a score.
     candidates: int = 0
     key_accounts: int = 0
+    closed: int = 0
     scored: int = 0
     #: Key accounts added over the cap by a leader's override.
     overridden: int = 0
@@ -149,7 +158,8 @@ def import_accounts(
                     )
                 ],
             )
-    problems = _check(session, rows)
+    definition = get_workflow(defaults.WORKFLOW)
+    problems = _check(session, rows, definition, candidate=candidate)
     if problems:
         raise InvalidFile(source, problems)
     result = ImportResult()
@@ -157,19 +167,21 @@ def import_accounts(
     for line, row in rows:
         try:
             with session.begin_nested():
-                _, verdicts = create_account(
+                account, verdicts = create_account(
                     session,
                     row["name"],
                     owner=row["owner"],
+                    workflow=definition.name,
                     kind=row.get("kind") or "existing",
                     candidate=candidate,
                     override=override,
+                    stage=row.get(STAGE) or None,
                     actor=actor,
                     now=now,
                 )
                 if row.get(FACTORS[0]):
                     values = {f: row[f] for f in FACTORS}
-                    score_account(session, row["name"], values, actor=actor, now=now)
+                    record_score(session, account, values, actor=actor, now=now)
         except KamflowError as error:
             problems.append(f"line {line}: " + " ".join(part.strip() for part in error.lines()))
             if len(problems) >= MAX_PROBLEMS:
@@ -177,8 +189,9 @@ def import_accounts(
                 break
             continue
         result.imported += 1
-        result.candidates += candidate
-        result.key_accounts += not candidate
+        result.candidates += definition.is_intake(account.stage)
+        result.key_accounts += account.stage in definition.stage_names
+        result.closed += definition.is_exit(account.stage)
         result.scored += bool(row.get(FACTORS[0]))
         result.overridden += overridden(verdicts)
         for verdict in verdicts:
@@ -197,8 +210,11 @@ def import_accounts(
     return result
 
 
-def _check(session: Session, rows: list[Row]) -> list[str]:
-    """Every row's fields: names, owners, kinds and scores (the cap comes when adding)."""
+def _check(
+    session: Session, rows: list[Row], definition: Workflow, *, candidate: bool
+) -> list[str]:
+    """Every row's fields: names, owners, kinds, scores and stages (the cap comes when adding);
+    a stage is written back as the name of the place it names."""
     problems: list[str] = []
     existing = {name.lower() for name in session.exec(select(Account.name)).all()}
     people: dict[str, Person | None] = {}
@@ -237,7 +253,23 @@ def _check(session: Session, rows: list[Row]) -> list[str]:
                     parse_factor(factor, row.get(factor, ""))
                 except InvalidInput as error:
                     problems.append(f"line {line}: {error}")
+        if row.get(STAGE):
+            try:
+                row[STAGE] = _place(definition, row[STAGE], candidate=candidate)
+            except KamflowError as error:
+                problems.append(f"line {line}, column {STAGE}: {error}")
     return problems
+
+
+def _place(definition: Workflow, stage: str, *, candidate: bool) -> str:
+    """The place of ``definition`` that the stage column names (by name or title, any case)."""
+    place = definition.resolve_stage(stage)
+    if candidate and not definition.is_intake(place):
+        raise InvalidInput(
+            f"{stage!r} is not a candidate's place, and --candidate imports only candidates "
+            "(empty the column, or import without --candidate)"
+        )
+    return place
 
 
 def export_accounts(session: Session) -> Iterator[str]:
