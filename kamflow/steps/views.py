@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator
-from datetime import date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -74,7 +74,11 @@ def last_tick(beats: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
 
 class Forecast:
     """What would fire, sorted by time (then account) on disk, not in memory: a forecast of a
-    large portfolio holds a row per message, far more than a batch."""
+    large portfolio holds a row per message, far more than a batch.
+
+    Each row's ``at`` is the moment the daemon would send, in UTC; its ``repeat`` is the daemon's
+    own count, as the message's identity in the outbox has it (0 for the first of its kind).
+    """
 
     COLUMNS = ("at", "kind", "account", "stage", "repeat", "action")
 
@@ -105,10 +109,6 @@ class Forecast:
         found = self._db.execute(f"SELECT max(length({column})) FROM forecast").fetchone()[0]
         return int(found or 0)
 
-    def last_number(self) -> int:
-        """The highest repeat number (counted from 1, as people count)."""
-        return int(self._db.execute("SELECT max(repeat) FROM forecast").fetchone()[0] or 0) + 1
-
     def close(self) -> None:
         """Delete the temporary database that holds the forecast."""
         self._db.close()
@@ -133,5 +133,6 @@ def forecast(session: Session, now: datetime, days: int, schedule: Schedule) -> 
     )
 
 
-def _moment(at: datetime | date) -> str:
-    return at.isoformat()
+def _moment(at: datetime) -> str:
+    """A moment as ISO 8601 in UTC: every row alike, so that they sort as text."""
+    return at.astimezone(UTC).isoformat()
