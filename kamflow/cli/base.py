@@ -180,15 +180,25 @@ def emit_json(data: Any) -> None:
 
 
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
+    """A text table of a few rows, as stream_table() prints it: a cell wider than
+    defaults.TABLE_CELL_WIDTH terminal columns is cut with an ellipsis, but for the last column's
+    (tabulate measures wide characters with wcwidth)."""
     from tabulate import tabulate
+
+    from kamflow.text import shorten
 
     if not rows:
         click.echo("(none)")
         return
+    limit = defaults.TABLE_CELL_WIDTH
+    cells = [
+        [cell if cell is None else shorten(str(cell), limit) for cell in row[:-1]] + [row[-1]]
+        for row in rows
+    ]
     # Numbers are already formatted (1,800,000): tabulate must not re-parse them.
     click.echo(
         tabulate(
-            rows, headers=[h.upper() for h in headers], tablefmt="simple", disable_numparse=True
+            cells, headers=[h.upper() for h in headers], tablefmt="simple", disable_numparse=True
         )
     )
 

@@ -21,6 +21,7 @@ from kamflow.records import snoozes
 from kamflow.steps.base import heartbeats, loaded_workflows, phases
 from kamflow.steps.delivery import NAME as DELIVERY
 from kamflow.steps.table import QUEUING
+from kamflow.text import display_width
 
 
 def status(session: Session, now: datetime) -> dict[str, Any]:
@@ -85,6 +86,10 @@ class Forecast:
     def __init__(self, rows: Iterable[tuple[Any, ...]]) -> None:
         # An empty name: a private temporary database on disk, deleted when it is closed.
         self._db = sqlite3.connect("")
+        # A table's columns are as wide as their text shows (株 takes two columns), not its length.
+        self._db.create_function(
+            "display_width", 1, lambda value: display_width(str(value)), deterministic=True
+        )
         self._db.execute(
             "CREATE TABLE forecast (at TEXT, kind TEXT, account TEXT, stage TEXT, "
             "repeat INTEGER, action TEXT)"
@@ -104,9 +109,11 @@ class Forecast:
             yield row
 
     def longest(self, column: str) -> int:
-        """The length of the longest value of ``column`` (0 when there is none)."""
+        """The display width of the widest value of ``column`` (0 when there is none)."""
         assert column in self.COLUMNS
-        found = self._db.execute(f"SELECT max(length({column})) FROM forecast").fetchone()[0]
+        found = self._db.execute(
+            f"SELECT max(display_width({column})) FROM forecast WHERE {column} IS NOT NULL"
+        ).fetchone()[0]
         return int(found or 0)
 
     def close(self) -> None:
