@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -179,10 +179,15 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
-def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
+def table(
+    rows: Sequence[Sequence[Any]],
+    headers: Sequence[str],
+    *,
+    widest: Mapping[str, int | None] | None = None,
+) -> None:
     """A text table of a few rows, as stream_table() prints it: a cell wider than
-    defaults.TABLE_CELL_WIDTH terminal columns is cut with an ellipsis, but for the last column's
-    (tabulate measures wide characters with wcwidth)."""
+    defaults.TABLE_CELL_WIDTH terminal columns (or its column's ``widest``; None: never) is cut
+    with an ellipsis, but for the last column's (tabulate measures wide characters with wcwidth)."""
     from tabulate import tabulate
 
     from kamflow.text import shorten
@@ -190,9 +195,15 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
     if not rows:
         click.echo("(none)")
         return
-    limit = defaults.TABLE_CELL_WIDTH
+    limits: dict[str, int | None] = {header: defaults.TABLE_CELL_WIDTH for header in headers}
+    limits.update(widest or {})
+    limits[headers[-1]] = None
+    cut = [limits[header] for header in headers]
     cells = [
-        [cell if cell is None else shorten(str(cell), limit) for cell in row[:-1]] + [row[-1]]
+        [
+            cell if cell is None or limit is None else shorten(str(cell), limit)
+            for cell, limit in zip(row, cut, strict=True)
+        ]
         for row in rows
     ]
     # Numbers are already formatted (1,800,000): tabulate must not re-parse them.

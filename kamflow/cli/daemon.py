@@ -194,6 +194,7 @@ def outbox_list(only: str | None, as_json: bool) -> None:
             for r in rows
         ],
         ["id", "status", "kind", "to", "subject", "tries", "last error"],
+        widest={"subject": 2 * defaults.TABLE_CELL_WIDTH},
     )
 
 
