@@ -219,7 +219,7 @@ def load_workflow(path: Path) -> Workflow:
     if cached is not None and specfile.stamp(path, cached[1].bank_path) == cached[0]:
         return cached[1]
     before = specfile.stamp(path)  # taken before reading: an edit meanwhile loads again
-    spec = specfile.load(path, WorkflowSpec, lambda s: check(s, path))
+    spec = specfile.load(path, WorkflowSpec, check_data=lambda data: check(data, path))
     bank_path = path.parent / spec.questions
     stamp = before + specfile.stamp(bank_path)
     bank = load_bank(bank_path)
