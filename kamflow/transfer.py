@@ -78,23 +78,11 @@ def read_rows(file: str) -> list[Row]:
         raise InvalidFile(file, ["the file is not UTF-8 text (save it as CSV UTF-8)"]) from None
     except OSError as error:
         raise InvalidInput(f"cannot read {file}: {error.strerror}") from None
-    # A plain reader, strict about quotes, so that blank lines count and every row has its line.
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    records: list[tuple[int, list[str]]] = []
-    while True:
-        start = reader.line_num + 1
-        try:
-            values = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as error:
-            reason = "a quote is never closed" if "end of data" in str(error) else str(error)
-            raise InvalidFile(file, [f"line {start}: {reason}"]) from None
-        if any(value.strip() for value in values):
-            records.append((start, values))
+    separator = _separator(text)
+    records = _records(text, separator, file)
     if not records:
         raise InvalidFile(file, ["line 1: the file is empty (it needs a header: name,owner,kind)"])
-    header = [name.strip().lower().replace("-", "_") for name in records[0][1]]
+    header = _names(records[0][1])
     problems = []
     missing = [name for name in REQUIRED if name not in header]
     if missing:
@@ -107,6 +95,11 @@ def read_rows(file: str) -> list[Row]:
     unknown = [name for name in header if name not in (*COLUMNS, *IGNORED)]
     if unknown:
         problems.append(f"line 1: unknown column {unknown[0]!r} (columns: {', '.join(COLUMNS)})")
+        if len(header) == 1:
+            problems.append(
+                "line 1: the header has one column: kamflow reads columns separated by "
+                "commas, semicolons, tabs or bars"
+            )
     factors = [name for name in FACTORS if name in header]
     if factors and len(factors) != len(FACTORS):
         absent = [name for name in FACTORS if name not in header]
@@ -121,9 +114,57 @@ def read_rows(file: str) -> list[Row]:
         if "name" in row:
             row["name"] = from_spreadsheet(row["name"])
         if len(values) > len(header):
-            row[PROBLEM] = "more values than columns (a comma inside a name needs quotes)"
+            row[PROBLEM] = f"more values than columns (a {separator!r} inside a name needs quotes)"
         rows.append((line, row))
     return rows
+
+
+#: What may separate the columns besides commas: spreadsheets set to some languages save "CSV"
+#: with semicolons, and tab- or bar-separated text is common too.
+OTHER_SEPARATORS = (";", "\t", "|")
+
+
+def _separator(text: str) -> str:
+    """What separates the file's columns: a comma, unless the header read with commas lacks the
+    required columns and read with one of OTHER_SEPARATORS has them all (the header decides,
+    never a guess over the rows)."""
+    first_line = text.lstrip("\r\n").partition("\n")[0]
+    if set(REQUIRED) <= set(_names(_split(first_line, ","))):
+        return ","
+    for separator in OTHER_SEPARATORS:
+        if set(REQUIRED) <= set(_names(_split(first_line, separator))):
+            return separator
+    return ","
+
+
+def _split(line: str, separator: str) -> list[str]:
+    """One line's values, separated by ``separator`` (quotes as in CSV)."""
+    return next(csv.reader([line], delimiter=separator), [])
+
+
+def _names(values: list[str]) -> list[str]:
+    """Column names as written in a header, the way kamflow knows them (``Win-Now`` is
+    ``win_now``)."""
+    return [name.strip().lower().replace("-", "_") for name in values]
+
+
+def _records(text: str, separator: str, file: str) -> list[tuple[int, list[str]]]:
+    """The file's non-blank records with the line each starts on."""
+    # A plain reader, strict about quotes, so that blank lines count and every row has its line.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator, strict=True)
+    records: list[tuple[int, list[str]]] = []
+    while True:
+        start = reader.line_num + 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            reason = "a quote is never closed" if "end of data" in str(error) else str(error)
+            raise InvalidFile(file, [f"line {start}: {reason}"]) from None
+        if any(value.strip() for value in values):
+            records.append((start, values))
+    return records
 
 
 def import_accounts(

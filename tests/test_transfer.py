@@ -726,3 +726,62 @@ def test_an_import_warns_when_an_owner_nears_the_cap(cli: Cli, tmp_path: Path) -
     assert warnings == [
         f"Warning: {OWNER} will own 4 key accounts (the cap is 5; kamflow warns from 3)"
     ]
+
+
+# --- other separators ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("separator", [";", "\t", "|"], ids=["semicolon", "tab", "bar"])
+def test_an_import_reads_columns_separated_as_the_header_shows(
+    cli: Cli, tmp_path: Path, separator: str
+) -> None:
+    """Spreadsheets set to some languages save "CSV" with semicolons; others save tabs."""
+    add_people(cli)
+    header = separator.join(["name", "owner", "kind", *FACTORS])
+    quoted = f'"Müller, Söhne {separator} Co"'
+    file = write(
+        tmp_path,
+        f"{header}\n"
+        + separator.join(["Acme Corp", OWNER, "existing", *GOOD_SCORES.split(",")])
+        + "\n"
+        + separator.join([quoted, ENGINEER, "new", *MIDDLE.split(",")])
+        + "\n",
+        bom=True,
+        crlf=True,
+    )
+
+    output = ok(cli("account", "import", str(file)))
+
+    assert "Imported 2 accounts" in output and "2 scored" in output
+    ranked = {row["name"]: row for row in as_json(cli("account", "rank", "--json"))}
+    assert ranked["Acme Corp"]["score"] == GOOD_TOTAL
+    # A tab inside a name is a blank like any other: names are one line.
+    assert ranked[" ".join(f"Müller, Söhne {separator} Co".split())]["owner"] == ENGINEER
+
+
+def test_a_separator_inside_an_unquoted_name_is_named(
+    cli: Cli, engine: Engine, tmp_path: Path
+) -> None:
+    add_people(cli)
+    file = write(tmp_path, f"name;owner;kind\nAcme Corp;{OWNER};existing\nA;B Co;{OWNER};new\n")
+    before = snapshot(engine)
+
+    found = problems(cli("account", "import", str(file)), file)
+
+    assert line_numbers(found) == [3], found
+    assert "more values than columns" in found[0] and "';'" in found[0], found
+    assert snapshot(engine) == before
+
+
+def test_a_header_of_one_unknown_column_names_the_separators_read(
+    cli: Cli, engine: Engine, tmp_path: Path
+) -> None:
+    add_people(cli)
+    file = write(tmp_path, f"name/owner/kind\nAcme Corp/{OWNER}/existing\n")
+    before = snapshot(engine)
+
+    found = problems(cli("account", "import", str(file)), file)
+
+    assert set(line_numbers(found)) == {1}, found
+    assert "commas, semicolons, tabs or bars" in " ".join(found), found
+    assert snapshot(engine) == before
