@@ -1170,8 +1170,8 @@ def test_forecast_text_and_json_agree_row_by_row_with_the_moment_each_message_is
             f"{row['at'][:10]} {row['at'][11:16]}",
             row["kind"],
             row["account"],
-            row.get("action") or row["stage"],
             str(row["repeat"]),
+            row.get("action") or row["stage"],
         ]
         for row in rows
     ]
@@ -1189,7 +1189,7 @@ def test_forecast_text_and_json_agree_row_by_row_with_the_moment_each_message_is
         (clock.now().isoformat(), "reminder", 0),
         (clock.now().isoformat(), "action", 0),
     ]
-    assert [cell[4] for cell in table] == [str(row["repeat"]) for row in rows]
+    assert [cell[3] for cell in table] == [str(row["repeat"]) for row in rows]
 
     clock.set(first - timedelta(seconds=1))
     assert actions(engine, clock, zone) == []

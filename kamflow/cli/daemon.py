@@ -155,8 +155,9 @@ def forecast(days: str, as_json: bool) -> None:
                 ("at (utc)", len("YYYY-MM-DD HH:MM")),
                 ("kind", rows.longest("kind")),
                 ("account", rows.longest("account")),
-                ("stage or action", max(rows.longest("stage"), rows.longest("action"))),
                 ("repeat", rows.longest("repeat")),
+                # Last, so that an action's title is printed whole.
+                ("stage or action", max(rows.longest("stage"), rows.longest("action"))),
             ],
             (
                 (
@@ -164,8 +165,8 @@ def forecast(days: str, as_json: bool) -> None:
                     f"{r['at'][:10]} {r['at'][11:16]}",
                     r["kind"],
                     r["account"],
-                    r.get("action") or r["stage"],
                     r["repeat"],
+                    r.get("action") or r["stage"],
                 )
                 for r in rows
             ),
