@@ -63,6 +63,9 @@ REPORT_LIST_LIMIT = 50
 #: Long listings (the board, rank, coverage, KPIs, the account list) read and print this many
 #: rows at a time: their memory follows this, not the portfolio.
 LISTING_BATCH = 1000
+#: The widest a cell of a text table may be, in terminal columns: a longer text is cut there
+#: with an ellipsis (never in --json or CSV, which keep every text whole).
+TABLE_CELL_WIDTH = 40
 
 #: "Did you mean": at most how many near names an error offers; how alike a name must be (difflib's
 #: ratio, 0 to 1) and how little less alike than the closest one to be offered too; at most how

@@ -627,10 +627,17 @@ def create_account(
     kind: str = "existing",
     candidate: bool = False,
     override: str | None = None,
+    stage: str | None = None,
     actor: str,
     now: datetime,
 ) -> tuple[Account, list[Verdict]]:
-    """add_account(), also returning the cap's verdicts (a warning near the cap, say)."""
+    """add_account(), also returning the cap's verdicts (a warning near the cap, say).
+
+    ``stage`` puts the new account in a place of its workflow other than the usual one, as an
+    import that keeps an exported account's place does: an intake place makes a candidate, a
+    stage of the cycle a key account there (within the cap), an exit a closed account (not
+    counted against the cap); the history says it was imported into that place.
+    """
     name = clean_text(name, "an account's name", max_length=MAX_NAME)
     if name.isdigit():
         raise InvalidInput(f"{name!r} would be taken for an account id: give it a name")
@@ -641,27 +648,46 @@ def create_account(
     person = active_person(session, owner, "own accounts")
     if find_by_name(session, name) is not None:
         raise InvalidInput(f"there is already an account named {name!r}")
-    if candidate and not definition.intake_names:
-        raise InvalidInput(f"workflow {definition.name} has no place for candidates")
     if candidate and override is not None:
         raise InvalidInput("a candidate is not a key account yet: there is no cap to override")
+    place = _first_place(definition, candidate, stage)
     account = Account(
         name=name,
         owner_id=person.id,  # type: ignore[arg-type]
         workflow=definition.name,
         kind=AccountKind(kind),
-        stage=definition.intake_names[0] if candidate else definition.initial,
+        stage=place,
         stage_entered_at=now,
         created_at=now,
     )
-    verdicts = [] if candidate else _within_cap(session, account, definition, actor, now, override)
+    # Only a key account counts against the cap: a candidate or a closed account never does.
+    key = place in definition.stage_names
+    verdicts = _within_cap(session, account, definition, actor, now, override) if key else []
     note = f"owner {person.email}, workflow {definition.name}, {kind} account"
-    if candidate:
+    if definition.is_intake(place):
         note += ", a candidate"
+    if stage is not None:
+        note += f", imported into {definition.title_of(place)}"
     if overridden(verdicts):
         note += f"; cap override: {override}"
     new_account(session, account, actor=actor, now=now, note=note, verdicts=verdicts)
     return account, verdicts
+
+
+def _first_place(definition: Workflow, candidate: bool, stage: str | None) -> str:
+    """Where a new account starts: ``stage`` when given (a candidate's only in an intake place),
+    else the first intake place for a candidate, else the workflow's initial stage."""
+    if stage is not None:
+        place = definition.resolve_stage(stage)
+        if candidate and not definition.is_intake(place):
+            raise InvalidInput(
+                f"a candidate cannot start in {definition.title_of(place)}: candidates wait in "
+                f"{', '.join(map(definition.title_of, definition.intake_names)) or 'no place'}"
+            )
+        return place
+    if candidate and not definition.intake_names:
+        raise InvalidInput(f"workflow {definition.name} has no place for candidates")
+    return definition.intake_names[0] if candidate else definition.initial
 
 
 def _within_cap(

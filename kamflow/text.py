@@ -53,6 +53,37 @@ def plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
+#: What ends a text cut short to fit a table's column.
+ELLIPSIS = "\u2026"
+
+
+def display_width(text: str) -> int:
+    """How many terminal columns ``text`` takes: two for an East Asian wide character (株),
+    none for a combining mark, as wcwidth counts them."""
+    if text.isascii():
+        return len(text)
+    from wcwidth import width  # only output that is not plain ASCII pays for it
+
+    return int(width(text))
+
+
+def shorten(text: str, columns: int) -> str:
+    """``text`` cut to at most ``columns`` terminal columns, ending in an ellipsis when it was
+    cut; a wide character or a letter with its accents is never split."""
+    if display_width(text) <= columns:
+        return text
+    from wcwidth import iter_graphemes
+
+    kept: list[str] = []
+    used = 0
+    for grapheme in iter_graphemes(text):
+        used += display_width(grapheme)
+        if used > columns - len(ELLIPSIS):
+            break
+        kept.append(grapheme)
+    return "".join(kept).rstrip() + ELLIPSIS
+
+
 def days_text(days: int, limit: int | None) -> str:
     """Days in a stage against its limit (``22/14``), or the days alone where there is none."""
     return f"{days}/{limit}" if limit else str(days)

@@ -1,8 +1,9 @@
 """Accounts in and out as CSV, the way spreadsheets write it (UTF-8, with or without a BOM).
 
-An import is all or nothing: every row is checked first (owners, names, kinds, scores, the cap),
-every problem is reported with its line number (the header is line 1), and only a clean file is
-imported, in one transaction.
+An import is all or nothing: every row is checked first (owners, names, kinds, scores, stages,
+the cap), every problem is reported with its line number (the header is line 1), and only a clean
+file is imported, in one transaction. What an export writes, an import takes back: an account
+comes back in the place it was exported from (a candidate, a stage of the cycle, an exit).
 """
 
 from __future__ import annotations
@@ -20,19 +21,25 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from kamflow import defaults
+from kamflow.definitions.discovery import get_workflow
 from kamflow.definitions.selection import FACTORS, parse_factor
+from kamflow.definitions.workflow import Workflow
 from kamflow.engine import create_account
 from kamflow.errors import GuardRefused, InvalidFile, InvalidInput, KamflowError
 from kamflow.models import Account, AccountKind, Person, Score
 from kamflow.records.people import find_person
-from kamflow.records.scores import score_account
+from kamflow.records.scores import record_score
 from kamflow.reports.listing import rows_of
 from kamflow.text import MAX_NAME, clean_text, plural
 from kamflow.verdict import Verdict, overridden
 
 REQUIRED = ("name", "owner", "kind")
-IGNORED = ("stage", "score")
-COLUMNS = (*REQUIRED, *FACTORS)
+#: The place of the account in its workflow (optional: empty means the usual first place).
+STAGE = "stage"
+#: The latest score an export writes, for reading: the import computes it from the factors.
+IGNORED = ("score",)
+COLUMNS = (*REQUIRED, *FACTORS, STAGE)
 
 Row = tuple[int, dict[str, str]]
 #: Where read_rows notes a row it could not split into the columns.
@@ -44,9 +51,11 @@ class ImportResult:
     """What an import added: how many accounts, of which kinds, and what to warn about."""
 
     imported: int = 0
-    #: Of those imported: the candidates, the key accounts, and those that came with a score.
+    #: Of those imported: the candidates, the key accounts, the closed ones (in an exit, such as
+    #: disqualified or retired), and those that came with a score.
     candidates: int = 0
     key_accounts: int = 0
+    closed: int = 0
     scored: int = 0
     #: Key accounts added over the cap by a leader's override.
     overridden: int = 0
@@ -69,23 +78,11 @@ def read_rows(file: str) -> list[Row]:
         raise InvalidFile(file, ["the file is not UTF-8 text (save it as CSV UTF-8)"]) from None
     except OSError as error:
         raise InvalidInput(f"cannot read {file}: {error.strerror}") from None
-    # A plain reader, strict about quotes, so that blank lines count and every row has its line.
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    records: list[tuple[int, list[str]]] = []
-    while True:
-        start = reader.line_num + 1
-        try:
-            values = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as error:
-            reason = "a quote is never closed" if "end of data" in str(error) else str(error)
-            raise InvalidFile(file, [f"line {start}: {reason}"]) from None
-        if any(value.strip() for value in values):
-            records.append((start, values))
+    separator = _separator(text)
+    records = _records(text, separator, file)
     if not records:
         raise InvalidFile(file, ["line 1: the file is empty (it needs a header: name,owner,kind)"])
-    header = [name.strip().lower().replace("-", "_") for name in records[0][1]]
+    header = _names(records[0][1])
     problems = []
     missing = [name for name in REQUIRED if name not in header]
     if missing:
@@ -98,6 +95,11 @@ def read_rows(file: str) -> list[Row]:
     unknown = [name for name in header if name not in (*COLUMNS, *IGNORED)]
     if unknown:
         problems.append(f"line 1: unknown column {unknown[0]!r} (columns: {', '.join(COLUMNS)})")
+        if len(header) == 1:
+            problems.append(
+                "line 1: the header has one column: kamflow reads columns separated by "
+                "commas, semicolons, tabs or bars"
+            )
     factors = [name for name in FACTORS if name in header]
     if factors and len(factors) != len(FACTORS):
         absent = [name for name in FACTORS if name not in header]
@@ -112,9 +114,57 @@ def read_rows(file: str) -> list[Row]:
         if "name" in row:
             row["name"] = from_spreadsheet(row["name"])
         if len(values) > len(header):
-            row[PROBLEM] = "more values than columns (a comma inside a name needs quotes)"
+            row[PROBLEM] = f"more values than columns (a {separator!r} inside a name needs quotes)"
         rows.append((line, row))
     return rows
+
+
+#: What may separate the columns besides commas: spreadsheets set to some languages save "CSV"
+#: with semicolons, and tab- or bar-separated text is common too.
+OTHER_SEPARATORS = (";", "\t", "|")
+
+
+def _separator(text: str) -> str:
+    """What separates the file's columns: a comma, unless the header read with commas lacks the
+    required columns and read with one of OTHER_SEPARATORS has them all (the header decides,
+    never a guess over the rows)."""
+    first_line = text.lstrip("\r\n").partition("\n")[0]
+    if set(REQUIRED) <= set(_names(_split(first_line, ","))):
+        return ","
+    for separator in OTHER_SEPARATORS:
+        if set(REQUIRED) <= set(_names(_split(first_line, separator))):
+            return separator
+    return ","
+
+
+def _split(line: str, separator: str) -> list[str]:
+    """One line's values, separated by ``separator`` (quotes as in CSV)."""
+    return next(csv.reader([line], delimiter=separator), [])
+
+
+def _names(values: list[str]) -> list[str]:
+    """Column names as written in a header, the way kamflow knows them (``Win-Now`` is
+    ``win_now``)."""
+    return [name.strip().lower().replace("-", "_") for name in values]
+
+
+def _records(text: str, separator: str, file: str) -> list[tuple[int, list[str]]]:
+    """The file's non-blank records with the line each starts on."""
+    # A plain reader, strict about quotes, so that blank lines count and every row has its line.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator, strict=True)
+    records: list[tuple[int, list[str]]] = []
+    while True:
+        start = reader.line_num + 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            reason = "a quote is never closed" if "end of data" in str(error) else str(error)
+            raise InvalidFile(file, [f"line {start}: {reason}"]) from None
+        if any(value.strip() for value in values):
+            records.append((start, values))
+    return records
 
 
 def import_accounts(
@@ -149,7 +199,8 @@ def import_accounts(
                     )
                 ],
             )
-    problems = _check(session, rows)
+    definition = get_workflow(defaults.WORKFLOW)
+    problems = _check(session, rows, definition, candidate=candidate)
     if problems:
         raise InvalidFile(source, problems)
     result = ImportResult()
@@ -157,19 +208,21 @@ def import_accounts(
     for line, row in rows:
         try:
             with session.begin_nested():
-                _, verdicts = create_account(
+                account, verdicts = create_account(
                     session,
                     row["name"],
                     owner=row["owner"],
+                    workflow=definition.name,
                     kind=row.get("kind") or "existing",
                     candidate=candidate,
                     override=override,
+                    stage=row.get(STAGE) or None,
                     actor=actor,
                     now=now,
                 )
                 if row.get(FACTORS[0]):
                     values = {f: row[f] for f in FACTORS}
-                    score_account(session, row["name"], values, actor=actor, now=now)
+                    record_score(session, account, values, actor=actor, now=now)
         except KamflowError as error:
             problems.append(f"line {line}: " + " ".join(part.strip() for part in error.lines()))
             if len(problems) >= MAX_PROBLEMS:
@@ -177,8 +230,9 @@ def import_accounts(
                 break
             continue
         result.imported += 1
-        result.candidates += candidate
-        result.key_accounts += not candidate
+        result.candidates += definition.is_intake(account.stage)
+        result.key_accounts += account.stage in definition.stage_names
+        result.closed += definition.is_exit(account.stage)
         result.scored += bool(row.get(FACTORS[0]))
         result.overridden += overridden(verdicts)
         for verdict in verdicts:
@@ -197,8 +251,11 @@ def import_accounts(
     return result
 
 
-def _check(session: Session, rows: list[Row]) -> list[str]:
-    """Every row's fields: names, owners, kinds and scores (the cap comes when adding)."""
+def _check(
+    session: Session, rows: list[Row], definition: Workflow, *, candidate: bool
+) -> list[str]:
+    """Every row's fields: names, owners, kinds, scores and stages (the cap comes when adding);
+    a stage is written back as the name of the place it names."""
     problems: list[str] = []
     existing = {name.lower() for name in session.exec(select(Account.name)).all()}
     people: dict[str, Person | None] = {}
@@ -237,7 +294,23 @@ def _check(session: Session, rows: list[Row]) -> list[str]:
                     parse_factor(factor, row.get(factor, ""))
                 except InvalidInput as error:
                     problems.append(f"line {line}: {error}")
+        if row.get(STAGE):
+            try:
+                row[STAGE] = _place(definition, row[STAGE], candidate=candidate)
+            except KamflowError as error:
+                problems.append(f"line {line}, column {STAGE}: {error}")
     return problems
+
+
+def _place(definition: Workflow, stage: str, *, candidate: bool) -> str:
+    """The place of ``definition`` that the stage column names (by name or title, any case)."""
+    place = definition.resolve_stage(stage)
+    if candidate and not definition.is_intake(place):
+        raise InvalidInput(
+            f"{stage!r} is not a candidate's place, and --candidate imports only candidates "
+            "(empty the column, or import without --candidate)"
+        )
+    return place
 
 
 def export_accounts(session: Session) -> Iterator[str]:

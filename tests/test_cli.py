@@ -387,10 +387,11 @@ def test_kpi_add_record_and_review(cli: Cli) -> None:
     assert kpis["Lead time"]["lower_is_better"] is True
     assert kpis["Lead time"]["on_target"] is True
 
-    out = ok(cli("kpi", "review", ACME, "--conclusion", "Revenue behind; keep going"))
-    assert "Review" in out
-    review = as_json(cli("account", "show", ACME, "--json"))["latest_review"]
-    assert review["conclusion"] == "Revenue behind; keep going"
+    # A review counts only in Review (adjust and replan need it): in Strategy it is refused.
+    early = cli("kpi", "review", ACME, "--conclusion", "Revenue behind; keep going")
+    assert early.exit_code == 1
+    assert early.stderr.startswith(f"Error: {ACME} is in Strategy: a review counts only in Review")
+    assert as_json(cli("account", "show", ACME, "--json"))["latest_review"] is None
 
 
 def test_kpi_period_defaults_to_the_quarter_of_now(cli: Cli, clock: FixedClock) -> None:

@@ -25,6 +25,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -55,6 +56,7 @@ from kamflow.steps.owner_digests import queue_owner_digests
 from kamflow.steps.stalls import queue_stalls
 from tests.account_steps import ACCOUNT, OWNER, add_person, define_strategy, go, new_account
 from tests.conftest import START, Cli, Runner, dispose, snapshot
+from tests.tables import cells
 
 LEADER = "boss@example.com"
 CHIEF = "chief@example.com"
@@ -1132,6 +1134,74 @@ def test_forecast_lists_the_rung_that_fires_when_a_snooze_ends(
     on_day(clock, 24)
     assert stalls(engine, clock) == [f"Escalation: {ACCOUNT} has been in Strategy for 24 days"]
     assert outbox(engine)[-1].key.endswith(":escalate:0")
+
+
+def forecast_rows(cli: Cli, days: str, zone: str) -> tuple[list[dict[str, Any]], list[list[str]]]:
+    """`forecast --days N` as JSON, and the rows of its text table (without the header)."""
+    env = {"KAMFLOW_TIMEZONE": zone}
+    shown = cli("forecast", "--days", days, "--json", env=env)
+    assert shown.exit_code == 0, shown.stderr
+    text = cli("forecast", "--days", days, env=env)
+    assert text.exit_code == 0, text.stderr
+    return json.loads(shown.output), cells(text.output)[1:]
+
+
+@pytest.mark.parametrize("zone", ["UTC", "America/New_York"])
+def test_forecast_text_and_json_agree_row_by_row_with_the_moment_each_message_is_sent(
+    engine: Engine, clock: FixedClock, run: Runner, cli: Cli, zone: str
+) -> None:
+    """Reminders, escalations and action reminders alike: `at` is the moment the daemon sends,
+    in UTC, and the repeat is the daemon's own (0 for the first message)."""
+    team(engine, clock, run)
+    run(plan.add_action, ACCOUNT, "Call the CIO", owner=OWNER, due="2027-01-20")
+    on_day(clock, 10)
+
+    rows, table = forecast_rows(cli, "14", zone)
+
+    assert [(row["kind"], row["repeat"]) for row in rows] == [
+        ("reminder", 0),
+        ("action", 0),
+        ("reminder", 1),
+        ("action", 1),
+        ("reminder", 2),
+        ("escalation", 0),
+        ("action", 2),
+    ]
+    for row in rows:
+        at = datetime.fromisoformat(row["at"])
+        assert "T" in row["at"] and at.utcoffset() == timedelta(0), row
+    assert [row["at"] for row in rows] == sorted(row["at"] for row in rows)
+    assert table == [
+        [
+            f"{row['at'][:10]} {row['at'][11:16]}",
+            row["kind"],
+            row["account"],
+            str(row["repeat"]),
+            row.get("action") or row["stage"],
+        ]
+        for row in rows
+    ]
+    # Each action reminder goes out at the start of its day in KAMFLOW_TIMEZONE.
+    first, second, _ = (
+        datetime.fromisoformat(row["at"]) for row in rows if row["kind"] == "action"
+    )
+    assert first.astimezone(ZoneInfo(zone)) == datetime(2027, 1, 20, tzinfo=ZoneInfo(zone))
+    assert second - first == timedelta(days=3)
+
+    # Once due, what is not queued yet fires at the next tick: now, for both kinds alike.
+    on_day(clock, 16.5)
+    rows, table = forecast_rows(cli, "2", zone)
+    assert [(row["at"], row["kind"], row["repeat"]) for row in rows][:2] == [
+        (clock.now().isoformat(), "reminder", 0),
+        (clock.now().isoformat(), "action", 0),
+    ]
+    assert [cell[3] for cell in table] == [str(row["repeat"]) for row in rows]
+
+    clock.set(first - timedelta(seconds=1))
+    assert actions(engine, clock, zone) == []
+    clock.set(first)
+    assert actions(engine, clock, zone) == [f"Action due today for {ACCOUNT}: Call the CIO"]
+    assert outbox(engine)[-1].key.endswith(":0")
 
 
 def test_account_list_shows_on_track_behind_and_stuck(

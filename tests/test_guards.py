@@ -473,8 +473,9 @@ def test_kpis_reviewed_needs_a_conclusion_written_since_entering_review(
     reach(run, clock, "execution")
     clock.advance(days=10)
     record(run)
-    # A conclusion written during Execution is not the conclusion of this review.
-    conclude(run)
+    # A conclusion cannot be written during Execution: it would not be this review's.
+    with pytest.raises(InvalidInput, match="a review counts only in Review"):
+        conclude(run)
     clock.advance(days=1)
     assert go(run) == "review"
     clock.advance(days=2)

@@ -37,6 +37,27 @@ def test_a_short_table_is_the_one_tabulate_printed(count: int) -> None:
     assert printed(list(table_lines(columns, rows))) == expected
 
 
+def test_a_table_with_wide_characters_is_the_one_tabulate_printed_with_wcwidth() -> None:
+    rows = [*ROWS, (12, "株式会社サンプル", "key account", "70", "yes", "山田@example.com")]
+    expected = tabulate(rows, headers=HEADERS, tablefmt="simple", disable_numparse=True)
+    columns = [Column(header) for header in HEADERS]
+
+    assert printed(list(table_lines(columns, rows))) == expected
+
+
+def test_a_cell_wider_than_the_limit_is_cut_with_an_ellipsis_but_in_the_last_column() -> None:
+    rows = [("株式会社サンプル商事株式会社", "Acme " * 5, "a note that is longer than ten")]
+    columns = [Column("ACCOUNT"), Column("OTHER"), Column("NOTE")]
+
+    lines = printed(list(table_lines(columns, rows, max_width=10))).splitlines()
+
+    assert lines == [
+        "ACCOUNT     OTHER       NOTE",
+        "----------  ----------  ----------",
+        "株式会社…   Acme Acme…  a note that is longer than ten",  # 株 takes two columns
+    ]
+
+
 def test_a_table_longer_than_a_batch_stays_aligned_on_the_widths_given() -> None:
     columns = [Column("#", 3), Column("ACCOUNT", 30), Column("OWNER", 25)]
     rows = [(i, f"Account {i}" + "x" * (i % 7), f"owner{i}@example.com") for i in range(1, 120)]

@@ -518,17 +518,17 @@ def test_export_writes_the_import_columns_plus_stage_and_latest_score(
     assert ok(cli("account", "export")) == text
 
 
-def test_an_exported_file_imports_into_a_fresh_database_ignoring_stage_and_score(
+def test_an_exported_file_imports_as_candidates_with_scores_from_the_factors(
     cli: Cli, other_cli: Cli, tmp_path: Path
 ) -> None:
     build_accounts(cli)
     exported = tmp_path / "out.csv"
     ok(cli("account", "export", str(exported)))
-    # Stage and score are the export's, for reading: the import must not trust them.
+    # The score is the export's, for reading: the import computes it from the factors.
     text = exported.read_text(encoding="utf-8-sig")
     rows = read_csv(text)
     for row in rows:
-        row["stage"], row["score"] = "execution", "99"
+        row["stage"], row["score"] = "", "99"
     tampered = io.StringIO()
     writer = csv.DictWriter(tampered, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
@@ -551,22 +551,125 @@ def test_an_exported_file_imports_into_a_fresh_database_ignoring_stage_and_score
     assert again["Globex & Söhne"]["kind"] == "new"
 
 
-def test_an_exported_file_imports_as_key_accounts_at_strategy(
-    cli: Cli, other_cli: Cli, tmp_path: Path
+def build_portfolio(cli: Cli) -> None:
+    """OWNER at the small cap (two key accounts) with a disqualified and a retired account besides,
+    all scored; a scored candidate; an unscored account of ENGINEER in Action plan."""
+    add_people(cli)
+    for name, stage in (  # closed first, so that the cap lets the other two in
+        ("Initech", "disqualified"),
+        ("Umbrella", "retired"),
+        ("Acme Corp", "strategy"),
+        ("Globex", "research"),
+    ):
+        ok(cli("account", "add", name, "--owner", OWNER, "--kind", "new"))
+        ok(cli("account", "score", name, *score_args(GOOD_SCORES)))
+        if stage in ("disqualified", "retired"):
+            verb = "disqualify" if stage == "disqualified" else "retire"
+            ok(cli(verb, name, "--reason", "Not a fit after all"))
+        elif stage == "research":
+            ok(cli("strategy", "set", name, "--objective", "Grow", "--who", "CFO", "--why", "Size"))
+            ok(cli("advance", name))
+    ok(cli("account", "add", "Hopeful Inc", "--owner", OWNER, "--candidate"))
+    ok(cli("account", "score", "Hopeful Inc", *score_args(MIDDLE)))
+    ok(cli("account", "add", "Stark Industries", "--owner", ENGINEER))
+    reach_action_plan(cli, "Stark Industries", ENGINEER)
+
+
+def reach_action_plan(cli: Cli, name: str, owner: str) -> None:
+    """Move a new key account to Action plan: a strategy, the whole team, one answer per
+    question category."""
+    ok(cli("strategy", "set", name, "--objective", "A", "--who", "B", "--why", "C", actor=owner))
+    ok(cli("advance", name, actor=owner))
+    for role in (
+        "relationship-lead",
+        "technical-expert",
+        "collaborator",
+        "project-manager",
+        "innovator",
+        "result-driver",
+    ):
+        ok(cli("role", "assign", name, role, owner, actor=owner))
+    first_of_each: dict[str, str] = {}
+    for question in as_json(cli("plan", "questions", name, "--json")):
+        first_of_each.setdefault(question["category"], question["id"])
+    for question_id in first_of_each.values():
+        ok(cli("plan", "answer", name, question_id, "Known", actor=owner))
+    ok(cli("advance", name, actor=owner))
+
+
+def test_a_round_trip_keeps_every_stage_closed_accounts_included(
+    cli: Cli, other_cli: Cli, tmp_path: Path, small_cap: None
 ) -> None:
-    build_accounts(cli)
-    exported = tmp_path / "out.csv"
-    ok(cli("account", "export", str(exported)))
+    """Export, import into a fresh database, export again: the same file. A disqualified or
+    retired account comes back closed, not counted against its owner's cap."""
+    build_portfolio(cli)
+    first = tmp_path / "first.csv"
+    ok(cli("account", "export", str(first)))
+    stages = {row["name"]: row["stage"] for row in read_csv(first.read_text("utf-8-sig"))}
+    assert stages == {
+        "Acme Corp": "strategy",
+        "Globex": "research",
+        "Initech": "disqualified",
+        "Umbrella": "retired",
+        "Hopeful Inc": "candidate",
+        "Stark Industries": "action_plan",
+    }
     add_people(other_cli)
 
-    ok(other_cli("account", "import", str(exported)))
+    imported = other_cli("account", "import", str(first))
 
-    listed = as_json(other_cli("account", "list", "--json"))
-    assert {row["name"]: row["stage"] for row in listed} == {
-        "Acme Corp": "strategy",
-        "Globex & Söhne": "strategy",
-        'Hopeful, "the" Inc': "strategy",
+    ok(imported)
+    assert imported.stdout.strip() == (
+        f"Imported 6 accounts from {first} (1 candidates, 3 key accounts, 2 closed, 5 scored)."
+    )
+    second = ok(other_cli("account", "export"))
+    assert second == first.read_text(encoding="utf-8-sig")
+    listed = {row["name"]: row for row in as_json(other_cli("account", "list", "--json"))}
+    assert listed["Umbrella"]["status"] == "closed"
+    assert listed["Initech"]["status"] == "closed"
+    ranked = {row["name"]: row for row in as_json(other_cli("account", "rank", "--json"))}
+    assert {name for name, row in ranked.items() if row["key_account"]} == {
+        "Acme Corp",
+        "Globex",
+        "Stark Industries",
     }
+    created = as_json(other_cli("history", "Stark Industries", "--json"))[0]
+    assert created["kind"] == "created" and created["to"] == "action_plan"
+    assert "imported into Action plan" in created["note"]
+    retired = as_json(other_cli("history", "Umbrella", "--json"))
+    assert retired[0]["to"] == "retired" and "imported into Retired" in retired[0]["note"]
+    assert [entry["kind"] for entry in retired] == ["created", "score"]
+
+
+STAGE_PROBLEMS = {
+    # id: (the stage of line 3, --candidate or not, words the problem names)
+    "unknown-stage": ("reserch", False, ["no stage 'reserch'", "workflow kam"]),
+    "key-stage-as-candidate": ("execution", True, ["'execution'", "--candidate"]),
+}
+
+
+@pytest.mark.parametrize("case", list(STAGE_PROBLEMS))
+def test_a_stage_that_cannot_be_honoured_imports_nothing(
+    cli: Cli, engine: Engine, tmp_path: Path, case: str
+) -> None:
+    add_people(cli)
+    stage, candidate, words = STAGE_PROBLEMS[case]
+    file = write(
+        tmp_path,
+        f"{HEADER},stage\nAcme Corp,{OWNER},existing,candidate\nGlobex,{OWNER},new,{stage}\n",
+    )
+    before = snapshot(engine)
+
+    result = cli("account", "import", str(file), *(["--candidate"] if candidate else []))
+
+    assert result.exit_code == 1, result.output + result.stderr
+    assert "Traceback" not in result.stderr
+    first, *rest = result.stderr.splitlines()
+    assert first.startswith("Error: ") and file.name in first
+    assert len(rest) == 1 and rest[0].startswith("  line 3, column stage: "), rest
+    for word in words:
+        assert word in rest[0], rest
+    assert snapshot(engine) == before
 
 
 # --- a large file --------------------------------------------------------------------------------
@@ -623,3 +726,62 @@ def test_an_import_warns_when_an_owner_nears_the_cap(cli: Cli, tmp_path: Path) -
     assert warnings == [
         f"Warning: {OWNER} will own 4 key accounts (the cap is 5; kamflow warns from 3)"
     ]
+
+
+# --- other separators ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("separator", [";", "\t", "|"], ids=["semicolon", "tab", "bar"])
+def test_an_import_reads_columns_separated_as_the_header_shows(
+    cli: Cli, tmp_path: Path, separator: str
+) -> None:
+    """Spreadsheets set to some languages save "CSV" with semicolons; others save tabs."""
+    add_people(cli)
+    header = separator.join(["name", "owner", "kind", *FACTORS])
+    quoted = f'"Müller, Söhne {separator} Co"'
+    file = write(
+        tmp_path,
+        f"{header}\n"
+        + separator.join(["Acme Corp", OWNER, "existing", *GOOD_SCORES.split(",")])
+        + "\n"
+        + separator.join([quoted, ENGINEER, "new", *MIDDLE.split(",")])
+        + "\n",
+        bom=True,
+        crlf=True,
+    )
+
+    output = ok(cli("account", "import", str(file)))
+
+    assert "Imported 2 accounts" in output and "2 scored" in output
+    ranked = {row["name"]: row for row in as_json(cli("account", "rank", "--json"))}
+    assert ranked["Acme Corp"]["score"] == GOOD_TOTAL
+    # A tab inside a name is a blank like any other: names are one line.
+    assert ranked[" ".join(f"Müller, Söhne {separator} Co".split())]["owner"] == ENGINEER
+
+
+def test_a_separator_inside_an_unquoted_name_is_named(
+    cli: Cli, engine: Engine, tmp_path: Path
+) -> None:
+    add_people(cli)
+    file = write(tmp_path, f"name;owner;kind\nAcme Corp;{OWNER};existing\nA;B Co;{OWNER};new\n")
+    before = snapshot(engine)
+
+    found = problems(cli("account", "import", str(file)), file)
+
+    assert line_numbers(found) == [3], found
+    assert "more values than columns" in found[0] and "';'" in found[0], found
+    assert snapshot(engine) == before
+
+
+def test_a_header_of_one_unknown_column_names_the_separators_read(
+    cli: Cli, engine: Engine, tmp_path: Path
+) -> None:
+    add_people(cli)
+    file = write(tmp_path, f"name/owner/kind\nAcme Corp/{OWNER}/existing\n")
+    before = snapshot(engine)
+
+    found = problems(cli("account", "import", str(file)), file)
+
+    assert set(line_numbers(found)) == {1}, found
+    assert "commas, semicolons, tabs or bars" in " ".join(found), found
+    assert snapshot(engine) == before

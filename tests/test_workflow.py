@@ -15,6 +15,8 @@ from sqlalchemy.engine import Engine
 
 from kamflow import defaults
 from kamflow.cli import app
+from kamflow.definitions import specfile
+from kamflow.definitions.guardspecs import SPECS
 from kamflow.definitions.questions import load_bank
 from kamflow.definitions.workflow import load_workflow
 from kamflow.errors import InvalidWorkflow
@@ -688,3 +690,89 @@ def test_an_edited_workflow_is_read_again(tmp_path: Path) -> None:
     os.utime(copy, ns=(copy.stat().st_atime_ns, copy.stat().st_mtime_ns + 1_000_000))
 
     assert load_workflow(copy).stage("strategy").limit_days == 10  # type: ignore[union-attr]
+
+
+# --- every problem in one pass -------------------------------------------------------------------
+
+
+def test_cli_validate_reports_a_bad_limit_and_an_unknown_guard_together(tmp_path: Path) -> None:
+    """A field of the wrong value (a negative limit) does not hide the problems found beyond the
+    fields (an unknown guard, an unknown stage): one run of validate names them all."""
+    text = edit(SMALL, "    limit_days: 14\n", "    limit_days: -3\n")
+    text = edit(text, "      - strategy_defined", "      - strategy_dreamed")
+    text = edit(text, "    to: retired", "    to: retried")
+    path = write(tmp_path, text)
+
+    result = invoke("workflow", "validate", str(path))
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"Error: {path} is not valid (3 problems):",
+        "  line 5, stages[0].limit_days: input should be greater than 0",
+        "  line 15, transitions[0].guards[0]: unknown guard 'strategy_dreamed' (known: "
+        + ", ".join(sorted(SPECS))
+        + ")",
+        "  line 21, transitions[2].to: unknown stage 'retried' "
+        "(known: strategy, research, retired)",
+    ]
+
+
+def test_a_broken_structure_still_reports_everything_that_can_be_checked(tmp_path: Path) -> None:
+    text = edit(SMALL, "name: small", "name: large")
+    text = edit(text, "    limit_days: 21\n", "    limit_days: soon\n")
+    text = edit(text, "    to: research\n", "    to: research\n    colour: red\n")
+    text = edit(text, "      - strategy_defined", "      - kpis_defined:\n          at_most: 3")
+    text = edit(text, "allowed: [owner, leader]", "allowed: [owner, boss]")
+    text = edit(text, "  - name: back\n", "  - name: Back\n")
+
+    error = problems(write(tmp_path, text))
+
+    assert [problem.split(":")[0] for problem in error.problems] == [
+        "line 1, name",
+        "line 7, stages[1].limit_days",
+        "line 14, transitions[0].colour",
+        "line 17, transitions[0].guards[0].kpis_defined.at_most",
+        "line 18, transitions[1].name",
+        "line 24, transitions[2].allowed[1]",
+    ], error.problems
+
+
+def test_places_that_cannot_be_read_still_leave_the_guards_checked(tmp_path: Path) -> None:
+    """With no list of stages, names of stages cannot be judged; the guards still can."""
+    text = edit(
+        SMALL,
+        "  - name: strategy\n    limit_days: 14\n  - name: research\n    limit_days: 21\n",
+        "  strategy, research\n",
+    )
+    text = edit(text, "      - strategy_defined", "      - strategy_dreamed")
+
+    error = problems(write(tmp_path, text))
+
+    assert [problem.split(":")[0] for problem in error.problems] == [
+        "line 4, stages",
+        "line 12, transitions[0].guards[0]",
+    ], error.problems
+
+
+#: YAML nested 5000 deep: brackets never closed, and closed ones.
+DEEP = {"unclosed": "[" * 5000, "closed": "name: small\ntitle: " + "[" * 5000 + "]" * 5000}
+
+
+@pytest.mark.parametrize("nesting", list(DEEP))
+@pytest.mark.parametrize("parser", ["libyaml", "pure"])
+def test_cli_validate_deeply_nested_yaml_is_one_clear_error_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parser: str, nesting: str
+) -> None:
+    if parser == "pure":
+        monkeypatch.setattr(specfile, "LOADER", yaml.SafeLoader)
+    elif specfile.LOADER is yaml.SafeLoader:
+        pytest.skip("PyYAML was built without libyaml")
+    path = write(tmp_path, DEEP[nesting])
+
+    result = invoke("workflow", "validate", str(path))
+
+    assert result.exit_code == 1
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr
+    first, reason = result.stderr.splitlines()
+    assert first == f"Error: {path} is not valid (1 problem):"
+    assert reason.startswith("  ") and "bad YAML" in reason, reason

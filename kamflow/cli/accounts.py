@@ -196,12 +196,17 @@ def account_reassign(name: str, email: str, override: str | None) -> None:
 
 @account.command("import")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--candidate", is_flag=True, help="Import every row as a candidate.")
+@click.option(
+    "--candidate",
+    is_flag=True,
+    help="Import every row as a candidate (a stage given must be the candidate place).",
+)
 @override_options
 def account_import(file: str, candidate: bool, override: str | None) -> None:
-    """Import accounts from CSV (name,owner,kind and optionally the eight factor scores).
+    """Import accounts from CSV (name,owner,kind; optionally the eight factor scores and stage).
 
-    Every row is checked first, the cap included; one bad row imports nothing.
+    Every row is checked first, the cap included; one bad row imports nothing. An account with a
+    stage goes to that place of its workflow (a candidate, a stage, or an exit such as retired).
     """
     from kamflow.transfer import import_accounts, read_rows
 
@@ -213,9 +218,10 @@ def account_import(file: str, candidate: bool, override: str | None) -> None:
             result = act(import_accounts, rows, progress=bar.update, **options)
     else:
         result = act(import_accounts, rows, **options)
+    closed = f"{result.closed} closed, " if result.closed else ""
     click.echo(
         f"Imported {result.imported} account{'s' if result.imported != 1 else ''} from {file} "
-        f"({result.candidates} candidates, {result.key_accounts} key accounts, "
+        f"({result.candidates} candidates, {result.key_accounts} key accounts, {closed}"
         f"{result.scored} scored)."
     )
     for warning in result.warnings:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -213,16 +213,37 @@ def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
 
 
-def table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
+def table(
+    rows: Sequence[Sequence[Any]],
+    headers: Sequence[str],
+    *,
+    widest: Mapping[str, int | None] | None = None,
+) -> None:
+    """A text table of a few rows, as stream_table() prints it: a cell wider than
+    defaults.TABLE_CELL_WIDTH terminal columns (or its column's ``widest``; None: never) is cut
+    with an ellipsis, but for the last column's (tabulate measures wide characters with wcwidth)."""
     from tabulate import tabulate
+
+    from kamflow.text import shorten
 
     if not rows:
         click.echo("(none)")
         return
+    limits: dict[str, int | None] = {header: defaults.TABLE_CELL_WIDTH for header in headers}
+    limits.update(widest or {})
+    limits[headers[-1]] = None
+    cut = [limits[header] for header in headers]
+    cells = [
+        [
+            cell if cell is None or limit is None else shorten(str(cell), limit)
+            for cell, limit in zip(row, cut, strict=True)
+        ]
+        for row in rows
+    ]
     # Numbers are already formatted (1,800,000): tabulate must not re-parse them.
     click.echo(
         tabulate(
-            rows, headers=[h.upper() for h in headers], tablefmt="simple", disable_numparse=True
+            cells, headers=[h.upper() for h in headers], tablefmt="simple", disable_numparse=True
         )
     )
 

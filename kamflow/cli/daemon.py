@@ -155,7 +155,11 @@ def status(as_json: bool) -> None:
 )
 @json_option
 def forecast(days: str, as_json: bool) -> None:
-    """Which reminders and escalations would fire in the next N days if nothing changed."""
+    """Which reminders and escalations would fire in the next N days if nothing changed.
+
+    Each at the moment the daemon would send it (UTC), with the daemon's repeat number (0 for
+    the first message of its kind).
+    """
     from kamflow.steps.views import forecast as make_forecast
 
     with read(make_forecast, now(), _whole_number(days, "--days"), settings().schedule) as rows:
@@ -164,19 +168,21 @@ def forecast(days: str, as_json: bool) -> None:
             return
         stream_table(
             [
-                ("date", 10),
+                ("at (utc)", len("YYYY-MM-DD HH:MM")),
                 ("kind", rows.longest("kind")),
                 ("account", rows.longest("account")),
+                ("repeat", rows.longest("repeat")),
+                # Last, so that an action's title is printed whole.
                 ("stage or action", max(rows.longest("stage"), rows.longest("action"))),
-                ("number", len(str(rows.last_number()))),
             ],
             (
                 (
-                    r["at"][:10],
+                    # The JSON's moment to the minute: 2027-01-18T09:00:00+00:00 -> 2027-01-18 09:00
+                    f"{r['at'][:10]} {r['at'][11:16]}",
                     r["kind"],
                     r["account"],
+                    r["repeat"],
                     r.get("action") or r["stage"],
-                    r["repeat"] + 1,
                 )
                 for r in rows
             ),
@@ -205,6 +211,7 @@ def outbox_list(only: str | None, as_json: bool) -> None:
             for r in rows
         ],
         ["id", "status", "kind", "to", "subject", "tries", "last error"],
+        widest={"subject": 2 * defaults.TABLE_CELL_WIDTH},
     )
 
 

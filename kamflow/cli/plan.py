@@ -305,7 +305,10 @@ def kpi_add(name: str, kpi_name: str, target: str, unit: str, lower_is_better: b
 @click.argument("name")
 @click.argument("kpi_name", metavar="KPI")
 @click.argument("value")
-@click.option("--period", help="Period label (default: the current quarter, e.g. 2027-Q2).")
+@click.option(
+    "--period",
+    help="YYYY, YYYY-H1, YYYY-Q2, YYYY-MM or YYYY-MM-DD (default: the current quarter).",
+)
 def kpi_record(name: str, kpi_name: str, value: str, period: str | None) -> None:
     """Record a KPI's value."""
     from kamflow.records.plan import record_kpi

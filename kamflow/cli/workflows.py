@@ -25,6 +25,7 @@ def workflow_list(as_json: bool) -> None:
         table(
             [(r["name"], r["title"], " -> ".join(r["stages"]), r["path"]) for r in rows],
             ["name", "title", "stages", "file"],
+            widest={"stages": None},  # the whole process, however long
         )
 
 

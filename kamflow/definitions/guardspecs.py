@@ -125,3 +125,5 @@ SPECS: dict[str, KnownGuard] = {
 }
 #: The guard that counts key accounts: the engine locks and counts before it judges.
 WITHIN_CAP = "within_cap"
+#: The guard that reads the review's conclusion: a review counts only where a move has it.
+KPIS_REVIEWED = "kpis_reviewed"

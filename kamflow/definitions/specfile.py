@@ -90,26 +90,22 @@ def load(
     path: Path,
     model: type[SpecT],
     check: Callable[[SpecT], Sequence[Problem]] | None = None,
+    *,
+    check_data: Callable[[dict[str, Any]], Sequence[Problem]] | None = None,
 ) -> SpecT:
-    """Parse and validate ``path`` as ``model``, then ``check`` it; raise naming every problem."""
+    """Parse and validate ``path`` as ``model``, then ``check`` it; raise naming every problem,
+    in the order of their lines.
+
+    ``check`` judges a valid model only; ``check_data`` judges the parsed file whatever the
+    model's problems, so that those and its own are reported together, in one pass.
+    """
     source = describe(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
         raise InvalidWorkflow(source, [f"cannot read the file: {reason}"]) from None
-    try:
-        try:
-            data = yaml.load(text, Loader=LOADER)
-        except yaml.YAMLError:
-            # The pure parser words its errors best: let it say what is wrong.
-            data = yaml.load(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line = mark.line + 1 if mark else 1
-        raise InvalidWorkflow(source, [f"line {line}: bad YAML: {error.problem}"]) from None
-    except yaml.YAMLError as error:
-        raise InvalidWorkflow(source, [f"bad YAML: {error}"]) from None
+    data = _parse(text, source)
     if not isinstance(data, dict):
         raise InvalidWorkflow(source, ["line 1: expected a mapping of fields at the top"])
     try:
@@ -118,10 +114,42 @@ def load(
         problems = validation_problems(error)
     else:
         problems = list(check(spec)) if check else []
+    if check_data is not None:
+        problems += check_data(data)
     if problems:
         # Only a file with problems is read a second time, for the line of each problem.
-        node = yaml.compose(text, Loader=LOADER)
+        try:
+            node = yaml.compose(text, Loader=LOADER)
+        except RecursionError:  # the pure parser, on a file nested very deep
+            node = None
+        lines = [line_of(node, loc) for loc, _ in problems]
+        order = sorted(range(len(problems)), key=lines.__getitem__)
         raise InvalidWorkflow(
-            source, [f"line {line_of(node, loc)}, {place(loc)}: {msg}" for loc, msg in problems]
+            source,
+            [f"line {lines[i]}, {place(problems[i][0])}: {problems[i][1]}" for i in order],
         )
     return spec
+
+
+def _parse(text: str, source: str) -> Any:
+    """The YAML of a definition file; InvalidWorkflow naming the line of bad YAML."""
+    try:
+        try:
+            return yaml.load(text, Loader=LOADER)
+        except yaml.YAMLError as error:
+            # The pure parser words its errors best: let it say what is wrong. It recurses
+            # once per level of nesting, though: past Python's limit, libyaml's words do.
+            try:
+                return yaml.load(text, Loader=yaml.SafeLoader)
+            except RecursionError:
+                raise error from None
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark else 1
+        raise InvalidWorkflow(source, [f"line {line}: bad YAML: {error.problem}"]) from None
+    except yaml.YAMLError as error:
+        raise InvalidWorkflow(source, [f"bad YAML: {error}"]) from None
+    except RecursionError:  # without libyaml, the pure parser is the only one
+        raise InvalidWorkflow(
+            source, ["bad YAML: nested too deeply to read (lists or mappings inside each other)"]
+        ) from None

@@ -4,8 +4,9 @@ problem placed so that the file's line can be named."""
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -19,79 +20,95 @@ from kamflow.definitions.spec import (
     OWNER,
     ROLE_PREFIX,
     GuardSpec,
-    PlaceSpec,
+    TransitionSpec,
     WorkflowSpec,
-    sources_of,
 )
 from kamflow.definitions.specfile import Problem
 
 
-def check(spec: WorkflowSpec, path: Path) -> list[Problem]:
+def check(data: Mapping[str, Any], path: Path) -> list[Problem]:
     """Every problem of a workflow file that its fields' types do not catch, each placed in the
     file: the name against the file's, places defined twice, the initial stage, transitions that
     name unknown places, leave an exit for anything but a stage, or clash with another, unknown
-    guards and bad guard parameters, who may act, the question bank and the questions named, and
-    (when there is no other problem) places that no transition reaches."""
+    guards and bad guard
+    parameters, who may act, the question bank and the questions named, and places that no
+    transition reaches.
+
+    It reads the parsed file itself, not the validated model, so that it runs whatever the
+    fields' own problems are (a negative limit never hides an unknown guard): a part of the wrong
+    shape is left to the model's problems, and whatever can be read is checked. Names are
+    checked against the places only when the places can be read, and reachability only when
+    every move names places the file defines.
+    """
     problems: list[Problem] = []
-    if spec.name != path.stem:
+    name = data.get("name")
+    if isinstance(name, str) and name != path.stem:
         problems.append((("name",), f"must match the file name {path.stem!r}"))
-    stages = [stage.name for stage in spec.stages]
-    intake = [place.name for place in spec.intake]
-    exits = [exit_.name for exit_ in spec.exits]
-    active = spec.active
-    known = active + exits
+    groups = {group: _place_names(data, group) for group in ("intake", "stages", "exits")}
+    intake, stages, exits = ([n for n in names or [] if n] for names in groups.values())
+    # The places can be judged only when every group of them reads as a list, with a stage.
+    places_read = all(names is not None for names in groups.values()) and bool(groups["stages"])
+    active = intake + stages
+    known_places = active + exits
     seen: set[str] = set()
-    for group, names in (("intake", intake), ("stages", stages), ("exits", exits)):
-        for index, name in enumerate(names):
-            if name in seen:
-                problems.append(((group, index, "name"), f"{name!r} is defined twice"))
-            seen.add(name)
-    initial = spec.initial or stages[0]
-    if initial not in stages:
+    for group, names in groups.items():
+        for index, place in enumerate(names or []):
+            if place is None:
+                continue
+            if place in seen:
+                problems.append(((group, index, "name"), f"{place!r} is defined twice"))
+            seen.add(place)
+    first_stage = (groups["stages"] or [None])[0]
+    initial = data.get("initial") if data.get("initial") is not None else first_stage
+    moves_read = places_read and isinstance(initial, str) and initial in stages
+    if places_read and isinstance(initial, str) and initial not in stages:
         problems.append((("initial",), f"unknown stage {initial!r} ({_known(stages)})"))
 
+    moves: list[tuple[str, list[str], str]] = []
     pairs: dict[tuple[str, str], int] = {}
-    for index, transition in enumerate(spec.transitions):
+    transitions = data.get("transitions")
+    for index, transition in enumerate(transitions if isinstance(transitions, list) else []):
+        if not isinstance(transition, Mapping):
+            moves_read = False
+            continue
         at: tuple[str | int, ...] = ("transitions", index)
-        for position, source in enumerate(transition.source):
-            if source != EVERY_STAGE and source not in known:
-                problems.append(
-                    ((*at, "from", position), f"unknown stage {source!r} ({_known(known)})")
-                )
-            elif source in exits and transition.dest not in stages:
-                # The one way out of an exit is back into the cycle (reinstate, say).
-                problems.append(
-                    (
-                        (*at, "from", position),
-                        f"{source!r} is an exit: a move out of it must lead back to a stage",
+        sources = _strings(TransitionSpec.one_or_many(transition.get("from")))
+        dest = transition.get("to")
+        if sources is None or not isinstance(dest, str):
+            moves_read = False
+        if places_read:
+            for position, source in enumerate(sources or []):
+                if source != EVERY_STAGE and source not in known_places:
+                    moves_read = False
+                    problems.append(
+                        (
+                            (*at, "from", position),
+                            f"unknown stage {source!r} ({_known(known_places)})",
+                        )
                     )
-                )
-        if transition.dest not in known:
-            problems.append(((*at, "to"), f"unknown stage {transition.dest!r} ({_known(known)})"))
-        for source in sources_of(transition, active):
-            clash: tuple[int, str] | None = None
-            for key, what in (
-                ((transition.name, source), "name"),
-                ((f"->{transition.dest}", source), "target"),
-            ):
-                if clash is None and key in pairs and transition.dest not in exits:
-                    clash = (pairs[key], what)
-                pairs.setdefault(key, index)
-            if clash is not None:
-                problems.append(
-                    (
-                        (*at, "name"),
-                        f"transitions[{clash[0]}] already leaves {source!r} with the same "
-                        f"{clash[1]}: a move must be unambiguous",
+                elif source in exits and dest not in stages:
+                    # The one way out of an exit is back into the cycle (reinstate, say).
+                    problems.append(
+                        (
+                            (*at, "from", position),
+                            f"{source!r} is an exit: a move out of it must lead back to a stage",
+                        )
                     )
-                )
-        for position, guard_spec in enumerate(transition.guards):
-            problems += _check_guard(guard_spec, (*at, "guards", position), known)
-        for position, who in enumerate(transition.allowed):
-            role = who.removeprefix(ROLE_PREFIX)
-            if who not in (OWNER, LEADER) and not (
-                who.startswith(ROLE_PREFIX) and role in defaults.ROLES
-            ):
+            if isinstance(dest, str) and dest not in known_places:
+                moves_read = False
+                problems.append(((*at, "to"), f"unknown stage {dest!r} ({_known(known_places)})"))
+        move = transition.get("name")
+        if places_read and isinstance(move, str) and sources is not None and isinstance(dest, str):
+            leaving = active if EVERY_STAGE in sources else sources
+            moves.append((move, leaving, dest))
+            problems += _clashes(at, index, move, leaving, dest, exits, pairs)
+        for position, guard_spec in _guards(transition):
+            problems += _check_guard(
+                guard_spec, (*at, "guards", position), known_places if places_read else None
+            )
+        allowed = transition.get("allowed")
+        for position, who in enumerate(allowed if isinstance(allowed, list) else []):
+            if isinstance(who, str) and not _may_act(who):
                 problems.append(
                     (
                         (*at, "allowed", position),
@@ -99,22 +116,100 @@ def check(spec: WorkflowSpec, path: Path) -> list[Problem]:
                         f"(roles: {', '.join(defaults.ROLES)})",
                     )
                 )
-    bank_path = path.parent / spec.questions
-    if not bank_path.is_file():
-        problems.append((("questions",), f"no question bank at {specfile.describe(bank_path)}"))
-    else:
-        problems += _check_question_refs(spec, load_bank(bank_path))
-    if not problems:
-        problems += _unreachable(spec, [initial, *intake], active)
+    questions = data.get("questions", WorkflowSpec.model_fields["questions"].default)
+    if isinstance(questions, str):
+        bank_path = path.parent / questions
+        if not bank_path.is_file():
+            problems.append((("questions",), f"no question bank at {specfile.describe(bank_path)}"))
+        else:
+            problems += _check_question_refs(data, questions, load_bank(bank_path))
+    if moves_read and isinstance(transitions, list) and isinstance(initial, str):
+        starts = [initial, *(place for place in intake if place)]
+        problems += _unreachable(groups, moves, starts)
     return problems
 
 
-def _check_question_refs(spec: WorkflowSpec, bank: QuestionBank) -> list[Problem]:
+def _place_names(data: Mapping[str, Any], group: str) -> list[str | None] | None:
+    """The names of a group of places by position (None where an item has no name to read);
+    None when the group is there but is not a list."""
+    items = data.get(group, [])
+    if not isinstance(items, list):
+        return None
+    return [
+        item["name"] if isinstance(item, Mapping) and isinstance(item.get("name"), str) else None
+        for item in items
+    ]
+
+
+def _strings(value: Any) -> list[str] | None:
+    """A list of texts as it is, or None when the value is not one."""
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    return None
+
+
+def _may_act(who: str) -> bool:
+    """Whether ``who`` names someone a transition may allow: owner, leader or role:ROLE."""
+    role = who.removeprefix(ROLE_PREFIX)
+    return who in (OWNER, LEADER) or (who.startswith(ROLE_PREFIX) and role in defaults.ROLES)
+
+
+def _clashes(
+    at: tuple[str | int, ...],
+    index: int,
+    name: str,
+    sources: list[str],
+    dest: str,
+    exits: list[str],
+    pairs: dict[tuple[str, str], int],
+) -> list[Problem]:
+    """A move that leaves a place by the same name or to the same target as an earlier one (a
+    move to an exit, such as retire from "*", may share its target); ``pairs`` records where
+    each name and target leaves from, for the moves after this one."""
+    problems: list[Problem] = []
+    for source in sources:
+        clash: tuple[int, str] | None = None
+        for key, what in (((name, source), "name"), ((f"->{dest}", source), "target")):
+            if clash is None and key in pairs and dest not in exits:
+                clash = (pairs[key], what)
+            pairs.setdefault(key, index)
+        if clash is not None:
+            problems.append(
+                (
+                    (*at, "name"),
+                    f"transitions[{clash[0]}] already leaves {source!r} with the same "
+                    f"{clash[1]}: a move must be unambiguous",
+                )
+            )
+    return problems
+
+
+def _guards(transition: Mapping[str, Any]) -> list[tuple[int, GuardSpec]]:
+    """The guards of a transition that read as guards, with their positions (the others are the
+    model's problems)."""
+    written = transition.get("guards")
+    if not isinstance(written, list):
+        return []
+    found = []
+    for position, item in enumerate(TransitionSpec.guard_shorthand(written)):
+        try:
+            found.append((position, GuardSpec.model_validate(item)))
+        except ValidationError:
+            continue
+    return found
+
+
+def _check_question_refs(
+    data: Mapping[str, Any], bank_name: str, bank: QuestionBank
+) -> list[Problem]:
     """Guard parameters that name questions must name questions of the bank."""
     known = {question.id for question in bank.questions}
     problems: list[Problem] = []
-    for index, transition in enumerate(spec.transitions):
-        for position, guard_spec in enumerate(transition.guards):
+    transitions = data.get("transitions")
+    for index, transition in enumerate(transitions if isinstance(transitions, list) else []):
+        if not isinstance(transition, Mapping):
+            continue
+        for position, guard_spec in _guards(transition):
             found = SPECS.get(guard_spec.name)
             if found is None:
                 continue
@@ -125,7 +220,7 @@ def _check_question_refs(spec: WorkflowSpec, bank: QuestionBank) -> list[Problem
             for name, question in params.question_refs():
                 if question not in known:
                     at = ("transitions", index, "guards", position, guard_spec.name, name)
-                    problems.append((at, f"no question {question!r} in {spec.questions}"))
+                    problems.append((at, f"no question {question!r} in {bank_name}"))
     return problems
 
 
@@ -134,8 +229,10 @@ def _known(names: Iterable[str]) -> str:
 
 
 def _check_guard(
-    guard_spec: GuardSpec, at: tuple[str | int, ...], known: list[str]
+    guard_spec: GuardSpec, at: tuple[str | int, ...], known: list[str] | None
 ) -> list[Problem]:
+    """An unknown guard, bad parameters, or (when ``known`` places can be read) a parameter
+    naming a place the workflow lacks."""
     found = SPECS.get(guard_spec.name)
     if found is None:
         return [((*at,), f"unknown guard {guard_spec.name!r} ({_known(sorted(SPECS))})")]
@@ -146,15 +243,20 @@ def _check_guard(
     return [
         ((*at, guard_spec.name, name), f"unknown stage {stage!r} ({_known(known)})")
         for name, stage in params.stage_refs()
-        if stage not in known
+        if known is not None and stage not in known
     ]
 
 
-def _unreachable(spec: WorkflowSpec, starts: list[str], active: list[str]) -> list[Problem]:
+def _unreachable(
+    groups: Mapping[str, list[str | None] | None],
+    moves: list[tuple[str, list[str], str]],
+    starts: list[str],
+) -> list[Problem]:
+    """The stages and exits that no chain of moves reaches from the starting places."""
     edges: dict[str, set[str]] = {}
-    for transition in spec.transitions:
-        for source in sources_of(transition, active):
-            edges.setdefault(source, set()).add(transition.dest)
+    for _, sources, dest in moves:
+        for source in sources:
+            edges.setdefault(source, set()).add(dest)
     reached, queue = set(starts), deque(starts)
     while queue:
         for target in edges.get(queue.popleft(), ()):
@@ -162,9 +264,8 @@ def _unreachable(spec: WorkflowSpec, starts: list[str], active: list[str]) -> li
                 reached.add(target)
                 queue.append(target)
     problems: list[Problem] = []
-    groups: list[tuple[str, Sequence[PlaceSpec]]] = [("stages", spec.stages), ("exits", spec.exits)]
-    for group, items in groups:
-        for index, item in enumerate(items):
-            if item.name not in reached:
-                problems.append(((group, index, "name"), f"no transition reaches {item.name!r}"))
+    for group in ("stages", "exits"):
+        for index, place in enumerate(groups[group] or []):
+            if place is not None and place not in reached:
+                problems.append(((group, index, "name"), f"no transition reaches {place!r}"))
     return problems

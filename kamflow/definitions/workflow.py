@@ -130,6 +130,16 @@ class Workflow:
                 known.append(self._specs[(trigger, stage, str(found.dest))])
         return sorted(known, key=lambda t: self._order[id(t)])
 
+    def stages_guarded_by(self, guard: str) -> list[str]:
+        """The places, in order, from which some transition is guarded by ``guard``."""
+        leaving = {
+            source
+            for transition in self.spec.transitions
+            if any(found.name == guard for found in transition.guards)
+            for source in self.sources(transition)
+        }
+        return [place for place in self.places if place in leaving]
+
     def moves_from(self, stage: str) -> list[TransitionSpec]:
         """The moves to another stage of the cycle (not to an exit), in file order."""
         return [t for t in self.transitions_from(stage) if not self.is_exit(t.dest)]
@@ -209,7 +219,7 @@ def load_workflow(path: Path) -> Workflow:
     if cached is not None and specfile.stamp(path, cached[1].bank_path) == cached[0]:
         return cached[1]
     before = specfile.stamp(path)  # taken before reading: an edit meanwhile loads again
-    spec = specfile.load(path, WorkflowSpec, lambda s: check(s, path))
+    spec = specfile.load(path, WorkflowSpec, check_data=lambda data: check(data, path))
     bank_path = path.parent / spec.questions
     stamp = before + specfile.stamp(bank_path)
     bank = load_bank(bank_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, tzinfo
 from typing import Any
@@ -13,6 +14,8 @@ from sqlmodel import Session, col, func, select
 from kamflow import defaults
 from kamflow.db import dialect_insert
 from kamflow.definitions.discovery import get_workflow
+from kamflow.definitions.guardspecs import KPIS_REVIEWED
+from kamflow.definitions.workflow import Workflow
 from kamflow.errors import InvalidInput, NotFound
 from kamflow.models import (
     Account,
@@ -491,6 +494,34 @@ class KpiAdded:
     restored: bool
 
 
+#: The forms a KPI value's period may take: a year, a half, a quarter, a month, a day.
+PERIOD_FORMS = "YYYY, YYYY-H1 or -H2, YYYY-Q1 to -Q4, YYYY-MM or YYYY-MM-DD"
+_PERIOD = re.compile(
+    r"""(?P<year>\d{4})
+    (?: - (?: H[12] | Q[1-4] | (?P<month>\d{2}) (?: - (?P<day>\d{2}) )? ) )?""",
+    re.VERBOSE,
+)
+
+
+def parse_period(text: str) -> str:
+    """A KPI value's period in one of the forms of PERIOD_FORMS (``2027-q2`` is written
+    ``2027-Q2``); InvalidInput naming the forms for anything else."""
+    wanted = text.strip().upper()
+    found = _PERIOD.fullmatch(wanted)
+    try:
+        if found is None or int(found["year"]) == 0:
+            raise ValueError(wanted)
+        if found["month"] is not None:
+            # A real month, and a real day of it: date() refuses 2027-13 and 2027-02-29.
+            date(int(found["year"]), int(found["month"]), int(found["day"] or 1))
+    except ValueError:
+        raise InvalidInput(
+            f"--period {text!r} is not a period: write {PERIOD_FORMS} "
+            "(for example 2027, 2027-H2, 2027-Q2, 2027-05 or 2027-05-31)"
+        ) from None
+    return wanted
+
+
 def add_kpi(
     session: Session,
     ref: str,
@@ -586,8 +617,8 @@ def record_kpi(
     actor: str,
     now: datetime,
 ) -> KpiValue:
-    """Record a value of the account's KPI ``name`` (in any case) for ``period``, by default the
-    current quarter (``2027-Q2``); recorded in the history.
+    """Record a value of the account's KPI ``name`` (in any case) for ``period`` (one of the
+    PERIOD_FORMS), by default the current quarter (``2027-Q2``); recorded in the history.
 
     Raises NotFound for an unknown account or KPI, InvalidInput for a closed account, a value that
     is not a finite number, or a bad period.
@@ -597,9 +628,7 @@ def record_kpi(
     if kpi is None:
         raise _no_kpi(session, account, name)
     number = parse_number(value, "value")
-    label = quarter_of(now)
-    if period is not None:
-        label = clean_text(period, "--period", max_length=MAX_LABEL)
+    label = quarter_of(now) if period is None else parse_period(period)
     row = KpiValue(kpi_id=kpi.id, value=number, period=label, recorded_at=now, recorded_by=actor)  # type: ignore[arg-type]
     session.add(row)
     _changed(
@@ -619,10 +648,12 @@ def write_review(
     """Write a review conclusion for the account (earlier ones are kept); recorded in the history.
     The kpis_reviewed guard counts those written since the account entered its current stage.
 
-    Raises NotFound for an unknown account, InvalidInput for a closed account or a conclusion that
-    is empty, too long or has a control character.
+    Raises NotFound for an unknown account, InvalidInput for a closed account, an account in a
+    stage from which no move needs a review (it would never count), or a conclusion that is
+    empty, too long or has a control character.
     """
-    account, _ = editable(session, ref)
+    account, definition = editable(session, ref)
+    _review_counts_in(definition, account)
     review = Review(
         account_id=account.id,  # type: ignore[arg-type]
         conclusion=clean_text(conclusion, "--conclusion"),
@@ -634,6 +665,32 @@ def write_review(
         session, account, HistoryKind.REVIEW, f"review: {review.conclusion}", actor=actor, now=now
     )
     return review
+
+
+def _review_counts_in(definition: Workflow, account: Account) -> None:
+    """Refuse a review where no move of the workflow needs one: the kpis_reviewed guard counts
+    only the reviews written in the stage its move leaves from."""
+    stages = definition.stages_guarded_by(KPIS_REVIEWED)
+    if account.stage in stages:
+        return
+    title = definition.title_of
+    if not stages:
+        raise InvalidInput(
+            f"no move of workflow {definition.name} needs a review: a conclusion would never count"
+        )
+    moves = sorted(
+        {
+            transition.name
+            for stage in stages
+            for transition in definition.transitions_from(stage)
+            if any(guard.name == KPIS_REVIEWED for guard in transition.guards)
+        }
+    )
+    raise InvalidInput(
+        f"{account.name} is in {title(account.stage)}: a review counts only in "
+        f"{' or '.join(map(title, stages))}, where {' and '.join(moves)} "
+        f"need{'s' if len(moves) == 1 else ''} it; write it once the account is there"
+    )
 
 
 def kpi_rows(where: Any) -> Any:

@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 
 from kamflow.definitions.selection import FACTORS, portfolio_config
 from kamflow.definitions.selection import score as compute_score
-from kamflow.models import HistoryKind, Score
+from kamflow.models import Account, HistoryKind, Score
 from kamflow.records import history
 from kamflow.records.accounts import editable, find_account, touch
 
@@ -20,6 +20,14 @@ def score_account(
 ) -> Score:
     """Record a scoring on the eight factors; earlier scores are kept."""
     account, _ = editable(session, ref)
+    return record_score(session, account, values, actor=actor, now=now)
+
+
+def record_score(
+    session: Session, account: Account, values: dict[str, Any], *, actor: str, now: datetime
+) -> Score:
+    """Record a scoring of ``account`` in whatever place it is, a closed one included (an import
+    brings back the scores of retired accounts too); recorded in the history."""
     result = compute_score(values, portfolio_config().selection)
     row = Score(
         account_id=account.id,  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 from sqlmodel import Session, col
 
 from kamflow import defaults
@@ -26,7 +27,7 @@ from kamflow.definitions.spec import LadderSpec
 from kamflow.definitions.workflow import Workflow
 from kamflow.models import Account, Person
 from kamflow.records import snoozes
-from kamflow.text import days_text
+from kamflow.text import days_text, display_width
 
 BATCH = defaults.LISTING_BATCH
 
@@ -272,12 +273,32 @@ def rows_of(session: Session, statement: Any) -> Iterator[Any]:
 # --- what a text table needs to know first -------------------------------------------------------
 
 
+class _Octets(sa.sql.functions.GenericFunction[int]):
+    """SQL: how many bytes a text takes in UTF-8 (SQLite before 3.43 has no octet_length)."""
+
+    type = sa.Integer()
+    name = "octet_length"
+    inherit_cache = True
+
+
+@compiles(_Octets, "sqlite")
+def _octets_in_sqlite(element: Any, compiler: Any, **kw: Any) -> str:
+    return f"length(CAST({compiler.process(element.clauses, **kw)} AS BLOB))"
+
+
+def display_length(text: Any) -> Any:
+    """SQL: at least as many terminal columns as the text ``text`` takes, however wide its
+    characters: a character two columns wide (株) takes at least three bytes in UTF-8, so the
+    columns are at most (characters + bytes) / 2, which is the length itself for plain ASCII."""
+    return (sa.func.length(text) + _Octets(text)) // 2
+
+
 def widest(session: Session, values: Any, text: Callable[[Any], str], at_least: int = 0) -> int:
     """The longest ``text(value)`` over the rows of a one-column query, read a batch at a time
     (for numbers, whose text SQL cannot write as Python does)."""
     width = at_least
     for (value,) in rows_of(session, values):
-        width = max(width, len(text(value)))
+        width = max(width, display_width(text(value)))
     return width
 
 
@@ -333,11 +354,11 @@ def text_widths(session: Session, found: list[Census], now: datetime, where: Any
 
     for group in found:
         place = group.place
-        widen("stage_title", len(place.title))
+        widen("stage_title", display_width(place.title))
         widen("days", len(days_text(max(0, (now - group.oldest).days), place.limit_days)))
         widen("status", len(group.status))
-        widen("workflow", len(place.workflow))
-    length = sa.func.length
+        widen("workflow", display_width(place.workflow))
+    length = display_length
     widths["name"] = (
         session.execute(sa.select(sa.func.max(length(col(Account.name)))).where(where)).scalar()
         or 0

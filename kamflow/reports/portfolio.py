@@ -31,6 +31,7 @@ from kamflow.reports.listing import (
     Listing,
     Places,
     census,
+    display_length,
     name_order,
     paused,
     place_in,
@@ -167,7 +168,7 @@ def coverage(session: Session) -> Listing:
         sa.select(
             col(RoleAssignment.role),
             (
-                sa.func.sum(sa.func.length(col(Person.email))) + len(", ") * (sa.func.count() - 1)
+                sa.func.sum(display_length(col(Person.email))) + len(", ") * (sa.func.count() - 1)
             ).label("width"),
         )
         .join(Person, col(Person.id) == col(RoleAssignment.person_id))
@@ -181,7 +182,7 @@ def coverage(session: Session) -> Listing:
             sa.select(held.c.role, sa.func.max(held.c.width)).group_by(held.c.role)
         ).all()
     )
-    longest = session.execute(sa.select(sa.func.max(sa.func.length(col(Account.name)))).where(key))
+    longest = session.execute(sa.select(sa.func.max(display_length(col(Account.name)))).where(key))
     widths["account"] = longest.scalar() or 0
     return Listing(teams(rows_of(session, statement)), widths)
 
@@ -209,7 +210,7 @@ def kpi_report(session: Session) -> Listing:
 def _kpi_widths(session: Session, key: Any) -> dict[str, int]:
     """The widest account name, KPI name, unit and period, and the widest target and latest
     value as `format_number` writes them (over the distinct numbers, a batch at a time)."""
-    length = sa.func.length
+    length = display_length
     account, name, unit = session.execute(
         sa.select(
             sa.func.max(length(col(Account.name))),

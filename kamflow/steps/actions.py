@@ -177,7 +177,8 @@ def stale(session: Session, messages: list[Any], now: datetime) -> dict[int, str
 def forecast(
     session: Session, now: datetime, end: datetime, schedule: Schedule
 ) -> Iterator[tuple[Any, ...]]:
-    """Each action reminder that would fire in the window, on its day (not queued already)."""
+    """Each action reminder that would fire in the window (not queued already), at the moment the
+    daemon sends it: the start of its day in KAMFLOW_TIMEZONE, or now for one due already."""
     zone = schedule.timezone
     every = schedule.action_every_days
     today = now.astimezone(zone).date()
@@ -202,5 +203,6 @@ def forecast(
                 repeat = repeat_on(due, day, every)
                 # Only the reminder of today's repeat can be queued already; later ones cannot.
                 if not (day == today and already):
-                    yield day, MessageKind.ACTION.value, account, "", repeat, title
+                    at = max(now, datetime.combine(day, time(), tzinfo=zone))
+                    yield at, MessageKind.ACTION.value, account, "", repeat, title
                 day = due + timedelta(days=(repeat + 1) * every)

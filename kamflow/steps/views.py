@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator
-from datetime import date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -21,6 +21,7 @@ from kamflow.records import people, snoozes
 from kamflow.steps.base import heartbeats, loaded_workflows, phases
 from kamflow.steps.delivery import NAME as DELIVERY
 from kamflow.steps.table import QUEUING
+from kamflow.text import display_width
 
 
 def status(session: Session, now: datetime) -> dict[str, Any]:
@@ -77,13 +78,21 @@ def last_tick(beats: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
 
 class Forecast:
     """What would fire, sorted by time (then account) on disk, not in memory: a forecast of a
-    large portfolio holds a row per message, far more than a batch."""
+    large portfolio holds a row per message, far more than a batch.
+
+    Each row's ``at`` is the moment the daemon would send, in UTC; its ``repeat`` is the daemon's
+    own count, as the message's identity in the outbox has it (0 for the first of its kind).
+    """
 
     COLUMNS = ("at", "kind", "account", "stage", "repeat", "action")
 
     def __init__(self, rows: Iterable[tuple[Any, ...]]) -> None:
         # An empty name: a private temporary database on disk, deleted when it is closed.
         self._db = sqlite3.connect("")
+        # A table's columns are as wide as their text shows (株 takes two columns), not its length.
+        self._db.create_function(
+            "display_width", 1, lambda value: display_width(str(value)), deterministic=True
+        )
         self._db.execute(
             "CREATE TABLE forecast (at TEXT, kind TEXT, account TEXT, stage TEXT, "
             "repeat INTEGER, action TEXT)"
@@ -103,14 +112,12 @@ class Forecast:
             yield row
 
     def longest(self, column: str) -> int:
-        """The length of the longest value of ``column`` (0 when there is none)."""
+        """The display width of the widest value of ``column`` (0 when there is none)."""
         assert column in self.COLUMNS
-        found = self._db.execute(f"SELECT max(length({column})) FROM forecast").fetchone()[0]
+        found = self._db.execute(
+            f"SELECT max(display_width({column})) FROM forecast WHERE {column} IS NOT NULL"
+        ).fetchone()[0]
         return int(found or 0)
-
-    def last_number(self) -> int:
-        """The highest repeat number (counted from 1, as people count)."""
-        return int(self._db.execute("SELECT max(repeat) FROM forecast").fetchone()[0] or 0) + 1
 
     def close(self) -> None:
         """Delete the temporary database that holds the forecast."""
@@ -136,5 +143,6 @@ def forecast(session: Session, now: datetime, days: int, schedule: Schedule) -> 
     )
 
 
-def _moment(at: datetime | date) -> str:
-    return at.isoformat()
+def _moment(at: datetime) -> str:
+    """A moment as ISO 8601 in UTC: every row alike, so that they sort as text."""
+    return at.astimezone(UTC).isoformat()
