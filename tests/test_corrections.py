@@ -321,6 +321,27 @@ def test_today_is_judged_in_the_configured_time_zone(cli: Cli, clock: FixedClock
     )
 
 
+def test_a_due_date_can_be_given_in_days_or_weeks_from_today(cli: Cli, engine: Engine) -> None:
+    team(cli)  # today is 2027-01-04
+
+    out = ok(cli("action", "add", ACME, "Call", "--owner", DOER, "--due", "+14d"))
+    assert "(due 2027-01-18)" in out
+    ok(cli("action", "add", ACME, "Visit", "--owner", DOER, "--due", "+3"))
+    assert {a["title"]: a["due"] for a in actions(cli)} == {
+        "Call": "2027-01-18",
+        "Visit": "2027-01-07",
+    }
+    visit = next(str(a["id"]) for a in actions(cli) if a["title"] == "Visit")
+    ok(cli("action", "reschedule", ACME, visit, "--due", "+3W"))
+    assert {a["title"]: a["due"] for a in actions(cli)}["Visit"] == "2027-01-25"
+
+    before = snapshot(engine)
+    for wrong in ("+99999w", "+2m", "-3d", "+"):
+        line = failed(cli("action", "add", ACME, "Call", "--owner", DOER, "--due", wrong))
+        assert wrong in line, line
+    assert snapshot(engine) == before
+
+
 # --- KPIs: edit, remove, bring back --------------------------------------------------------------
 
 

@@ -177,7 +177,12 @@ def past_option(function: Any) -> Any:
 @click.argument("name")
 @click.argument("title")
 @click.option("--owner", required=True, metavar="EMAIL", help="Who does it.")
-@click.option("--due", required=True, metavar="YYYY-MM-DD", help="When it is due.")
+@click.option(
+    "--due",
+    required=True,
+    metavar="DATE",
+    help="When it is due: YYYY-MM-DD, or +14d / +2w from today.",
+)
 @click.option("--resources", default="", help="Resources it needs.")
 @past_option
 def action_add(name: str, title: str, owner: str, due: str, resources: str, past: bool) -> None:
@@ -207,7 +212,9 @@ def action_done(name: str, action_id: str) -> None:
 @action.command("reschedule")
 @click.argument("name")
 @click.argument("action_id", metavar="ID")
-@click.option("--due", required=True, metavar="YYYY-MM-DD", help="The new due date.")
+@click.option(
+    "--due", required=True, metavar="DATE", help="The new due date: YYYY-MM-DD, or +14d / +2w."
+)
 @past_option
 def action_reschedule(name: str, action_id: str, due: str, past: bool) -> None:
     """Give an action a new due date; its reminders start again from it."""

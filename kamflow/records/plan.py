@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 import sqlalchemy as sa
@@ -331,12 +331,27 @@ def is_past(day: date, *, now: datetime, timezone: tzinfo = UTC) -> bool:
     return day < now.astimezone(timezone).date()
 
 
+#: A due date relative to today: ``+14``, ``+14d`` or ``+2w``.
+_AHEAD = re.compile(r"\+(?P<count>\d{1,5})(?P<unit>[dw]?)")
+#: The furthest a relative due date may reach.
+MAX_DAYS_AHEAD = 3653
+
+
 def due_date(text: str, *, past: bool, now: datetime, timezone: tzinfo = UTC) -> date:
     """An action's due date from ``--due``; a date already over is refused unless ``past`` says
     it is meant (it would make the action overdue, and remind its owner, at once).
 
+    Besides a date, ``+N`` or ``+Nd`` (N days from today) and ``+Nw`` (N weeks) are taken, today
+    being judged in ``timezone``.
+
     Raises InvalidInput for a text that is not a date, or a date in the past without ``past``.
     """
+    ahead = _AHEAD.fullmatch(text.strip().lower())
+    if ahead is not None:
+        count = int(ahead["count"]) * (7 if ahead["unit"] == "w" else 1)
+        if count > MAX_DAYS_AHEAD:
+            raise InvalidInput(f"--due {text.strip()!r} is too far ahead (at most ten years)")
+        return now.astimezone(timezone).date() + timedelta(days=count)
     day = parse_date(text)
     if not past and is_past(day, now=now, timezone=timezone):
         today = now.astimezone(timezone).date().isoformat()
