@@ -170,12 +170,47 @@ def initialise(url: str) -> tuple[str, str | None, str | None]:
 
 @functools.cache
 def ready_engine(url: str) -> Engine:
-    """The engine for ``url`` with the schema at the newest revision: one query when it already
-    is, the shipped migrations (on first use, or after an upgrade of kamflow) when it is not."""
+    """The engine for ``url`` with the schema at the newest revision, creating the database when
+    there is none (as `kamflow init` does; for tests and tools that build a database): one query
+    when it is ready already, the shipped migrations when it is not."""
     engine = engine_for(url)
     if stored_revision(engine) != SCHEMA_HEAD:
         upgrade(engine)  # refuses a schema newer than this kamflow knows
     return engine
+
+
+@functools.cache
+def existing_engine(url: str) -> Engine:
+    """The engine for the kamflow database at ``url``, what every command but init works on: one
+    query when its schema is the newest, the shipped migrations when it is older (after an
+    upgrade of kamflow). A DatabaseError when there is no kamflow database there; it is never
+    created here, so that a mistyped URL does not leave an empty database behind."""
+    engine = engine_for(url)
+    file = _sqlite_file(engine)
+    # Connecting would create the file: look for it first.
+    if file is not None and not file.exists():
+        raise _no_database(str(file))
+    revision = stored_revision(engine)
+    if revision is None:  # an empty file or schema, or someone else's tables
+        raise _no_database(str(file) if file is not None else _safe(engine))
+    if revision != SCHEMA_HEAD:
+        upgrade(engine)  # refuses a schema newer than this kamflow knows
+    return engine
+
+
+def _sqlite_file(engine: Engine) -> Path | None:
+    """The file of a SQLite database, or None for another database, one in memory, or a file
+    given as a ``file:`` URI."""
+    name = engine.url.database
+    if engine.dialect.name != "sqlite" or not name or name == ":memory:":
+        return None
+    if engine.url.query.get("uri"):
+        return None
+    return Path(name)
+
+
+def _no_database(where: str) -> DatabaseError:
+    return DatabaseError(f"no kamflow database at {where} (run `kamflow init` to create one)")
 
 
 @contextmanager

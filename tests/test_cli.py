@@ -13,9 +13,11 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import sqlalchemy as sa
 from click.testing import Result
 from sqlalchemy.engine import Engine
 
+from kamflow import db
 from kamflow.clock import FixedClock
 from tests.conftest import START, Cli, as_json, ok, snapshot
 
@@ -115,18 +117,58 @@ def transitions(cli: Cli, name: str = ACME) -> list[tuple[str, str, str]]:
 # --- the database --------------------------------------------------------------------------------
 
 
-def test_init_creates_the_database_then_says_it_is_up_to_date(cli: Cli) -> None:
-    first = ok(cli("init"))
+def test_init_creates_the_database_then_says_it_is_up_to_date(new_cli: Cli) -> None:
+    first = ok(new_cli("init"))
     assert "Created database" in first
-    second = ok(cli("init"))
+    second = ok(new_cli("init"))
     assert "up to date" in second
 
 
-def test_any_command_on_a_new_database_works_without_init(cli: Cli) -> None:
-    assert ok(cli("person", "list")).strip() == "(none)"
-    ok(cli("person", "add", OWNER))
-    assert "up to date" in ok(cli("init"))
-    assert [p["email"] for p in as_json(cli("person", "list", "--json"))] == [OWNER]
+def _database_made(url: str) -> bool:
+    """Whether anything of a database is at ``url``: the SQLite file, or tables in the schema."""
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///")).exists()
+    with db.engine_for(url).connect() as connection:
+        return bool(sa.inspect(connection).get_table_names())
+
+
+def test_only_init_creates_the_database_every_other_command_says_to_run_it(
+    new_cli: Cli, database_url: str, tmp_path: Path
+) -> None:
+    commands = [
+        ["account", "list"],
+        ["person", "list", "--json"],
+        ["person", "add", OWNER],
+        ["status"],
+        ["tick"],
+        ["tick", "--dry-run"],
+    ]
+    for command in commands:
+        line = failed(new_cli(*command))
+        assert "no kamflow database at" in line, (command, line)
+        assert "kamflow init" in line, (command, line)
+        assert not _database_made(database_url), command
+    # The daemon too, as the installed script runs it (a daemon that started would never end).
+    daemon = _kamflow("--db", database_url, "daemon", env=_environment(), cwd=tmp_path, timeout=60)
+    assert daemon.returncode == 1, daemon.stderr
+    assert daemon.stderr.startswith("Error: no kamflow database at"), daemon.stderr
+    assert len(daemon.stderr.splitlines()) == 1, daemon.stderr
+    assert not _database_made(database_url)
+
+    assert "Created database" in ok(new_cli("init"))
+    assert ok(new_cli("person", "list")).strip() == "(none)"
+
+
+def test_a_mistyped_database_file_is_named_and_not_created(tmp_path: Path) -> None:
+    shown = _kamflow(
+        "--db", "sqlite:///kamflow-dmo.db", "account", "list", env=_environment(), cwd=tmp_path
+    )
+    assert shown.returncode == 1, shown.stdout + shown.stderr
+    assert shown.stdout == ""
+    assert shown.stderr == (
+        "Error: no kamflow database at kamflow-dmo.db (run `kamflow init` to create one)\n"
+    )
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- people and accounts -------------------------------------------------------------------------
@@ -894,14 +936,16 @@ def _environment(**extra: str) -> dict[str, str]:
     return environment
 
 
-def _kamflow(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _kamflow(
+    *args: str, env: dict[str, str], cwd: Path, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(KAMFLOW), *args],
         env=env,
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
 

@@ -127,10 +127,10 @@ def now() -> datetime:
 
 @contextmanager
 def transaction() -> Iterator[Session]:
-    """A session on the ready database; everything in the block commits together or not at all."""
-    from kamflow.db import ready_engine, session_scope
+    """A session on the database; everything in the block commits together or not at all."""
+    from kamflow.db import existing_engine, session_scope
 
-    with session_scope(ready_engine(settings().database_url)) as session:
+    with session_scope(existing_engine(settings().database_url)) as session:
         yield session
 
 
@@ -163,9 +163,9 @@ def reading() -> Iterator[Session]:
     write lock on SQLite, and every query sees one snapshot of the database."""
     from sqlmodel import Session
 
-    from kamflow.db import read_scope, ready_engine
+    from kamflow.db import existing_engine, read_scope
 
-    engine = ready_engine(settings().database_url)
+    engine = existing_engine(settings().database_url)
     with read_scope(engine, snapshot=True) as connection, Session(bind=connection) as session:
         yield session
 
