@@ -6,6 +6,7 @@ subprocesses of the installed ``kamflow`` console script.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -19,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from kamflow import db
 from kamflow.clock import FixedClock
+from tests import bulk
 from tests.conftest import START, Cli, as_json, ok, snapshot
 
 OWNER = "owner@example.com"
@@ -1035,3 +1037,60 @@ def test_demo_runs_on_a_database_of_its_own(tmp_path: Path) -> None:
     assert report.is_file()
     assert "Meridian Health Group" in report.read_text(encoding="utf-8")
     assert "kamflow-report.html" in output
+
+
+# --- output into a pipe that closes early --------------------------------------------------------
+
+#: Commands that print more than a small pipe holds: tables, JSON, streamed listings, CSV.
+LONG_OUTPUTS = [
+    ["account", "list"],
+    ["account", "list", "--json"],
+    ["plan", "questions", bulk.name(1)],
+    ["plan", "questions", bulk.name(1), "--json"],
+    ["account", "export"],
+    ["portfolio"],
+    ["kpis"],
+]
+
+
+def _first_line_then_close(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    """Run the installed kamflow into a pipe, read its first line, close the pipe (as `| head -1`
+    does) and return the exit code and stderr."""
+    reading, writing = os.pipe()
+    # The smallest pipe Linux allows: every command here prints more than it holds, so kamflow
+    # is still writing when the pipe closes, every time.
+    fcntl.fcntl(writing, fcntl.F_SETPIPE_SZ, 4096)
+    with subprocess.Popen(
+        [str(KAMFLOW), *args], stdout=writing, stderr=subprocess.PIPE, env=env, cwd=cwd, text=True
+    ) as process:
+        os.close(writing)
+        seen = b""
+        while b"\n" not in seen:
+            piece = os.read(reading, 200)
+            assert piece, f"{args}: no line before the end of the output"
+            seen += piece
+        os.close(reading)
+        _, stderr = process.communicate(timeout=120)
+    return process.returncode, stderr
+
+
+def test_output_cut_short_by_a_closed_pipe_ends_quietly(database_url: str, tmp_path: Path) -> None:
+    def place(i: int) -> tuple[str, int]:
+        return ("strategy", i % 30)
+
+    def kpi(i: int) -> tuple[float, float | None]:
+        return (100.0, float(i % 150))
+
+    bulk.build(database_url, 300, bulk.Layout(place, kpi=kpi), now=START)
+    env = _environment(KAMFLOW_NOW=START.isoformat(), KAMFLOW_USER=OWNER)
+    problems, codes = [], set()
+    for command in LONG_OUTPUTS:
+        for _ in range(2):
+            code, stderr = _first_line_then_close(["--db", database_url, *command], env, tmp_path)
+            codes.add(code)
+            # A write the pipe stops ends kamflow with 141 (as a shell reports SIGPIPE); a write
+            # it cuts part-way through may return without an error, and kamflow ends with 0.
+            if code not in (0, 141) or stderr:
+                problems.append(f"{command}: exit {code}, stderr {stderr!r}")
+    assert not problems, "\n".join(problems)
+    assert 141 in codes

@@ -6,6 +6,7 @@ Heavy imports (SQLModel, Alembic, tabulate) wait inside the functions, as they d
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -29,22 +30,27 @@ T = TypeVar("T")
 EXIT_INTERNAL = 70
 
 
+#: How a run ends when the reader of its output went away (`kamflow account list | head`): as a
+#: shell reports a writer stopped by SIGPIPE (128 + 13), so that `set -o pipefail` still sees it.
+EXIT_PIPE_CLOSED = 141
+
+
 class KamflowGroup(click.Group):
     """Turns every kamflow error into an `Error:` line on stderr and its exit code."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except KamflowError as error:
-            fail(error.lines(), error.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
-        except BrokenPipeError:
-            # Output piped into `head`, which has read enough: main() ends quietly.
-            raise
-        except Exception as error:  # a bug: still one line, never a traceback
+        except Exception as error:
+            if _output_closed(error):
+                end_quietly()
+            if isinstance(error, KamflowError):
+                fail(error.lines(), error.exit_code)
             if _debugging(ctx):
                 raise
+            # A bug: still one line, never a traceback.
             first = (str(error).strip().splitlines() or [""])[0]
             fail(
                 [
@@ -53,6 +59,43 @@ class KamflowGroup(click.Group):
                 ],
                 EXIT_INTERNAL,
             )
+
+
+def _output_closed(error: BaseException) -> bool:
+    """Whether ``error`` comes from printing into a pipe whose reader has gone (`| head -1`),
+    itself or as the error another one was raised while handling."""
+    seen: BaseException | None = error
+    while seen is not None and not isinstance(seen, BrokenPipeError):
+        seen = seen.__cause__ or seen.__context__
+    return seen is not None and _stdout_reader_gone()
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether nobody reads stdout any more: not some other broken pipe (a mail server's
+    socket), which is a real error."""
+    import select
+
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (a test's captured output)
+        return False
+    if not hasattr(select, "poll"):
+        return True
+    poller = select.poll()
+    poller.register(descriptor, select.POLLOUT)
+    # The write end of a pipe without a reader polls as an error.
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def end_quietly() -> NoReturn:
+    """Stop at once, saying nothing: what is left to print has nowhere to go."""
+    # What is still buffered can never be written; pointing stdout at /dev/null keeps Python's
+    # flush at exit from reporting the closed pipe on stderr.
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    sys.exit(EXIT_PIPE_CLOSED)
 
 
 def _debugging(ctx: click.Context) -> bool:
@@ -103,11 +146,12 @@ def main() -> None:
     """The console script's entry point."""
     try:
         app(prog_name="kamflow")
-    except BrokenPipeError:
-        # Output piped into `head`: stop quietly, and keep Python from complaining at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(1)
+    finally:
+        # Flushed here rather than by Python at exit, where a closed pipe could only be noise.
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            end_quietly()
 
 
 # --- the settings and the database ---------------------------------------------------------------
