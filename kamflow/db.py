@@ -16,6 +16,7 @@ from sqlmodel import Session
 
 from kamflow import defaults
 from kamflow.errors import Conflict, DatabaseError
+from kamflow.text import quoted
 
 T = TypeVar("T")
 
@@ -75,7 +76,7 @@ def engine_for(url: str) -> Engine:
     except (exc.ArgumentError, ValueError):
         shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
         raise DatabaseError(
-            f"{shown!r} is not a database URL (e.g. sqlite:///kamflow.db)"
+            f"{quoted(shown)} is not a database URL (e.g. sqlite:///kamflow.db)"
         ) from None
     try:
         if parsed.get_backend_name() == "sqlite":
@@ -86,7 +87,8 @@ def engine_for(url: str) -> Engine:
         else:
             engine = sa.create_engine(parsed, pool_pre_ping=True)
     except (exc.NoSuchModuleError, ImportError) as error:
-        raise DatabaseError(f"cannot use database {parsed!r}: {error}") from None
+        shown = parsed.render_as_string(hide_password=True)
+        raise DatabaseError(f"cannot use database {quoted(shown)}: {error}") from None
     return engine
 
 
@@ -126,7 +128,9 @@ def _database_errors(engine: Engine) -> Iterator[None]:
     try:
         yield
     except exc.DBAPIError as error:
-        raise DatabaseError(f"cannot open database {_safe(engine)}: {_reason(error)}") from None
+        raise DatabaseError(
+            f"cannot open database {quoted(_safe(engine))}: {_reason(error)}"
+        ) from None
 
 
 def upgrade(engine: Engine) -> tuple[str | None, str | None]:
@@ -188,7 +192,7 @@ def existing_engine(url: str) -> Engine:
     engine = engine_for(url)
     file = _sqlite_file(engine)
     # Connecting would create the file: look for it first.
-    if file is not None and not file.exists():
+    if file is not None and not _exists(file):
         raise _no_database(str(file))
     revision = stored_revision(engine)
     if revision is None:  # an empty file or schema, or someone else's tables
@@ -209,8 +213,17 @@ def _sqlite_file(engine: Engine) -> Path | None:
     return Path(name)
 
 
+def _exists(file: Path) -> bool:
+    try:
+        return file.exists()
+    except OSError:  # e.g. a name too long to be a file
+        return False
+
+
 def _no_database(where: str) -> DatabaseError:
-    return DatabaseError(f"no kamflow database at {where} (run `kamflow init` to create one)")
+    return DatabaseError(
+        f"no kamflow database at {quoted(where)} (run `kamflow init` to create one)"
+    )
 
 
 @contextmanager

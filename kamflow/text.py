@@ -15,6 +15,8 @@ MAX_NAME = 200
 MAX_EMAIL = 320
 MAX_TITLE = 500
 MAX_LABEL = 50
+#: How much of a value an error message repeats (a setting can hold thousands of characters).
+MAX_ECHO = 60
 
 
 def one_line(text: str) -> str:
@@ -32,6 +34,14 @@ def clean_text(text: str, what: str, *, required: bool = True, max_length: int =
     if len(cleaned) > max_length:
         raise InvalidInput(f"{what} is too long ({len(cleaned)} characters, at most {max_length})")
     return cleaned
+
+
+def quoted(value: str) -> str:
+    """A value a user gave, quoted as an error message repeats it: whole when short, else its
+    first MAX_ECHO characters, ``...`` and its length."""
+    if len(value) <= MAX_ECHO:
+        return repr(value)
+    return f"{value[:MAX_ECHO]!r}... ({len(value)} characters)"
 
 
 def shell_quote(word: str) -> str:

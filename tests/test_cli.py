@@ -168,7 +168,7 @@ def test_a_mistyped_database_file_is_named_and_not_created(tmp_path: Path) -> No
     assert shown.returncode == 1, shown.stdout + shown.stderr
     assert shown.stdout == ""
     assert shown.stderr == (
-        "Error: no kamflow database at kamflow-dmo.db (run `kamflow init` to create one)\n"
+        "Error: no kamflow database at 'kamflow-dmo.db' (run `kamflow init` to create one)\n"
     )
     assert list(tmp_path.iterdir()) == []
 
@@ -1094,3 +1094,41 @@ def test_output_cut_short_by_a_closed_pipe_ends_quietly(database_url: str, tmp_p
                 problems.append(f"{command}: exit {code}, stderr {stderr!r}")
     assert not problems, "\n".join(problems)
     assert 141 in codes
+
+
+# --- KAMFLOW_NOW and other settings --------------------------------------------------------------
+
+
+def test_a_time_outside_1970_to_9000_is_refused_at_start_up_and_changes_nothing(
+    cli: Cli, engine: Engine, tmp_path: Path
+) -> None:
+    setup_people(cli)
+    new_account(cli)
+    mail = {"KAMFLOW_MAIL_TRANSPORT": "file", "KAMFLOW_OUTBOX_DIR": str(tmp_path / "outbox")}
+    before = snapshot(engine)
+    for moment in ("9999-12-31T23:59:59", "0001-01-01", "1969-12-31T23:59:59", "9001-01-01"):
+        for command in (["tick"], ["account", "list"], ["forecast"]):
+            line = failed(cli(*command, env={"KAMFLOW_NOW": moment, **mail}))
+            assert line.startswith(f"Error: KAMFLOW_NOW={moment!r} "), line
+            assert "1970" in line and "9000" in line, line
+        assert snapshot(engine) == before, moment
+    assert not (tmp_path / "outbox").exists()
+    # The bounds themselves are times kamflow can work at.
+    for moment in ("1970-01-01T00:00:00", "9000-12-31T23:59:59"):
+        ok(cli("tick", env={"KAMFLOW_NOW": moment, **mail}))
+        ok(cli("forecast", "--days", "366", env={"KAMFLOW_NOW": moment}))
+
+
+def test_a_long_bad_setting_is_echoed_cut_short(cli: Cli, tmp_path: Path) -> None:
+    garbage = "x" * 5000
+    for name in ("KAMFLOW_NOW", "KAMFLOW_TIMEZONE"):
+        line = failed(cli("account", "list", env={name: garbage}))
+        assert line.startswith(f"Error: {name}='xxxx"), line
+        assert "...' (5000 characters)" not in line
+        assert "'... (5000 characters)" in line, line
+        assert len(line) < 200, line
+    failed_tick = failed(cli("tick", env={"KAMFLOW_MAIL_TRANSPORT": garbage}))
+    assert len(failed_tick) < 200, failed_tick
+    for command in (["account", "list"], ["init"]):
+        line = failed(cli("--db", f"sqlite:///{tmp_path / ('q' * 300)}.db", *command))
+        assert "characters)" in line and len(line) < 200, line
