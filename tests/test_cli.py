@@ -456,6 +456,37 @@ def test_kpi_period_defaults_to_the_quarter_of_now(cli: Cli, clock: FixedClock) 
     assert kpi["latest"] == 99
 
 
+def test_a_kpi_value_or_target_may_be_negative_and_a_mistyped_option_is_still_named(
+    cli: Cli, engine: Engine
+) -> None:
+    setup_people(cli)
+    new_account(cli)
+    assert "target -2.5 pts" in ok(
+        cli("kpi", "add", ACME, "Margin", "--target", "-2.5", "--unit", "pts")
+    )
+    assert "Margin = -3 " in ok(cli("kpi", "record", ACME, "Margin", "-3"))
+    assert "Margin = -0.5 for 2027-H1" in ok(
+        cli("kpi", "record", ACME, "Margin", "-.5", "--period", "2027-H1")
+    )
+    assert "Margin = -1 for 2027-H2" in ok(
+        cli("kpi", "record", ACME, "Margin", "--period", "2027-H2", "-1")
+    )
+    assert "Margin = -4 " in ok(cli("kpi", "record", ACME, "Margin", "--", "-4"))
+    [kpi] = as_json(cli("account", "show", ACME, "--json"))["kpis"]
+    assert (kpi["target"], kpi["latest"]) == (-2.5, -4)
+
+    before = snapshot(engine)
+    mistyped = cli("kpi", "record", ACME, "Margin", "-3", "--perod", "2027-Q3")
+    assert mistyped.exit_code == 2
+    assert "No such option '--perod'" in mistyped.stderr
+    assert "Did you mean '--period'?" in mistyped.stderr
+    unfinished = cli("kpi", "record", ACME, "Margin", "-3", "--period")
+    assert unfinished.exit_code == 2
+    assert "'--period' requires an argument" in unfinished.stderr
+    assert "'-3x' is not a number" in failed(cli("kpi", "record", ACME, "Margin", "-3x"))
+    assert snapshot(engine) == before
+
+
 # --- stage changes -------------------------------------------------------------------------------
 
 

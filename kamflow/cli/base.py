@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -293,6 +294,46 @@ def print_warnings(verdicts: Any) -> None:
 
 
 # --- options shared by several commands ----------------------------------------------------------
+
+
+class NegativeNumbers(click.Command):
+    """A command whose arguments may be negative numbers: ``kamflow kpi record ACME Margin -3``.
+
+    click takes every word that starts with a dash for an option, and ``-3`` for an unknown one.
+    Here a word that starts with a dash and a digit (no option does) is an argument: the words are
+    handed to click as the options with their values, ``--``, then the arguments in their order.
+    So click still parses every option, and still names one it does not know.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        valued = {
+            name
+            for param in self.get_params(ctx)
+            if isinstance(param, click.Option) and not (param.is_flag or param.count)
+            for name in param.opts
+        }
+        options: list[str] = []
+        arguments: list[str] = []
+        words = iter(args)
+        for word in words:
+            if word == "--":
+                arguments.extend(words)
+            elif _NUMBER.match(word) or not word.startswith("-") or word == "-":
+                arguments.append(word)
+            else:
+                options.append(word)
+                if word in valued:  # its value is the next word, whatever it looks like
+                    value = next(words, None)
+                    if value is None:  # as click says it
+                        raise click.BadOptionUsage(
+                            word, f"Option {word!r} requires an argument.", ctx=ctx
+                        )
+                    options.append(value)
+        return super().parse_args(ctx, [*options, "--", *arguments])
+
+
+#: A word that is a negative number, or meant as one (``-3``, ``-.5``, ``-2e3``, ``-3x``).
+_NUMBER = re.compile(r"-\.?\d")
 
 
 def json_option(function: Callable[..., Any]) -> Callable[..., Any]:

@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import click
 
-from kamflow.cli.base import act_on, app, emit_json, json_option, now, read, settings, table
+from kamflow.cli.base import (
+    NegativeNumbers,
+    act_on,
+    app,
+    emit_json,
+    json_option,
+    now,
+    read,
+    settings,
+    table,
+)
 
 
 @app.group()
@@ -186,7 +196,7 @@ def kpi_add(name: str, kpi_name: str, target: str, unit: str, lower_is_better: b
     click.echo(f"KPI {added.name} added to {account} (target {format_number(added.target)}{unit}).")
 
 
-@kpi.command("record")
+@kpi.command("record", cls=NegativeNumbers)
 @click.argument("name")
 @click.argument("kpi_name", metavar="KPI")
 @click.argument("value")
