@@ -55,9 +55,12 @@ def first_line(error: BaseException) -> str:
     return lines[0].strip() if lines else type(error).__name__
 
 
-def plural(count: int, noun: str) -> str:
-    """``1 key account``, ``3 key accounts``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+def plural(count: int, noun: str, many: str | None = None, *, grouped: bool = False) -> str:
+    """A count with its noun: ``1 day``, ``3 days``; ``many`` for a noun that does not just take
+    an ``s`` (``plural(2, "category", "categories")``); ``grouped`` writes the count with
+    thousands separators (``1,200 accounts``), as the HTML report shows counts."""
+    number = f"{count:,}" if grouped else str(count)
+    return f"{number} {noun if count == 1 else many or noun + 's'}"
 
 
 def days_text(days: int, limit: int | None) -> str:

@@ -1163,3 +1163,54 @@ def test_a_long_bad_setting_is_echoed_cut_short(cli: Cli, tmp_path: Path) -> Non
     for command in (["account", "list"], ["init"]):
         line = failed(cli("--db", f"sqlite:///{tmp_path / ('q' * 300)}.db", *command))
         assert "characters)" in line and len(line) < 200, line
+
+
+# --- counts in messages --------------------------------------------------------------------------
+
+
+def test_counts_of_one_are_singular_and_a_count_of_nothing_is_left_out(
+    cli: Cli, clock: FixedClock, tmp_path: Path
+) -> None:
+    globex = "Globex"
+    setup_people(cli)
+    new_account(cli)
+    assert "Wrote 1 account to" in ok(cli("account", "export", str(tmp_path / "one.csv")))
+    # Another account, planned: the plan's guard counts its actions and KPIs.
+    new_account(cli, globex)
+    set_strategy(cli, globex)
+    ok(cli("advance", globex))
+    do_research(cli, globex)
+    ok(cli("advance", globex))
+    make_plan(cli, globex)
+    due = (START + timedelta(days=20)).date().isoformat()
+    ok(cli("action", "add", globex, "Send the offer", "--owner", ENGINEER, "--due", due))
+    shown = ok(cli("why", globex))
+    assert "has 2 actions" in shown and "action(s)" not in shown
+    assert "1 KPI with targets" in shown
+    ok(cli("snooze", globex, "--days", "1", "--reason", "Their CFO is away"))
+    [note] = [r["note"] for r in as_json(cli("history", globex, "--json")) if r["kind"] == "snooze"]
+    assert note.startswith("reminders paused for 1 day, until ")
+
+    csv_file = tmp_path / "more.csv"
+    csv_file.write_text(f"name,owner,kind\nInitech,{ENGINEER},existing\n", encoding="utf-8")
+    imported = ok(cli("account", "import", str(csv_file)))
+    assert imported == f"Imported 1 account from {csv_file} (1 key account).\n"
+
+    # The first tick after three weeks: an escalation that no reminder came before, and an
+    # action one day late.
+    clock.set(START + timedelta(days=21))
+    outbox = tmp_path / "outbox"
+    mail = {"KAMFLOW_MAIL_TRANSPORT": "file", "KAMFLOW_OUTBOX_DIR": str(outbox)}
+    ticked = ok(cli("tick", env=mail))
+    assert f"queued: Action 1 day overdue for {globex}: Send the offer" in ticked
+    assert f"queued: Escalation: {ACME} has been in Strategy for 21 days" in ticked
+    escalations = [p.read_text(encoding="utf-8") for p in outbox.glob("escalation-*.eml")]
+    [text] = [body for body in escalations if f"Subject: Escalation: {ACME} " in body]
+    assert "for 21 days, 7 days past the stage's limit of 14 days." in text
+    assert "already had" not in text
+    late = [p.read_text(encoding="utf-8") for p in outbox.glob("action-*.eml")]
+    assert any("is 1 day overdue" in body for body in late), late
+    assert not any("1 days" in body for body in late), late
+
+    status = ok(cli("status"))
+    assert "stuck\n" in status and "snoozed" not in status

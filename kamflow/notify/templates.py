@@ -8,7 +8,7 @@ from typing import Any
 
 import jinja2
 
-from kamflow.text import format_number
+from kamflow.text import format_number, plural
 
 FOLDER = Path(__file__).resolve().parent.parent / "templates"
 
@@ -16,7 +16,8 @@ FOLDER = Path(__file__).resolve().parent.parent / "templates"
 @functools.cache
 def environment() -> jinja2.Environment:
     """The Jinja2 environment of the shipped templates (made once per process): HTML autoescaped,
-    undefined variables are errors, and numbers written by the ``number`` filter."""
+    undefined variables are errors, numbers written by the ``number`` filter and counts with their
+    noun by the ``plural`` filter (``{{ days | plural("day") }}``)."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(FOLDER),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default=False),
@@ -27,6 +28,7 @@ def environment() -> jinja2.Environment:
         auto_reload=False,  # shipped templates: no need to look at the files again per message
     )
     env.filters["number"] = format_number
+    env.filters["plural"] = plural
     return env
 
 

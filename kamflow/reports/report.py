@@ -28,6 +28,7 @@ from kamflow.records.plan import kpi_rows, kpi_view
 from kamflow.reports.diagram import mermaid, svg
 from kamflow.reports.listing import CANDIDATE, INTAKE, STAGE, Census, Places, census, name_order
 from kamflow.reports.portfolio import board_row, board_select, stage_counts, team_rows, teams
+from kamflow.text import plural
 
 COLOURS = {"on_track": "#3a8f5c", "behind": "#d89a1c", "stuck": "#c0392b", "candidate": "#7f8c8d"}
 
@@ -305,7 +306,7 @@ def days_svg(rows: list[dict[str, Any]], empty: str = "No key accounts yet.") ->
             f'<text x="{label_w - 8}" y="{y + bar * 0.75:.0f}" text-anchor="end">'
             f"{escape(row['name'])}</text>"
             f'<rect x="{label_w}" y="{y}" width="{w}" height="{bar}" rx="3" fill="{colour}">'
-            f"<title>{escape(row['name'])}: {row['days_in_stage']} days in "
+            f"<title>{escape(row['name'])}: {plural(row['days_in_stage'], 'day')} in "
             f"{escape(row['stage_title'])} (limit {row['limit_days']})</title></rect>"
             f'<line x1="{limit_x}" x2="{limit_x}" y1="{y - 2}" y2="{y + bar + 2}" stroke="#222" '
             'stroke-width="2"/>'
