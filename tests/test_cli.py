@@ -1127,6 +1127,20 @@ def test_output_cut_short_by_a_closed_pipe_ends_quietly(database_url: str, tmp_p
     assert 141 in codes
 
 
+def test_a_run_started_without_stdout_ends_without_a_traceback(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(KAMFLOW), "--version"],
+        preexec_fn=lambda: os.close(1),  # as `kamflow --version >&-` starts it
+        stderr=subprocess.PIPE,
+        env=_environment(),
+        cwd=tmp_path,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+
+
 # --- KAMFLOW_NOW and other settings --------------------------------------------------------------
 
 

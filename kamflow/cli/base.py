@@ -37,7 +37,8 @@ EXIT_PIPE_CLOSED = 141
 
 
 class KamflowGroup(click.Group):
-    """Turns every kamflow error into an `Error:` line on stderr and its exit code."""
+    """Turns every kamflow error into an `Error:` line on stderr and its exit code, and ends a
+    command whose output nobody reads any more (`| head`) quietly."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -150,7 +151,8 @@ def main() -> None:
     finally:
         # Flushed here rather than by Python at exit, where a closed pipe could only be noise.
         try:
-            sys.stdout.flush()
+            if sys.stdout is not None:  # None when kamflow was started without one (>&-)
+                sys.stdout.flush()
         except BrokenPipeError:
             end_quietly()
 
