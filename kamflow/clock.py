@@ -6,7 +6,9 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from kamflow import defaults
 from kamflow.errors import ConfigError
+from kamflow.text import quoted
 
 
 class Clock(Protocol):
@@ -77,13 +79,24 @@ def as_utc(value: datetime) -> datetime:
 
 
 def parse_instant(text: str, *, source: str) -> datetime:
-    """Parse an ISO 8601 date or date-time (naive means UTC), naming ``source`` on failure."""
+    """Parse an ISO 8601 date or date-time (naive means UTC) in the years EARLIEST_YEAR to
+    LATEST_YEAR, naming ``source`` on failure."""
     try:
-        return as_utc(datetime.fromisoformat(text.strip()))
+        given = datetime.fromisoformat(text.strip())
     except ValueError:
         raise ConfigError(
-            f"{source}={text!r} is not an ISO 8601 date or time (e.g. 2027-03-01T09:00:00Z)"
+            f"{source}={quoted(text)} is not an ISO 8601 date or time (e.g. 2027-03-01T09:00:00Z)"
         ) from None
+    try:
+        instant = as_utc(given)
+    except OverflowError:  # an offset that takes it past year 1 or 9999
+        instant = None
+    if instant is None or not defaults.EARLIEST_YEAR <= instant.year <= defaults.LATEST_YEAR:
+        raise ConfigError(
+            f"{source}={quoted(text)} is out of range: kamflow works with times in the years "
+            f"{defaults.EARLIEST_YEAR} to {defaults.LATEST_YEAR}"
+        )
+    return instant
 
 
 def clock_from(text: str | None, *, source: str) -> Clock:

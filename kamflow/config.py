@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from kamflow import defaults
 from kamflow.clock import Clock, clock_from
 from kamflow.errors import ConfigError
-from kamflow.text import folder_list
+from kamflow.text import folder_list, quoted
 
 if TYPE_CHECKING:
     from kamflow.notify.transports import Transport
@@ -91,7 +91,7 @@ def time_zone(env: Mapping[str, str]) -> ZoneInfo:
         return ZoneInfo(zone_name)
     except (ZoneInfoNotFoundError, ValueError):
         raise ConfigError(
-            f"{defaults.ENV_TIMEZONE}={zone_name!r} is not a time zone (e.g. Europe/Berlin)"
+            f"{defaults.ENV_TIMEZONE}={quoted(zone_name)} is not a time zone (e.g. Europe/Berlin)"
         ) from None
 
 
@@ -116,9 +116,11 @@ def parse_seconds(text: str, *, source: str) -> int:
     try:
         value = float(number) * (factor or 1)
     except ValueError:
-        raise ConfigError(f"{source}={text!r} is not a duration (e.g. 300, 90s, 5m, 1h)") from None
+        raise ConfigError(
+            f"{source}={quoted(text)} is not a duration (e.g. 300, 90s, 5m, 1h)"
+        ) from None
     if value <= 0:
-        raise ConfigError(f"{source}={text!r} must be more than zero")
+        raise ConfigError(f"{source}={quoted(text)} must be more than zero")
     return max(1, round(value))
 
 
@@ -130,7 +132,7 @@ def parse_clock_time(
     day = None
     if with_day:
         if len(parts) != 2 or parts[0] not in DAYS:
-            raise ConfigError(f"{source}={text!r} must look like 'mon 08:00'")
+            raise ConfigError(f"{source}={quoted(text)} must look like 'mon 08:00'")
         day, parts = parts[0], parts[1:]
     try:
         hour_text, minute_text = parts[0].split(":")
@@ -139,7 +141,7 @@ def parse_clock_time(
             raise ValueError
     except (ValueError, IndexError):
         example = "'mon 08:00'" if with_day else "'08:00'"
-        raise ConfigError(f"{source}={text!r} must look like {example}") from None
+        raise ConfigError(f"{source}={quoted(text)} must look like {example}") from None
     return day, hour, minute
 
 
@@ -170,18 +172,18 @@ class MailSettings:
         ).lower()
         if transport not in TRANSPORTS:
             raise ConfigError(
-                f"{defaults.ENV_MAIL_TRANSPORT}={transport!r} "
+                f"{defaults.ENV_MAIL_TRANSPORT}={quoted(transport)} "
                 f"must be one of {', '.join(TRANSPORTS)}"
             )
         if transport == "smtp" and not smtp_url:
             raise ConfigError(f"{defaults.ENV_MAIL_TRANSPORT}=smtp needs {defaults.ENV_SMTP_URL}")
         sender = _env(defaults.ENV_MAIL_FROM, env) or defaults.MAIL_FROM
         if any(ch in sender for ch in "\r\n"):
-            raise ConfigError(f"{defaults.ENV_MAIL_FROM}={sender!r} is not an email address")
+            raise ConfigError(f"{defaults.ENV_MAIL_FROM}={quoted(sender)} is not an email address")
         from kamflow.notify.message import sender_address
 
         if not sender_address(sender).domain:
-            raise ConfigError(f"{defaults.ENV_MAIL_FROM}={sender!r} is not an email address")
+            raise ConfigError(f"{defaults.ENV_MAIL_FROM}={quoted(sender)} is not an email address")
         settings = cls(
             transport=transport,
             sender=sender,
@@ -251,7 +253,8 @@ class Schedule:
                 raise ValueError
         except ValueError:
             raise ConfigError(
-                f"{defaults.ENV_ACTION_REMIND_EVERY_DAYS}={every!r} must be a whole number of days"
+                f"{defaults.ENV_ACTION_REMIND_EVERY_DAYS}={quoted(every or '')} "
+                "must be a whole number of days"
             ) from None
         _, owner_hour, owner_minute = parse_clock_time(
             _env(defaults.ENV_OWNER_DIGEST_AT, env) or defaults.OWNER_DIGEST_AT,

@@ -16,6 +16,7 @@ from sqlmodel import Session
 
 from kamflow import defaults
 from kamflow.errors import Conflict, DatabaseError
+from kamflow.text import quoted
 
 T = TypeVar("T")
 
@@ -75,7 +76,7 @@ def engine_for(url: str) -> Engine:
     except (exc.ArgumentError, ValueError):
         shown = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
         raise DatabaseError(
-            f"{shown!r} is not a database URL (e.g. sqlite:///kamflow.db)"
+            f"{quoted(shown)} is not a database URL (e.g. sqlite:///kamflow.db)"
         ) from None
     try:
         if parsed.get_backend_name() == "sqlite":
@@ -86,7 +87,8 @@ def engine_for(url: str) -> Engine:
         else:
             engine = sa.create_engine(parsed, pool_pre_ping=True)
     except (exc.NoSuchModuleError, ImportError) as error:
-        raise DatabaseError(f"cannot use database {parsed!r}: {error}") from None
+        shown = parsed.render_as_string(hide_password=True)
+        raise DatabaseError(f"cannot use database {quoted(shown)}: {error}") from None
     return engine
 
 
@@ -126,7 +128,9 @@ def _database_errors(engine: Engine) -> Iterator[None]:
     try:
         yield
     except exc.DBAPIError as error:
-        raise DatabaseError(f"cannot open database {_safe(engine)}: {_reason(error)}") from None
+        raise DatabaseError(
+            f"cannot open database {quoted(_safe(engine))}: {_reason(error)}"
+        ) from None
 
 
 def upgrade(engine: Engine) -> tuple[str | None, str | None]:
@@ -170,12 +174,56 @@ def initialise(url: str) -> tuple[str, str | None, str | None]:
 
 @functools.cache
 def ready_engine(url: str) -> Engine:
-    """The engine for ``url`` with the schema at the newest revision: one query when it already
-    is, the shipped migrations (on first use, or after an upgrade of kamflow) when it is not."""
+    """The engine for ``url`` with the schema at the newest revision, creating the database when
+    there is none (as `kamflow init` does; for tests and tools that build a database): one query
+    when it is ready already, the shipped migrations when it is not."""
     engine = engine_for(url)
     if stored_revision(engine) != SCHEMA_HEAD:
         upgrade(engine)  # refuses a schema newer than this kamflow knows
     return engine
+
+
+@functools.cache
+def existing_engine(url: str) -> Engine:
+    """The engine for the kamflow database at ``url``, what every command but init works on: one
+    query when its schema is the newest, the shipped migrations when it is older (after an
+    upgrade of kamflow). A DatabaseError when there is no kamflow database there; it is never
+    created here, so that a mistyped URL does not leave an empty database behind."""
+    engine = engine_for(url)
+    file = _sqlite_file(engine)
+    # Connecting would create the file: look for it first.
+    if file is not None and not _exists(file):
+        raise _no_database(str(file))
+    revision = stored_revision(engine)
+    if revision is None:  # an empty file or schema, or someone else's tables
+        raise _no_database(str(file) if file is not None else _safe(engine))
+    if revision != SCHEMA_HEAD:
+        upgrade(engine)  # refuses a schema newer than this kamflow knows
+    return engine
+
+
+def _sqlite_file(engine: Engine) -> Path | None:
+    """The file of a SQLite database, or None for another database, one in memory, or a file
+    given as a ``file:`` URI."""
+    name = engine.url.database
+    if engine.dialect.name != "sqlite" or not name or name == ":memory:":
+        return None
+    if engine.url.query.get("uri"):
+        return None
+    return Path(name)
+
+
+def _exists(file: Path) -> bool:
+    try:
+        return file.exists()
+    except OSError:  # e.g. a name too long to be a file
+        return False
+
+
+def _no_database(where: str) -> DatabaseError:
+    return DatabaseError(
+        f"no kamflow database at {quoted(where)} (run `kamflow init` to create one)"
+    )
 
 
 @contextmanager

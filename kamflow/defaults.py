@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+#: The years KAMFLOW_NOW may name (inclusive): far enough from datetime's limits (years 1 and
+#: 9999) that every date kamflow reckons from "now" stays representable.
+EARLIEST_YEAR = 1970
+LATEST_YEAR = 9000
 #: The database used when neither --db nor KAMFLOW_DB says otherwise.
 DATABASE_URL = "sqlite:///kamflow.db"
 #: The database `kamflow demo` (re)creates, leaving the user's own alone.

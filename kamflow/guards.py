@@ -331,6 +331,8 @@ def roles_covered(context: GuardContext, params: RolesParams) -> tuple[bool, str
             f"no one holds the role{'s' if len(missing) > 1 else ''} {_listing(missing)}: "
             f"kamflow role assign {context.typed} ROLE EMAIL"
         )
+    if len(params.roles) == 1:
+        return True, f"the role {params.roles[0]} is held"
     return True, f"all {len(params.roles)} roles are held"
 
 
@@ -352,6 +354,8 @@ def research_done(context: GuardContext, _: NoParams) -> tuple[bool, str]:
             f"{len(missing)} question "
             f"categor{'ies have' if len(missing) > 1 else 'y has'} no answer yet: {names}"
         )
+    if len(bank.categories) == 1:
+        return True, "the question category has answers"
     return True, f"all {len(bank.categories)} question categories have answers"
 
 
@@ -387,7 +391,9 @@ def plan_complete(context: GuardContext, _: RequiredParams) -> tuple[bool, str]:
         problems.append(f"open actions without an owner or a due date: {_listing(loose)}")
     if problems:
         return False, "the account plan is not complete: " + "; ".join(problems)
-    return True, f"the plan answers every required question and has {len(actions)} action(s)"
+    return True, (
+        f"the plan answers every required question and has {plural(len(actions), 'action')}"
+    )
 
 
 @guard("kpis_defined")
@@ -396,10 +402,10 @@ def kpis_defined(context: GuardContext, params: CountParams) -> tuple[bool, str]
     count = len(context.known.kpis(context.id))
     if count < params.at_least:
         return False, (
-            f"{count} KPI{'s' if count != 1 else ''} defined, {params.at_least} needed "
+            f"{plural(count, 'KPI')} defined, {params.at_least} needed "
             f"(kamflow kpi add {context.typed} KPI --target NUMBER)"
         )
-    return True, f"{count} KPI{'s' if count != 1 else ''} with targets"
+    return True, f"{plural(count, 'KPI')} with targets"
 
 
 def _kpis_without_recent_value(context: GuardContext, since: datetime | None) -> list[str] | None:

@@ -18,6 +18,8 @@ MAX_NAME = 200
 MAX_EMAIL = 320
 MAX_TITLE = 500
 MAX_LABEL = 50
+#: How much of a value an error message repeats (a setting can hold thousands of characters).
+MAX_ECHO = 60
 
 
 def one_line(text: str) -> str:
@@ -37,6 +39,14 @@ def clean_text(text: str, what: str, *, required: bool = True, max_length: int =
     return cleaned
 
 
+def quoted(value: str) -> str:
+    """A value a user gave, quoted as an error message repeats it: whole when short, else its
+    first MAX_ECHO characters, ``...`` and its length."""
+    if len(value) <= MAX_ECHO:
+        return repr(value)
+    return f"{value[:MAX_ECHO]!r}... ({len(value)} characters)"
+
+
 def shell_quote(word: str) -> str:
     """A word as it can be pasted into a shell command safely (an account name, say)."""
     return shlex.quote(word)
@@ -48,9 +58,12 @@ def first_line(error: BaseException) -> str:
     return lines[0].strip() if lines else type(error).__name__
 
 
-def plural(count: int, noun: str) -> str:
-    """``1 key account``, ``3 key accounts``."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+def plural(count: int, noun: str, many: str | None = None, *, grouped: bool = False) -> str:
+    """A count with its noun: ``1 day``, ``3 days``; ``many`` for a noun that does not just take
+    an ``s`` (``plural(2, "category", "categories")``); ``grouped`` writes the count with
+    thousands separators (``1,200 accounts``), as the HTML report shows counts."""
+    number = f"{count:,}" if grouped else str(count)
+    return f"{number} {noun if count == 1 else many or noun + 's'}"
 
 
 #: What ends a text cut short to fit a table's column.

@@ -127,8 +127,9 @@ def run(engine: Engine, clock: FixedClock) -> Runner:
 Cli = Callable[..., Result]
 
 
-def cli_on(url: str, clock: FixedClock) -> Cli:
-    """The CLI on the database at ``url``, at the clock's time, as ``actor`` (default the owner)."""
+def cli_on(url: str, clock: FixedClock, *, init: bool = True) -> Cli:
+    """The CLI on the database at ``url``, at the clock's time, as ``actor`` (default the owner);
+    with ``init``, `kamflow init` has made the database first (only init creates one)."""
     runner = CliRunner()
 
     def invoke(
@@ -137,13 +138,23 @@ def cli_on(url: str, clock: FixedClock) -> Cli:
         environment = {"KAMFLOW_NOW": clock.now().isoformat(), "KAMFLOW_USER": actor, **(env or {})}
         return runner.invoke(app, ["--db", url, *args], env=environment, catch_exceptions=False)
 
+    if init:
+        ok(invoke("init"))
     return invoke
 
 
 @pytest.fixture
 def cli(database_url: str, clock: FixedClock) -> Cli:
-    """Run the kamflow CLI in-process on the test database, at the clock's time."""
+    """Run the kamflow CLI in-process on the test database (made by `kamflow init`), at the
+    clock's time."""
     return cli_on(database_url, clock)
+
+
+@pytest.fixture
+def new_cli(database_url: str, clock: FixedClock) -> Cli:
+    """Like ``cli``, on a database that `kamflow init` has not made yet: no SQLite file, an
+    empty PostgreSQL schema."""
+    return cli_on(database_url, clock, init=False)
 
 
 def ok(result: Result) -> str:

@@ -6,6 +6,7 @@ subprocesses of the installed ``kamflow`` console script.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -13,10 +14,13 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import sqlalchemy as sa
 from click.testing import Result
 from sqlalchemy.engine import Engine
 
+from kamflow import db
 from kamflow.clock import FixedClock
+from tests import bulk
 from tests.conftest import START, Cli, as_json, ok, snapshot
 
 OWNER = "owner@example.com"
@@ -115,18 +119,58 @@ def transitions(cli: Cli, name: str = ACME) -> list[tuple[str, str, str]]:
 # --- the database --------------------------------------------------------------------------------
 
 
-def test_init_creates_the_database_then_says_it_is_up_to_date(cli: Cli) -> None:
-    first = ok(cli("init"))
+def test_init_creates_the_database_then_says_it_is_up_to_date(new_cli: Cli) -> None:
+    first = ok(new_cli("init"))
     assert "Created database" in first
-    second = ok(cli("init"))
+    second = ok(new_cli("init"))
     assert "up to date" in second
 
 
-def test_any_command_on_a_new_database_works_without_init(cli: Cli) -> None:
-    assert ok(cli("person", "list")).strip() == "(none)"
-    ok(cli("person", "add", OWNER))
-    assert "up to date" in ok(cli("init"))
-    assert [p["email"] for p in as_json(cli("person", "list", "--json"))] == [OWNER]
+def _database_made(url: str) -> bool:
+    """Whether anything of a database is at ``url``: the SQLite file, or tables in the schema."""
+    if url.startswith("sqlite:///"):
+        return Path(url.removeprefix("sqlite:///")).exists()
+    with db.engine_for(url).connect() as connection:
+        return bool(sa.inspect(connection).get_table_names())
+
+
+def test_only_init_creates_the_database_every_other_command_says_to_run_it(
+    new_cli: Cli, database_url: str, tmp_path: Path
+) -> None:
+    commands = [
+        ["account", "list"],
+        ["person", "list", "--json"],
+        ["person", "add", OWNER],
+        ["status"],
+        ["tick"],
+        ["tick", "--dry-run"],
+    ]
+    for command in commands:
+        line = failed(new_cli(*command))
+        assert "no kamflow database at" in line, (command, line)
+        assert "kamflow init" in line, (command, line)
+        assert not _database_made(database_url), command
+    # The daemon too, as the installed script runs it (a daemon that started would never end).
+    daemon = _kamflow("--db", database_url, "daemon", env=_environment(), cwd=tmp_path, timeout=60)
+    assert daemon.returncode == 1, daemon.stderr
+    assert daemon.stderr.startswith("Error: no kamflow database at"), daemon.stderr
+    assert len(daemon.stderr.splitlines()) == 1, daemon.stderr
+    assert not _database_made(database_url)
+
+    assert "Created database" in ok(new_cli("init"))
+    assert ok(new_cli("person", "list")).strip() == "(none)"
+
+
+def test_a_mistyped_database_file_is_named_and_not_created(tmp_path: Path) -> None:
+    shown = _kamflow(
+        "--db", "sqlite:///kamflow-dmo.db", "account", "list", env=_environment(), cwd=tmp_path
+    )
+    assert shown.returncode == 1, shown.stdout + shown.stderr
+    assert shown.stdout == ""
+    assert shown.stderr == (
+        "Error: no kamflow database at 'kamflow-dmo.db' (run `kamflow init` to create one)\n"
+    )
+    assert list(tmp_path.iterdir()) == []
 
 
 # --- people and accounts -------------------------------------------------------------------------
@@ -411,6 +455,37 @@ def test_kpi_period_defaults_to_the_quarter_of_now(cli: Cli, clock: FixedClock) 
     [kpi] = as_json(cli("account", "show", ACME, "--json"))["kpis"]
     assert kpi["period"] == "2027-H2"
     assert kpi["latest"] == 99
+
+
+def test_a_kpi_value_or_target_may_be_negative_and_a_mistyped_option_is_still_named(
+    cli: Cli, engine: Engine
+) -> None:
+    setup_people(cli)
+    new_account(cli)
+    assert "target -2.5 pts" in ok(
+        cli("kpi", "add", ACME, "Margin", "--target", "-2.5", "--unit", "pts")
+    )
+    assert "Margin = -3 " in ok(cli("kpi", "record", ACME, "Margin", "-3"))
+    assert "Margin = -0.5 for 2027-H1" in ok(
+        cli("kpi", "record", ACME, "Margin", "-.5", "--period", "2027-H1")
+    )
+    assert "Margin = -1 for 2027-H2" in ok(
+        cli("kpi", "record", ACME, "Margin", "--period", "2027-H2", "-1")
+    )
+    assert "Margin = -4 " in ok(cli("kpi", "record", ACME, "Margin", "--", "-4"))
+    [kpi] = as_json(cli("account", "show", ACME, "--json"))["kpis"]
+    assert (kpi["target"], kpi["latest"]) == (-2.5, -4)
+
+    before = snapshot(engine)
+    mistyped = cli("kpi", "record", ACME, "Margin", "-3", "--perod", "2027-Q3")
+    assert mistyped.exit_code == 2
+    assert "No such option '--perod'" in mistyped.stderr
+    assert "Did you mean '--period'?" in mistyped.stderr
+    unfinished = cli("kpi", "record", ACME, "Margin", "-3", "--period")
+    assert unfinished.exit_code == 2
+    assert "'--period' requires an argument" in unfinished.stderr
+    assert "'-3x' is not a number" in failed(cli("kpi", "record", ACME, "Margin", "-3x"))
+    assert snapshot(engine) == before
 
 
 # --- stage changes -------------------------------------------------------------------------------
@@ -955,14 +1030,16 @@ def _environment(**extra: str) -> dict[str, str]:
     return environment
 
 
-def _kamflow(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def _kamflow(
+    *args: str, env: dict[str, str], cwd: Path, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(KAMFLOW), *args],
         env=env,
         cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
 
@@ -1052,3 +1129,163 @@ def test_demo_runs_on_a_database_of_its_own(tmp_path: Path) -> None:
     assert report.is_file()
     assert "Meridian Health Group" in report.read_text(encoding="utf-8")
     assert "kamflow-report.html" in output
+
+
+# --- output into a pipe that closes early --------------------------------------------------------
+
+#: Commands that print more than a small pipe holds: tables, JSON, streamed listings, CSV.
+LONG_OUTPUTS = [
+    ["account", "list"],
+    ["account", "list", "--json"],
+    ["plan", "questions", bulk.name(1)],
+    ["plan", "questions", bulk.name(1), "--json"],
+    ["account", "export"],
+    ["portfolio"],
+    ["kpis"],
+]
+
+
+def _first_line_then_close(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    """Run the installed kamflow into a pipe, read its first line, close the pipe (as `| head -1`
+    does) and return the exit code and stderr."""
+    reading, writing = os.pipe()
+    # The smallest pipe Linux allows: every command here prints more than it holds, so kamflow
+    # is still writing when the pipe closes, every time.
+    fcntl.fcntl(writing, fcntl.F_SETPIPE_SZ, 4096)
+    with subprocess.Popen(
+        [str(KAMFLOW), *args], stdout=writing, stderr=subprocess.PIPE, env=env, cwd=cwd, text=True
+    ) as process:
+        os.close(writing)
+        seen = b""
+        while b"\n" not in seen:
+            piece = os.read(reading, 200)
+            assert piece, f"{args}: no line before the end of the output"
+            seen += piece
+        os.close(reading)
+        _, stderr = process.communicate(timeout=120)
+    return process.returncode, stderr
+
+
+def test_output_cut_short_by_a_closed_pipe_ends_quietly(database_url: str, tmp_path: Path) -> None:
+    def place(i: int) -> tuple[str, int]:
+        return ("strategy", i % 30)
+
+    def kpi(i: int) -> tuple[float, float | None]:
+        return (100.0, float(i % 150))
+
+    bulk.build(database_url, 300, bulk.Layout(place, kpi=kpi), now=START)
+    env = _environment(KAMFLOW_NOW=START.isoformat(), KAMFLOW_USER=OWNER)
+    problems, codes = [], set()
+    for command in LONG_OUTPUTS:
+        for _ in range(2):
+            code, stderr = _first_line_then_close(["--db", database_url, *command], env, tmp_path)
+            codes.add(code)
+            # A write the pipe stops ends kamflow with 141 (as a shell reports SIGPIPE); a write
+            # it cuts part-way through may return without an error, and kamflow ends with 0.
+            if code not in (0, 141) or stderr:
+                problems.append(f"{command}: exit {code}, stderr {stderr!r}")
+    assert not problems, "\n".join(problems)
+    assert 141 in codes
+
+
+def test_a_run_started_without_stdout_ends_without_a_traceback(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [str(KAMFLOW), "--version"],
+        preexec_fn=lambda: os.close(1),  # as `kamflow --version >&-` starts it
+        stderr=subprocess.PIPE,
+        env=_environment(),
+        cwd=tmp_path,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+
+
+# --- KAMFLOW_NOW and other settings --------------------------------------------------------------
+
+
+def test_a_time_outside_1970_to_9000_is_refused_at_start_up_and_changes_nothing(
+    cli: Cli, engine: Engine, tmp_path: Path
+) -> None:
+    setup_people(cli)
+    new_account(cli)
+    mail = {"KAMFLOW_MAIL_TRANSPORT": "file", "KAMFLOW_OUTBOX_DIR": str(tmp_path / "outbox")}
+    before = snapshot(engine)
+    for moment in ("9999-12-31T23:59:59", "0001-01-01", "1969-12-31T23:59:59", "9001-01-01"):
+        for command in (["tick"], ["account", "list"], ["forecast"]):
+            line = failed(cli(*command, env={"KAMFLOW_NOW": moment, **mail}))
+            assert line.startswith(f"Error: KAMFLOW_NOW={moment!r} "), line
+            assert "1970" in line and "9000" in line, line
+        assert snapshot(engine) == before, moment
+    assert not (tmp_path / "outbox").exists()
+    # The bounds themselves are times kamflow can work at.
+    for moment in ("1970-01-01T00:00:00", "9000-12-31T23:59:59"):
+        ok(cli("tick", env={"KAMFLOW_NOW": moment, **mail}))
+        ok(cli("forecast", "--days", "366", env={"KAMFLOW_NOW": moment}))
+
+
+def test_a_long_bad_setting_is_echoed_cut_short(cli: Cli, tmp_path: Path) -> None:
+    garbage = "x" * 5000
+    for name in ("KAMFLOW_NOW", "KAMFLOW_TIMEZONE"):
+        line = failed(cli("account", "list", env={name: garbage}))
+        assert line.startswith(f"Error: {name}='xxxx"), line
+        assert "...' (5000 characters)" not in line
+        assert "'... (5000 characters)" in line, line
+        assert len(line) < 200, line
+    failed_tick = failed(cli("tick", env={"KAMFLOW_MAIL_TRANSPORT": garbage}))
+    assert len(failed_tick) < 200, failed_tick
+    for command in (["account", "list"], ["init"]):
+        line = failed(cli("--db", f"sqlite:///{tmp_path / ('q' * 300)}.db", *command))
+        assert "characters)" in line and len(line) < 200, line
+
+
+# --- counts in messages --------------------------------------------------------------------------
+
+
+def test_counts_of_one_are_singular_and_a_count_of_nothing_is_left_out(
+    cli: Cli, clock: FixedClock, tmp_path: Path
+) -> None:
+    globex = "Globex"
+    setup_people(cli)
+    new_account(cli)
+    assert "Wrote 1 account to" in ok(cli("account", "export", str(tmp_path / "one.csv")))
+    # Another account, planned: the plan's guard counts its actions and KPIs.
+    new_account(cli, globex)
+    set_strategy(cli, globex)
+    ok(cli("advance", globex))
+    do_research(cli, globex)
+    ok(cli("advance", globex))
+    make_plan(cli, globex)
+    due = (START + timedelta(days=20)).date().isoformat()
+    ok(cli("action", "add", globex, "Send the offer", "--owner", ENGINEER, "--due", due))
+    shown = ok(cli("why", globex))
+    assert "has 2 actions" in shown and "action(s)" not in shown
+    assert "1 KPI with targets" in shown
+    ok(cli("snooze", globex, "--days", "1", "--reason", "Their CFO is away"))
+    [note] = [r["note"] for r in as_json(cli("history", globex, "--json")) if r["kind"] == "snooze"]
+    assert note.startswith("reminders paused for 1 day, until ")
+
+    csv_file = tmp_path / "more.csv"
+    csv_file.write_text(f"name,owner,kind\nInitech,{ENGINEER},existing\n", encoding="utf-8")
+    imported = ok(cli("account", "import", str(csv_file)))
+    assert imported == f"Imported 1 account from {csv_file} (1 key account).\n"
+
+    # The first tick after three weeks: an escalation that no reminder came before, and an
+    # action one day late.
+    clock.set(START + timedelta(days=21))
+    outbox = tmp_path / "outbox"
+    mail = {"KAMFLOW_MAIL_TRANSPORT": "file", "KAMFLOW_OUTBOX_DIR": str(outbox)}
+    ticked = ok(cli("tick", env=mail))
+    assert f"queued: Action 1 day overdue for {globex}: Send the offer" in ticked
+    assert f"queued: Escalation: {ACME} has been in Strategy for 21 days" in ticked
+    escalations = [p.read_text(encoding="utf-8") for p in outbox.glob("escalation-*.eml")]
+    [text] = [body for body in escalations if f"Subject: Escalation: {ACME} " in body]
+    assert "for 21 days, 7 days past the stage's limit of 14 days." in text
+    assert "already had" not in text
+    late = [p.read_text(encoding="utf-8") for p in outbox.glob("action-*.eml")]
+    assert any("is 1 day overdue" in body for body in late), late
+    assert not any("1 days" in body for body in late), late
+
+    status = ok(cli("status"))
+    assert "stuck\n" in status and "snoozed" not in status

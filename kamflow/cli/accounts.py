@@ -218,11 +218,18 @@ def account_import(file: str, candidate: bool, override: str | None) -> None:
             result = act(import_accounts, rows, progress=bar.update, **options)
     else:
         result = act(import_accounts, rows, **options)
-    closed = f"{result.closed} closed, " if result.closed else ""
+    from kamflow.text import plural
+
+    kinds = [
+        plural(result.candidates, "candidate") if result.candidates else "",
+        plural(result.key_accounts, "key account") if result.key_accounts else "",
+        f"{result.closed} closed" if result.closed else "",
+        f"{result.scored} scored" if result.scored else "",
+    ]
+    details = ", ".join(kind for kind in kinds if kind)
     click.echo(
-        f"Imported {result.imported} account{'s' if result.imported != 1 else ''} from {file} "
-        f"({result.candidates} candidates, {result.key_accounts} key accounts, {closed}"
-        f"{result.scored} scored)."
+        f"Imported {plural(result.imported, 'account')} from {file}"
+        + (f" ({details})." if details else ".")
     )
     for warning in result.warnings:
         click.echo(f"Warning: {warning}", err=True)
@@ -241,7 +248,9 @@ def account_export(file: str | None) -> None:
                 click.echo(chunk, nl=False)
             return
         written = write_export(chunks, file)
-    click.echo(f"Wrote {written} accounts to {file}.")
+    from kamflow.text import plural
+
+    click.echo(f"Wrote {plural(written, 'account')} to {file}.")
 
 
 @account.command("list")

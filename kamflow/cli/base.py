@@ -6,8 +6,10 @@ Heavy imports (SQLModel, Alembic, tabulate) wait inside the functions, as they d
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,22 +32,28 @@ T = TypeVar("T")
 EXIT_INTERNAL = 70
 
 
+#: How a run ends when the reader of its output went away (`kamflow account list | head`): as a
+#: shell reports a writer stopped by SIGPIPE (128 + 13), so that `set -o pipefail` still sees it.
+EXIT_PIPE_CLOSED = 141
+
+
 class KamflowGroup(click.Group):
-    """Turns every kamflow error into an `Error:` line on stderr and its exit code."""
+    """Turns every kamflow error into an `Error:` line on stderr and its exit code, and ends a
+    command whose output nobody reads any more (`| head`) quietly."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except KamflowError as error:
-            fail(error.lines(), error.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
-        except BrokenPipeError:
-            # Output piped into `head`, which has read enough: main() ends quietly.
-            raise
-        except Exception as error:  # a bug: still one line, never a traceback
+        except Exception as error:
+            if _output_closed(error):
+                end_quietly()
+            if isinstance(error, KamflowError):
+                fail(error.lines(), error.exit_code)
             if _debugging(ctx):
                 raise
+            # A bug: still one line, never a traceback.
             first = (str(error).strip().splitlines() or [""])[0]
             fail(
                 [
@@ -86,6 +94,43 @@ class WarnOnce(logging.Handler):
         logger = logging.getLogger(cls.LOGGER)
         for handler in [h for h in logger.handlers if isinstance(h, cls)]:
             logger.removeHandler(handler)
+
+
+def _output_closed(error: BaseException) -> bool:
+    """Whether ``error`` comes from printing into a pipe whose reader has gone (`| head -1`),
+    itself or as the error another one was raised while handling."""
+    seen: BaseException | None = error
+    while seen is not None and not isinstance(seen, BrokenPipeError):
+        seen = seen.__cause__ or seen.__context__
+    return seen is not None and _stdout_reader_gone()
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether nobody reads stdout any more: not some other broken pipe (a mail server's
+    socket), which is a real error."""
+    import select
+
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a file (a test's captured output)
+        return False
+    if not hasattr(select, "poll"):
+        return True
+    poller = select.poll()
+    poller.register(descriptor, select.POLLOUT)
+    # The write end of a pipe without a reader polls as an error.
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def end_quietly() -> NoReturn:
+    """Stop at once, saying nothing: what is left to print has nowhere to go."""
+    # What is still buffered can never be written; pointing stdout at /dev/null keeps Python's
+    # flush at exit from reporting the closed pipe on stderr.
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    sys.exit(EXIT_PIPE_CLOSED)
 
 
 def _debugging(ctx: click.Context) -> bool:
@@ -137,11 +182,13 @@ def main() -> None:
     """The console script's entry point."""
     try:
         app(prog_name="kamflow")
-    except BrokenPipeError:
-        # Output piped into `head`: stop quietly, and keep Python from complaining at exit.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        sys.exit(1)
+    finally:
+        # Flushed here rather than by Python at exit, where a closed pipe could only be noise.
+        try:
+            if sys.stdout is not None:  # None when kamflow was started without one (>&-)
+                sys.stdout.flush()
+        except BrokenPipeError:
+            end_quietly()
 
 
 # --- the settings and the database ---------------------------------------------------------------
@@ -161,10 +208,10 @@ def now() -> datetime:
 
 @contextmanager
 def transaction() -> Iterator[Session]:
-    """A session on the ready database; everything in the block commits together or not at all."""
-    from kamflow.db import ready_engine, session_scope
+    """A session on the database; everything in the block commits together or not at all."""
+    from kamflow.db import existing_engine, session_scope
 
-    with session_scope(ready_engine(settings().database_url)) as session:
+    with session_scope(existing_engine(settings().database_url)) as session:
         yield session
 
 
@@ -197,9 +244,9 @@ def reading() -> Iterator[Session]:
     write lock on SQLite, and every query sees one snapshot of the database."""
     from sqlmodel import Session
 
-    from kamflow.db import read_scope, ready_engine
+    from kamflow.db import existing_engine, read_scope
 
-    engine = ready_engine(settings().database_url)
+    engine = existing_engine(settings().database_url)
     with read_scope(engine, snapshot=True) as connection, Session(bind=connection) as session:
         yield session
 
@@ -304,6 +351,46 @@ def print_warnings(verdicts: Any) -> None:
 
 
 # --- options shared by several commands ----------------------------------------------------------
+
+
+class NegativeNumbers(click.Command):
+    """A command whose arguments may be negative numbers: ``kamflow kpi record ACME Margin -3``.
+
+    click takes every word that starts with a dash for an option, and ``-3`` for an unknown one.
+    Here a word that starts with a dash and a digit (no option does) is an argument: the words are
+    handed to click as the options with their values, ``--``, then the arguments in their order.
+    So click still parses every option, and still names one it does not know.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        valued = {
+            name
+            for param in self.get_params(ctx)
+            if isinstance(param, click.Option) and not (param.is_flag or param.count)
+            for name in param.opts
+        }
+        options: list[str] = []
+        arguments: list[str] = []
+        words = iter(args)
+        for word in words:
+            if word == "--":
+                arguments.extend(words)
+            elif _NUMBER.match(word) or not word.startswith("-") or word == "-":
+                arguments.append(word)
+            else:
+                options.append(word)
+                if word in valued:  # its value is the next word, whatever it looks like
+                    value = next(words, None)
+                    if value is None:  # as click says it
+                        raise click.BadOptionUsage(
+                            word, f"Option {word!r} requires an argument.", ctx=ctx
+                        )
+                    options.append(value)
+        return super().parse_args(ctx, [*options, "--", *arguments])
+
+
+#: A word that is a negative number, or meant as one (``-3``, ``-.5``, ``-2e3``, ``-3x``).
+_NUMBER = re.compile(r"-\.?\d")
 
 
 def json_option(function: Callable[..., Any]) -> Callable[..., Any]:

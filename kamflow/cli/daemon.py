@@ -69,12 +69,12 @@ def unsnooze(name: str) -> None:
 @json_option
 def tick(dry_run: bool, as_json: bool) -> None:
     """Run every step once: queue reminders, escalations and digests, then deliver the outbox."""
-    from kamflow.db import ready_engine
+    from kamflow.db import existing_engine
     from kamflow.steps import tick as run_tick
 
     config = settings()
     schedule, mail = config.schedule, config.mail  # a bad setting stops the tick here
-    engine = ready_engine(config.database_url)
+    engine = existing_engine(config.database_url)
     if as_json:
         report = run_tick(engine, config.clock.now(), schedule, mail, dry_run=dry_run)
         emit_json(
@@ -115,7 +115,7 @@ def daemon() -> None:
 
     from kamflow.clock import running
     from kamflow.daemon import Daemon
-    from kamflow.db import ready_engine
+    from kamflow.db import existing_engine
 
     config = settings()
     schedule, mail = config.schedule, config.mail  # a bad setting stops the daemon here
@@ -127,7 +127,7 @@ def daemon() -> None:
         # A database outage is one line per failed step (the daemon logs it); the connection
         # pool's own tracebacks about the same broken connections would bury it.
         logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
-    Daemon(ready_engine(config.database_url), running(config.clock), schedule, mail).run()
+    Daemon(existing_engine(config.database_url), running(config.clock), schedule, mail).run()
 
 
 @app.command()

@@ -7,7 +7,18 @@ from typing import Any
 
 import click
 
-from kamflow.cli.base import act_on, app, emit_json, fail, json_option, now, read, settings, table
+from kamflow.cli.base import (
+    NegativeNumbers,
+    act_on,
+    app,
+    emit_json,
+    fail,
+    json_option,
+    now,
+    read,
+    settings,
+    table,
+)
 
 
 @app.group()
@@ -308,7 +319,7 @@ def kpi_add(name: str, kpi_name: str, target: str, unit: str, lower_is_better: b
         click.echo(f"KPI {kpi.name} added to {account} ({target_text}).")
 
 
-@kpi.command("record")
+@kpi.command("record", cls=NegativeNumbers)
 @click.argument("name")
 @click.argument("kpi_name", metavar="KPI")
 @click.argument("value")

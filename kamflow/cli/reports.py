@@ -150,5 +150,7 @@ def report(html_file: str, as_json: bool) -> None:
     if as_json:
         emit_json({"file": str(path), **data})
     else:
-        accounts = data["summary"]["accounts"]
-        click.echo(f"Wrote {path} ({accounts:,} accounts). Open it in a browser.")
+        from kamflow.text import plural
+
+        accounts = plural(data["summary"]["accounts"], "account", grouped=True)
+        click.echo(f"Wrote {path} ({accounts}). Open it in a browser.")

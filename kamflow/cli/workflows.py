@@ -63,10 +63,12 @@ def workflow_validate(file: str) -> None:
     from pathlib import Path
 
     from kamflow.definitions.workflow import load_workflow
+    from kamflow.text import plural
 
     definition = load_workflow(Path(file).resolve())
     click.echo(
-        f"{file} is valid: workflow {definition.name}, {len(definition.stage_names)} stages, "
-        f"{len(definition.spec.transitions)} transitions, "
-        f"{len(definition.questions.questions)} questions."
+        f"{file} is valid: workflow {definition.name}, "
+        f"{plural(len(definition.stage_names), 'stage')}, "
+        f"{plural(len(definition.spec.transitions), 'transition')}, "
+        f"{plural(len(definition.questions.questions), 'question')}."
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 from kamflow import defaults
 from kamflow.errors import ConfigError
+from kamflow.text import quoted
 
 
 def clean_header(value: str) -> str:
@@ -56,7 +57,9 @@ def sender_address(sender: str) -> Address:
     try:
         return Address(display_name=name, addr_spec=address)
     except (ValueError, IndexError):
-        raise ConfigError(f"{defaults.ENV_MAIL_FROM}={sender!r} is not an email address") from None
+        raise ConfigError(
+            f"{defaults.ENV_MAIL_FROM}={quoted(sender)} is not an email address"
+        ) from None
 
 
 def domain_of(sender: str) -> str:

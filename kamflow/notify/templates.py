@@ -6,7 +6,7 @@ import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kamflow.text import format_number
+from kamflow.text import format_number, plural
 
 if TYPE_CHECKING:
     import jinja2
@@ -26,8 +26,9 @@ STATUS_COLOURS = {
 @functools.cache
 def environment() -> jinja2.Environment:
     """The Jinja2 environment of the shipped templates (made once per process): HTML autoescaped,
-    undefined variables are errors, numbers written by the ``number`` filter, and the status
-    colours known to every template."""
+    undefined variables are errors, numbers written by the ``number`` filter, counts with their
+    noun by the ``plural`` filter (``{{ days | plural("day") }}``), and the status colours known
+    to every template."""
     import jinja2  # here, so that the status colours cost no import of Jinja2
 
     env = jinja2.Environment(
@@ -41,6 +42,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["number"] = format_number
     env.globals["status_colours"] = STATUS_COLOURS
+    env.filters["plural"] = plural
     return env
 
 

@@ -15,7 +15,7 @@ from kamflow.models import Account, HistoryKind, Snooze
 from kamflow.records import history
 from kamflow.records.accounts import find_account
 from kamflow.records.people import require_owner_or_leader
-from kamflow.text import one_line
+from kamflow.text import one_line, plural
 
 
 def active_snooze(session: Session, account: Account, now: datetime) -> Snooze | None:
@@ -79,7 +79,10 @@ def snooze(
         actor=actor,
         at=now,
         kind=HistoryKind.SNOOZE,
-        note=f"reminders paused for {days} days, until {row.until.date().isoformat()}: {reason}",
+        note=(
+            f"reminders paused for {plural(days, 'day')}, until {row.until.date().isoformat()}: "
+            f"{reason}"
+        ),
     )
     return row
 

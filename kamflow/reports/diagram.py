@@ -9,6 +9,7 @@ from html import escape
 
 from kamflow.definitions.spec import EVERY_STAGE, TransitionSpec
 from kamflow.definitions.workflow import Workflow
+from kamflow.text import plural
 
 BOX_W, BOX_H, GAP = 120, 44, 64
 ROW_Y, EXIT_Y, MARGIN = 130, 270, 20
@@ -178,7 +179,7 @@ def svg(definition: Workflow) -> str:
             else "stage"
         )
         stage = definition.stage(name)
-        days = f"{stage.limit_days} days" if stage else ""
+        days = plural(stage.limit_days, "day") if stage else ""
         parts.append(
             f'<g class="{kind}"><rect x="{x_of[name]}" y="{y}" width="{BOX_W}" height="{BOX_H}" '
             'rx="8"/>'

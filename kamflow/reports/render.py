@@ -164,7 +164,7 @@ def render_workflow(definition: Workflow) -> str:
         )
     lines.append(
         f"Questions: {len(definition.questions.questions)} in "
-        f"{len(definition.questions.categories)} categories "
+        f"{plural(len(definition.questions.categories), 'category', 'categories')} "
         f"({len(definition.required_questions)} required in this workflow)"
     )
     return "\n".join(lines)
@@ -193,8 +193,8 @@ def render_status(report: dict[str, Any]) -> str:
         beat("last_delivery", "Last delivery"),
         f"Outbox: {box['pending']} pending ({report['due_now']} due now), {box['sent']} sent, "
         f"{box['dead']} dead, {box.get('obsolete', 0)} obsolete",
-        f"Accounts: {accounts['behind']} behind, {accounts['stuck']} stuck "
-        f"({accounts['snoozed']} of them snoozed)",
+        f"Accounts: {accounts['behind']} behind, {accounts['stuck']} stuck"
+        + (f" ({accounts['snoozed']} of them snoozed)" if accounts["snoozed"] else ""),
     ]
     lines += [deactivated_warning(left) for left in report.get("deactivated_owners", [])]
     return "\n".join(lines)

@@ -39,6 +39,7 @@ from kamflow.reports.listing import (
     paused,
 )
 from kamflow.reports.portfolio import board_row, board_select, stage_counts, team_rows, teams
+from kamflow.text import plural
 
 #: The colour of each status on the page, the same as in the mails.
 COLOURS = STATUS_COLOURS
@@ -353,7 +354,7 @@ def days_svg(rows: list[dict[str, Any]], empty: str = "No key accounts yet.") ->
         limit_x = _percent(row["limit_days"] / peak)
         colour = COLOURS.get(row["status"], "#7f8c8d")
         about = (
-            f"{escape(row['name'])}: {row['days_in_stage']} days in "
+            f"{escape(row['name'])}: {plural(row['days_in_stage'], 'day')} in "
             f"{escape(row['stage_title'])} (limit {row['limit_days']}), "
             f"{row['status'].replace('_', ' ')}"
         )

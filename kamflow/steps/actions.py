@@ -19,7 +19,7 @@ from kamflow.models import Account, Action, ActionStatus, MessageKind, Notificat
 from kamflow.notify.message import clean_header
 from kamflow.outbox import Draft, Identity
 from kamflow.steps.base import BATCH, StepReport, StepRun, in_cycle, loaded_workflows
-from kamflow.text import shell_quote
+from kamflow.text import plural, shell_quote
 
 NAME = "actions"
 KINDS = (MessageKind.ACTION,)
@@ -96,7 +96,7 @@ def _draft(row: Any, email: str, today: date, every_days: int, schedule: Schedul
         "done_command": f"kamflow action done {shell_quote(row.account)} {row.id}",
         "list_command": f"kamflow action list {shell_quote(row.account)}",
     }
-    when = "due today" if days_late == 0 else f"{days_late} days overdue"
+    when = "due today" if days_late == 0 else f"{plural(days_late, 'day')} overdue"
     day = row.due + timedelta(days=repeat * every_days)
     return Draft(
         identity=Identity.action(

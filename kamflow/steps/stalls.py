@@ -37,7 +37,7 @@ from kamflow.steps.base import (
     loaded_workflows,
     phases,
 )
-from kamflow.text import shell_quote
+from kamflow.text import plural, shell_quote
 
 NAME = "stalls"
 KINDS = (MessageKind.REMINDER, MessageKind.ESCALATION)
@@ -237,7 +237,9 @@ def _drafts(batch: Batch, phase: Phase, rows: list[Any], now: datetime) -> Itera
             ),
             recipients=to,
             cc=cc,
-            subject=f"{prefix}{name} has been in {stage_title} for {where.days_in_stage} days",
+            subject=(
+                f"{prefix}{name} has been in {stage_title} for {plural(where.days_in_stage, 'day')}"
+            ),
             template="stall",
             context=context,
             due_at=where.due_at,
