@@ -245,7 +245,7 @@ def test_a_cancelled_action_does_not_count_for_the_plan(cli: Cli) -> None:
     assert "no action left (all are cancelled)" in refused["message"]
     add_action(cli, "Run the pilot", due="2027-03-15")
     assert verdict(cli, "plan_complete")["ok"] is True
-    assert "1 action(s)" in verdict(cli, "plan_complete")["message"]
+    assert "has 1 action" in verdict(cli, "plan_complete")["message"]
 
 
 def test_refused_action_corrections_are_one_line_and_change_nothing(

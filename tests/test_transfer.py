@@ -620,7 +620,7 @@ def test_a_round_trip_keeps_every_stage_closed_accounts_included(
 
     ok(imported)
     assert imported.stdout.strip() == (
-        f"Imported 6 accounts from {first} (1 candidates, 3 key accounts, 2 closed, 5 scored)."
+        f"Imported 6 accounts from {first} (1 candidate, 3 key accounts, 2 closed, 5 scored)."
     )
     second = ok(other_cli("account", "export"))
     assert second == first.read_text(encoding="utf-8-sig")
