@@ -33,6 +33,19 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def _tune_postgresql(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        """Turn PostgreSQL's JIT compiler off for kamflow's connections."""
+        # kamflow's queries are short, indexed look-ups and anti-joins whose estimated cost can
+        # still pass jit_above_cost: compiling them took 0.28 s for a 1 ms query (the steady
+        # tick at 100,000 accounts). Set once per connection and committed, so that it outlives
+        # the first transaction.
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SET jit = off")
+        dbapi_connection.commit()
+
+
 def _tune_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -86,6 +99,7 @@ def engine_for(url: str) -> Engine:
             _tune_sqlite(engine)
         else:
             engine = sa.create_engine(parsed, pool_pre_ping=True)
+            _tune_postgresql(engine)
     except (exc.NoSuchModuleError, ImportError) as error:
         shown = parsed.render_as_string(hide_password=True)
         raise DatabaseError(f"cannot use database {quoted(shown)}: {error}") from None

@@ -7,9 +7,7 @@ Heavy imports (SQLModel, Alembic, tabulate) wait inside the functions, as they d
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -62,38 +60,6 @@ class KamflowGroup(click.Group):
                 ],
                 EXIT_INTERNAL,
             )
-
-
-class WarnOnce(logging.Handler):
-    """Shows what the core warns about a workflow file (see discovery.workflows_in_use) as one
-    `Warning:` line on stderr, each once per run however often it is met."""
-
-    #: The logger the warnings come from; the daemon logs them its own way instead.
-    LOGGER = "kamflow.workflow"
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.shown: set[str] = set()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        message = record.getMessage()
-        if message not in self.shown:
-            self.shown.add(message)
-            click.echo(f"Warning: {message}", err=True)
-
-    @classmethod
-    def install(cls) -> None:
-        """A fresh handler for this run, in place of the previous run's (tests run many in one
-        process)."""
-        cls.remove()
-        logging.getLogger(cls.LOGGER).addHandler(cls())
-
-    @classmethod
-    def remove(cls) -> None:
-        """Stop showing the warnings (the daemon's log shows them)."""
-        logger = logging.getLogger(cls.LOGGER)
-        for handler in [h for h in logger.handlers if isinstance(h, cls)]:
-            logger.removeHandler(handler)
 
 
 def _output_closed(error: BaseException) -> bool:
@@ -175,6 +141,8 @@ def app(ctx: click.Context, database: str | None, actor: str | None) -> None:
         ctx.obj = Settings.load(database=database, actor=actor)
     except KamflowError as error:
         fail(error.lines(), error.exit_code)
+    from kamflow.cli.notices import WarnOnce  # here: logging is not for `kamflow --help` to pay
+
     WarnOnce.install()
 
 
@@ -375,7 +343,7 @@ class NegativeNumbers(click.Command):
         for word in words:
             if word == "--":
                 arguments.extend(words)
-            elif _NUMBER.match(word) or not word.startswith("-") or word == "-":
+            elif _is_number(word) or not word.startswith("-") or word == "-":
                 arguments.append(word)
             else:
                 options.append(word)
@@ -389,8 +357,11 @@ class NegativeNumbers(click.Command):
         return super().parse_args(ctx, [*options, "--", *arguments])
 
 
-#: A word that is a negative number, or meant as one (``-3``, ``-.5``, ``-2e3``, ``-3x``).
-_NUMBER = re.compile(r"-\.?\d")
+def _is_number(word: str) -> bool:
+    """Whether ``word`` is a negative number, or meant as one (``-3``, ``-.5``, ``-2e3``,
+    ``-3x``): a dash, perhaps a point, then a digit."""
+    rest = word[1:].removeprefix(".")
+    return word.startswith("-") and rest[:1].isdigit()
 
 
 def json_option(function: Callable[..., Any]) -> Callable[..., Any]:

@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
-from click.shell_completion import CompletionItem
 
 if TYPE_CHECKING:
+    from click.shell_completion import CompletionItem
     from sqlalchemy.engine import Connection
 
 #: The most names one completion offers.
@@ -39,6 +39,8 @@ class Completing(click.types.StringParamType):
     def shell_complete(
         self, ctx: click.Context, param: click.Parameter, incomplete: str
     ) -> list[CompletionItem]:
+        from click.shell_completion import CompletionItem
+
         try:
             found = self._suggest(ctx, incomplete)
         except Exception:  # a completion must never print a traceback into the user's shell

@@ -7,7 +7,6 @@ import click
 
 from kamflow import defaults
 from kamflow.cli.base import (
-    WarnOnce,
     act_on,
     app,
     emit_json,
@@ -120,6 +119,8 @@ def daemon() -> None:
     config = settings()
     schedule, mail = config.schedule, config.mail  # a bad setting stops the daemon here
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from kamflow.cli.notices import WarnOnce
+
     WarnOnce.remove()  # a broken workflow file is logged at each step, with the time
     for noisy in ("apscheduler", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
