@@ -1500,8 +1500,8 @@ def write_report(
         "is due.",
         '- "met?" is for information only; nothing here passes or fails on time.',
         "- A single transition and the command line's start-up, against their own floors and "
-        "with their profiles, are in `TRANSITIONS.md` beside this file "
-        "(`bench/bench_transitions.py`, the first half of `make bench`).",
+        "with their profiles, are measured by `bench/bench_transitions.py` (the first half of "
+        "`make bench`) and copied from its `TRANSITIONS.md` at the end of this file.",
         "",
         "## Results",
         "",
@@ -1518,7 +1518,18 @@ def write_report(
         "",
     ]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines), encoding="utf-8")
+    path.write_text(with_transitions("\n".join(lines), path.parent), encoding="utf-8")
+
+
+def with_transitions(report: str, folder: Path) -> str:
+    """The report with the transition benchmark's own report (``TRANSITIONS.md`` in ``folder``,
+    written by the first half of `make bench`) appended as its last section, if there is one."""
+    found = folder / "TRANSITIONS.md"
+    if not found.exists():
+        return report
+    title, _, body = found.read_text(encoding="utf-8").partition("\n")
+    heading = title.lstrip("# ").removeprefix("kamflow: ")
+    return f"{report.rstrip()}\n\n## {heading[:1].upper()}{heading[1:]}\n{body}"
 
 
 # --- main ------------------------------------------------------------------------------------
