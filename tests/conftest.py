@@ -172,6 +172,16 @@ def refused(result: Result, code: int) -> str:
     return result.stderr
 
 
+def failed(result: Result, code: int = 1) -> str:
+    """The one `Error:` line of a command that must fail with ``code``."""
+    assert result.exit_code == code, f"exit {result.exit_code}\n{result.output}\n{result.stderr}"
+    assert "Traceback" not in result.output + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: "), result.stderr
+    return lines[0]
+
+
 def as_json(result: Result) -> Any:
     """The JSON a command that must succeed printed."""
     return json.loads(ok(result))

@@ -15,13 +15,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
-from click.testing import Result
 from sqlalchemy.engine import Engine
 
 from kamflow import db
 from kamflow.clock import FixedClock
 from tests import bulk
-from tests.conftest import START, Cli, as_json, ok, snapshot
+from tests.conftest import START, Cli, as_json, failed, ok, snapshot
 
 OWNER = "owner@example.com"
 LEADER = "lead@example.com"
@@ -53,16 +52,6 @@ KAMFLOW = Path(sys.executable).parent / "kamflow"
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def failed(result: Result, code: int = 1) -> str:
-    """The one `Error:` line of a command that must fail with ``code``."""
-    assert result.exit_code == code, f"exit {result.exit_code}\n{result.output}\n{result.stderr}"
-    assert "Traceback" not in result.output + result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: "), result.stderr
-    return lines[0]
 
 
 def setup_people(cli: Cli) -> None:

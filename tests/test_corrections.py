@@ -27,7 +27,7 @@ from kamflow.definitions.discovery import get_workflow
 from kamflow.steps.actions import queue_action_reminders
 from kamflow.steps.base import StepRun
 from kamflow.steps.leader_digests import leader_view
-from tests.conftest import Cli, as_json, ok, snapshot
+from tests.conftest import Cli, as_json, failed, ok, snapshot
 
 OWNER = "owner@example.com"
 DOER = "doer@example.com"
@@ -38,16 +38,6 @@ KAM = get_workflow("kam")
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def failed(result: Result, code: int = 1) -> str:
-    """The one `Error:` line of a command that must fail with ``code``."""
-    assert result.exit_code == code, f"exit {result.exit_code}\n{result.output}\n{result.stderr}"
-    assert "Traceback" not in result.output + result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: "), result.stderr
-    return lines[0]
 
 
 def team(cli: Cli) -> None:

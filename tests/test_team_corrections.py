@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import Result
 from sqlalchemy.engine import Engine
 
 from kamflow.clock import FixedClock
@@ -24,7 +23,7 @@ from kamflow.config import Schedule
 from kamflow.steps.actions import queue_action_reminders
 from kamflow.steps.base import StepRun
 from kamflow.steps.stalls import queue_stalls
-from tests.conftest import START, Cli, as_json, ok, snapshot
+from tests.conftest import START, Cli, as_json, failed, ok, snapshot
 
 OWNER = "owner@example.com"
 LEADER = "lead@example.com"
@@ -36,16 +35,6 @@ SENDER = "kamflow@example.com"
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def failed(result: Result, code: int = 1) -> str:
-    """The one `Error:` line of a command that must fail with ``code``."""
-    assert result.exit_code == code, f"exit {result.exit_code}\n{result.output}\n{result.stderr}"
-    assert "Traceback" not in result.output + result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("Error: "), result.stderr
-    return lines[0]
 
 
 def team(cli: Cli) -> None:
