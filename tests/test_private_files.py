@@ -8,6 +8,7 @@ modes come from kamflow, not from the umask.
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from collections.abc import Iterator
 from datetime import timedelta
@@ -18,6 +19,7 @@ import pytest
 from kamflow.clock import FixedClock
 from tests.conftest import START, Cli, cli_on, ok
 from tests.test_cli import ACME, setup_people
+from tests.test_workflow import BANK, SMALL, edit, invoke, write
 
 
 @pytest.fixture(autouse=True)
@@ -103,3 +105,61 @@ def test_an_outbox_folder_that_is_there_already_keeps_its_mode(
     assert mode(outbox) == 0o750
     messages = list(outbox.glob("*.eml"))
     assert messages and all(mode(message) == 0o600 for message in messages)
+
+
+# --- a workflow reads only its own folder ---------------------------------------------------------
+
+
+def test_validate_refuses_a_question_bank_outside_the_workflow_folder_without_reading_it(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "flows"
+    # Outside the folder: a file that fails loudly (bad YAML) if anything ever parses it.
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("name: Olga Owner\nemail: [unclosed\n", encoding="utf-8")
+    write(folder, SMALL)  # the workflow, with a good bank of its own beside it
+    (folder / "escape.yaml").symlink_to(secret)
+    (folder / "up").symlink_to(tmp_path, target_is_directory=True)
+    escaping = {
+        "../secret.yaml": "leads outside",
+        "../../../../../../../../etc/passwd": "leads outside",
+        "sub/../../secret.yaml": "leads outside",
+        "escape.yaml": "leads outside",  # a symbolic link to the file outside
+        "up/secret.yaml": "leads outside",  # through a linked folder
+        str(secret): "is an absolute path",
+        "/etc/passwd": "is an absolute path",
+    }
+    for reference, reason in escaping.items():
+        path = write(
+            folder, edit(SMALL, 'title: "Small"\n', f'title: "Small"\nquestions: "{reference}"\n')
+        )
+        result = invoke("workflow", "validate", str(path))
+        assert result.exit_code == 1, reference
+        assert result.stdout == ""
+        assert result.stderr.splitlines() == [
+            f"Error: {path} is not valid (1 problem):",
+            f"  line 3, questions: {reference!r} {reason}"
+            + (
+                f" the workflow's folder {folder}: name a file in that folder"
+                if reason == "leads outside"
+                else ": name a file in the workflow's own folder"
+            ),
+        ], reference
+        assert "YAML" not in result.stderr and "secret" not in result.stderr.replace(reference, "")
+
+
+def test_a_question_bank_inside_the_folder_is_accepted_through_a_subfolder_or_a_link(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "flows"
+    write(folder, SMALL)
+    (folder / "banks").mkdir()
+    shutil.copy(BANK, folder / "banks" / "questions.yaml")
+    (folder / "linked.yaml").symlink_to(folder / "banks" / "questions.yaml")
+    for reference in ("banks/questions.yaml", "linked.yaml", "banks/../questions.yaml"):
+        path = write(
+            folder, edit(SMALL, 'title: "Small"\n', f'title: "Small"\nquestions: "{reference}"\n')
+        )
+        result = invoke("workflow", "validate", str(path))
+        assert result.exit_code == 0, result.stderr
+        assert result.stdout.startswith(f"{path} is valid: workflow small, "), reference
