@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 from collections.abc import Iterable, Iterator
@@ -16,6 +17,7 @@ from sqlmodel import Session
 
 from kamflow import defaults
 from kamflow.errors import Conflict, DatabaseError
+from kamflow.files import create_private_file
 from kamflow.text import quoted
 
 T = TypeVar("T")
@@ -47,6 +49,18 @@ def _tune_postgresql(engine: Engine) -> None:
 
 
 def _tune_sqlite(engine: Engine) -> None:
+    file = _sqlite_file(engine)
+    if file is not None:
+
+        @event.listens_for(engine, "do_connect")
+        def before_connect(*_args: Any) -> None:
+            """Create the database file private (0600) before SQLite would create it 0644."""
+            # It holds names and email addresses. SQLite gives its -wal and -shm files the mode
+            # of the database file, so they follow. A file that is there already is left alone;
+            # one that cannot be made here is left to SQLite, whose error names the problem.
+            with contextlib.suppress(OSError):
+                create_private_file(file)
+
     @event.listens_for(engine, "connect")
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         """Set up each new SQLite connection: WAL journal, busy timeout, foreign keys."""

@@ -10,6 +10,11 @@ LATEST_YEAR = 9000
 DATABASE_URL = "sqlite:///kamflow.db"
 #: The database `kamflow demo` (re)creates, leaving the user's own alone.
 DEMO_DATABASE_FILE = "kamflow-demo.db"
+#: The mode of the files kamflow creates that hold names and email addresses (the SQLite database,
+#: reports, exports, outbox messages): readable and writable by their owner only.
+PRIVATE_FILE_MODE = 0o600
+#: The mode of the outbox folder when kamflow creates it.
+PRIVATE_FOLDER_MODE = 0o700
 #: How long a SQLite writer waits for another writer before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 #: The workflow a new account follows unless told otherwise.

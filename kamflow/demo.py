@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from kamflow import defaults
+from kamflow.files import private_file
 
 OWNER = "kam@example.com"
 LEADER = "cso@example.com"
@@ -306,7 +307,8 @@ def run(invoke: Invoke, say: Say) -> None:
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
     url = f"sqlite:///{database}"
-    Path(IMPORT_FILE).write_text(IMPORT_CSV, encoding="utf-8", newline="")
+    with private_file(Path(IMPORT_FILE), newline="") as out:  # it names people
+        out.write(IMPORT_CSV)
     saved = {name: os.environ.get(name) for name in (defaults.ENV_NOW, defaults.ENV_MAIL_TRANSPORT)}
     # The demo's mail goes to files in ./outbox/, never to a real server.
     os.environ[defaults.ENV_MAIL_TRANSPORT] = "file"

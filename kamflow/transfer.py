@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,6 +25,7 @@ from kamflow.definitions.selection import FACTORS, parse_factor
 from kamflow.definitions.workflow import Workflow
 from kamflow.engine import create_account
 from kamflow.errors import GuardRefused, InvalidFile, InvalidInput, KamflowError
+from kamflow.files import private_file
 from kamflow.models import Account, AccountKind, Person, Score
 from kamflow.records.people import find_person
 from kamflow.records.scores import record_score
@@ -369,34 +368,17 @@ EXPORT_CHUNK = 64 * 1024
 
 def write_export(chunks: Iterable[str], file: str) -> int:
     """Write an export to ``file`` (with a byte-order mark, so that spreadsheets read accented
-    names right), whole or not at all; returns how many accounts it holds."""
-    target = Path(file)
+    names right), whole or not at all, readable by its owner only; returns how many accounts it
+    holds."""
     lines = 0
     try:
-        handle, temporary = tempfile.mkstemp(
-            dir=target.resolve().parent, prefix=".export-", suffix=".tmp"
-        )
-    except OSError as error:
-        raise InvalidInput(f"cannot write {file}: {error.strerror}") from None
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8-sig", newline="") as out:
+        with private_file(Path(file), encoding="utf-8-sig", newline="") as out:
             for chunk in chunks:
                 out.write(chunk)
                 lines += chunk.count("\n")
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it private; an export is not
-        os.replace(temporary, target)
     except OSError as error:
         raise InvalidInput(f"cannot write {file}: {error.strerror}") from None
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
     return lines - 1
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 #: A cell starting with one of these is a formula to a spreadsheet.

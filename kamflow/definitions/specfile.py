@@ -36,6 +36,25 @@ def stamp(*paths: Path) -> tuple[tuple[str, int], ...]:
     return tuple(found)
 
 
+def outside_folder(folder: Path, reference: str) -> str | None:
+    """Why the file a definition names as ``reference`` is not one of ``folder``'s, or None
+    when it is: an absolute path, or one that leads out of the folder by ``..`` or a symbolic
+    link, is refused (a definition reads only its own folder, and nothing outside is opened)."""
+    if Path(reference).is_absolute():
+        return f"{reference!r} is an absolute path: name a file in the workflow's own folder"
+    try:
+        home = folder.resolve()
+        target = (folder / reference).resolve()
+    except (OSError, RuntimeError, ValueError):  # a link loop, a NUL byte: not a file at all
+        return None  # left to the check that the file is there, which names it
+    if not target.is_relative_to(home):
+        return (
+            f"{reference!r} leads outside the workflow's folder {describe(folder)}: "
+            "name a file in that folder"
+        )
+    return None
+
+
 def describe(path: Path) -> str:
     """The file's path as a user would recognise it (relative to the current folder if inside)."""
     try:

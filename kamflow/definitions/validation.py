@@ -30,9 +30,8 @@ def check(data: Mapping[str, Any], path: Path) -> list[Problem]:
     """Every problem of a workflow file that its fields' types do not catch, each placed in the
     file: the name against the file's, places defined twice, the initial stage, transitions that
     name unknown places, leave an exit for anything but a stage, or clash with another, unknown
-    guards and bad guard
-    parameters, who may act, the question bank and the questions named, and places that no
-    transition reaches.
+    guards and bad guard parameters, who may act, the question bank (a file in the workflow's own
+    folder) and the questions named, and places that no transition reaches.
 
     It reads the parsed file itself, not the validated model, so that it runs whatever the
     fields' own problems are (a negative limit never hides an unknown guard): a part of the wrong
@@ -119,7 +118,10 @@ def check(data: Mapping[str, Any], path: Path) -> list[Problem]:
     questions = data.get("questions", WorkflowSpec.model_fields["questions"].default)
     if isinstance(questions, str):
         bank_path = path.parent / questions
-        if not bank_path.is_file():
+        outside = specfile.outside_folder(path.parent, questions)
+        if outside is not None:  # never opened: a definition reads only its own folder
+            problems.append((("questions",), outside))
+        elif not bank_path.is_file():
             problems.append((("questions",), f"no question bank at {specfile.describe(bank_path)}"))
         else:
             problems += _check_question_refs(data, questions, load_bank(bank_path))

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import smtplib
 import socket
 import ssl
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -26,6 +24,7 @@ from kamflow.errors import (
     TransientFailure,
     TransportDown,
 )
+from kamflow.files import create_private_folder, private_file
 
 TIMEOUT_SECONDS = 30
 
@@ -264,9 +263,10 @@ class FileTransport:
         self.folder = folder
 
     def connect(self) -> FileTransport:
-        """Itself, once the folder exists; TransportDown when the folder cannot be created."""
+        """Itself, once the folder exists (private, 0700, when it is made here); TransportDown
+        when the folder cannot be created."""
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            create_private_folder(self.folder)
         except OSError as error:
             raise TransportDown(
                 f"cannot create the outbox folder {self.folder}: {error.strerror}"
@@ -280,17 +280,10 @@ class FileTransport:
     def send(self, message: EmailMessage) -> None:
         """Write the message to its file in the folder, whole or not at all (a second delivery of
         the same message replaces the file); TransportDown when it cannot be written."""
-        target = self.folder / eml_name(message)
-        temporary: str | None = None
         try:
-            handle, temporary = tempfile.mkstemp(dir=self.folder, prefix=".writing-", suffix=".tmp")
-            with os.fdopen(handle, "wb") as out:
+            with private_file(self.folder / eml_name(message), binary=True) as out:
                 out.write(message.as_bytes())
-            os.replace(temporary, target)
         except OSError as error:
-            if temporary is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(temporary)
             raise TransportDown(f"cannot write to {self.folder}: {error.strerror}") from None
 
 

@@ -8,8 +8,6 @@ portfolio's: the summaries count every account in SQL, and each list holds at mo
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import datetime, timedelta
 from html import escape
 from pathlib import Path
@@ -23,6 +21,7 @@ from kamflow import defaults
 from kamflow.definitions.discovery import get_workflow, workflows_in_use
 from kamflow.definitions.ladder import Status
 from kamflow.errors import InvalidInput
+from kamflow.files import private_file
 from kamflow.models import Account, RoleAssignment
 from kamflow.notify.templates import STATUS_COLOURS
 from kamflow.records.plan import kpi_rows, kpi_view
@@ -410,23 +409,14 @@ def render_report(data: dict[str, Any]) -> str:
     )
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_report(data: dict[str, Any], file: str) -> Path:
-    """Write the page atomically (a half-written report is never left behind)."""
+    """Write the page atomically (a half-written report is never left behind), readable by its
+    owner only: it names people and their email addresses."""
     target = Path(file)
     page = render_report(data)
     try:
-        folder = target.resolve().parent
-        handle, temporary = tempfile.mkstemp(dir=folder, prefix=".report-", suffix=".tmp")
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
+        with private_file(target) as out:
             out.write(page)
-        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it private; a report is not
-        os.replace(temporary, target)
     except OSError as error:
         raise InvalidInput(f"cannot write {file}: {error.strerror}") from None
     return target
