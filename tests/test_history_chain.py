@@ -152,6 +152,27 @@ def test_an_account_named_verify_is_still_reachable_by_its_id(cli: Cli) -> None:
     assert [row["kind"] for row in as_json(cli("history", "1", "--json"))] == ["created"]
 
 
+def test_history_written_in_a_part_of_a_transaction_that_is_undone_leaves_no_gap_in_the_chain(
+    cli: Cli, engine: Engine, clock: FixedClock
+) -> None:
+    """A savepoint rolled back takes its history rows with it; what the transaction writes after
+    it chains from the rows that stay."""
+    from kamflow.models import HistoryKind
+    from kamflow.records import history
+    from kamflow.records.accounts import find_account
+
+    ok(cli("person", "add", OWNER))
+    ok(cli("account", "add", ACME, "--owner", OWNER))
+    with db.session_scope(engine) as session:
+        account = find_account(session, ACME)
+        savepoint = session.begin_nested()
+        history.record(session, account, actor=OWNER, at=clock.now(), kind=HistoryKind.ANSWER)
+        savepoint.rollback()
+        history.record(session, account, actor=OWNER, at=clock.now(), kind=HistoryKind.ACTION)
+
+    assert ok(cli("history", "verify")) == "history intact: 2 rows\n"
+
+
 def test_the_migration_chains_the_rows_written_before_it(
     database_url: str, clock: FixedClock
 ) -> None:
