@@ -24,6 +24,11 @@ LEADER = "lead@example.com"
 DOER = "doer@example.com"
 ACME = "Acme Corp"
 GLOBEX = "Globex"
+#: Scores that let a candidate be promoted.
+SCORED = (
+    *("--revenue", "5", "--growth", "4", "--renewal", "4", "--win-now", "3"),
+    *("--effort", "2", "--relationship", "4", "--fit", "5", "--logo", "3"),
+)
 #: `history verify`'s exit code for a broken chain.
 BROKEN = 4
 
@@ -254,3 +259,52 @@ def test_concurrent_writers_keep_one_chain(postgres_url: str, clock: FixedClock)
     assert failures == []
     rows = len(names) + len(names) * len(questions)
     assert ok(cli("history", "verify")) == f"history intact: {rows} rows\n"
+
+
+def test_swaps_racing_new_accounts_neither_deadlock_nor_fork_the_chain(
+    postgres_url: str, clock: FixedClock
+) -> None:
+    """A swap writes history before it counts the cap; adding an account counts the cap before it
+    writes history: both take the two locks in one order, so neither waits for the other for
+    ever (PostgreSQL would end one with "deadlock detected")."""
+    from kamflow.engine import add_account, swap
+
+    cli = cli_on(postgres_url, clock)
+    ok(cli("person", "add", OWNER))
+    ok(cli("person", "add", DOER))
+    ok(cli("person", "add", LEADER, "--leader"))
+    rounds = 5
+    for n in range(rounds):
+        ok(cli("account", "add", f"Key {n}", "--owner", OWNER))
+        ok(cli("account", "add", f"Candidate {n}", "--owner", OWNER, "--candidate"))
+        ok(cli("account", "score", f"Candidate {n}", *SCORED))
+    engine = db.engine_for(postgres_url)
+    start = threading.Barrier(2)
+    failures: list[BaseException] = []
+
+    def swapper() -> None:
+        try:
+            start.wait(timeout=30)
+            for n in range(rounds):
+                with db.session_scope(engine) as session:
+                    swap(session, f"Key {n}", f"Candidate {n}", actor=LEADER, now=clock.now())
+        except BaseException as error:  # reported to the test's thread
+            failures.append(error)
+
+    def adder() -> None:
+        try:
+            start.wait(timeout=30)
+            for n in range(rounds):
+                with db.session_scope(engine) as session:
+                    add_account(session, f"New {n}", owner=DOER, actor=LEADER, now=clock.now())
+        except BaseException as error:
+            failures.append(error)
+
+    threads = [threading.Thread(target=swapper), threading.Thread(target=adder)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert failures == []
+    assert ok(cli("history", "verify")).startswith("history intact: ")
