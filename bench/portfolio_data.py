@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 
 from kamflow import db
+from kamflow.records.chain import CONTENT_COLUMNS, GENESIS, row_hash
 
 #: The moment the data is laid out around (the benchmark's KAMFLOW_NOW).
 DEFAULT_NOW = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
@@ -164,6 +165,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "to_stage",
         "note",
         "verdicts",
+        "hash",
     ),
     "strategy": (
         "account_id",
@@ -284,6 +286,8 @@ class _Generator:
         self.owners = max(1, math.ceil(accounts / ACCOUNTS_PER_OWNER))
         self.emails = [f"owner{i}@example.com" for i in range(1, self.owners + 1)]
         self.ids = _Ids()
+        #: The hash of the last history row written: each chunk's rows extend the chain.
+        self.history_head = GENESIS
         self.counts = Counts(accounts=accounts, owners=self.owners, leaders=LEADERS)
         self.counts.people = self.owners + LEADERS
         self._days: dict[int, str] = {}
@@ -385,20 +389,11 @@ class _Generator:
                     created,
                 )
             )
-            history.append(
-                (
-                    account_id,
-                    account_id,
-                    created,
-                    owner,
-                    "created",
-                    None,
-                    None,
-                    stage,
-                    "bench",
-                    "[]",
-                )
-            )
+            content = (account_id, created, owner, "created", None, None, stage, "bench", "[]")
+            sealed = dict(zip(CONTENT_COLUMNS, content, strict=True))
+            sealed["at"] = datetime.fromisoformat(created)  # naive UTC, as the chain reads it
+            self.history_head = row_hash(self.history_head, sealed)
+            history.append((account_id, *content, self.history_head))
             # Plan data is dated between the account's creation and now.
             span = created_age
 

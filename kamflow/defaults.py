@@ -72,6 +72,9 @@ REPORT_LIST_LIMIT = 50
 #: Long listings (the board, rank, coverage, KPIs, the account list) read and print this many
 #: rows at a time: their memory follows this, not the portfolio.
 LISTING_BATCH = 1000
+#: `kamflow history verify` reads the history this many rows at a time: its memory follows this,
+#: not the length of the history.
+HISTORY_VERIFY_BATCH = 10_000
 #: The widest a cell of a text table may be, in terminal columns: a longer text is cut there
 #: with an ellipsis (never in --json or CSV, which keep every text whole).
 TABLE_CELL_WIDTH = 40

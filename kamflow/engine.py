@@ -522,6 +522,9 @@ def swap(
     # Both rows locked first, always in the same order: two swaps of one pair cannot deadlock.
     for state in sorted((leaving, coming), key=lambda held: held.id):
         hold(session, state, get_workflow(state.workflow))
+    # The cap's lock before the retirement writes history: the history's chain lock is always
+    # the last one a transaction takes, or a swap and an account added at once could deadlock.
+    lock_cap(session)
     retired = close(
         session, out_ref, "retire", reason=f"swapped out for {coming.name}", actor=actor, now=now
     )

@@ -78,6 +78,12 @@ class GuardRefused(KamflowError):
         return [str(self), *(f"  - {verdict.message}" for verdict in self.unmet)]
 
 
+class BrokenHistory(KamflowError):
+    """The history's hash chain does not hold: a row was changed or removed outside kamflow."""
+
+    exit_code = 4
+
+
 class DeliveryError(KamflowError):
     """A message could not be delivered."""
 

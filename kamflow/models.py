@@ -283,6 +283,8 @@ class HistoryEntry(SQLModel, table=True):
     to_stage: str | None = Field(default=None, max_length=100)
     note: str = Field(default="")
     verdicts: str = Field(default="[]")
+    #: Seals this row and the one before it (kamflow.records.chain): set by every writer.
+    hash: str = Field(max_length=64)
 
 
 class Notification(SQLModel, table=True):

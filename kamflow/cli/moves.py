@@ -11,6 +11,7 @@ from kamflow.cli.base import (
     json_option,
     print_warnings,
     read,
+    reading,
     show_outcome,
     table,
 )
@@ -91,7 +92,14 @@ def why(name: str, as_json: bool) -> None:
 @click.argument("name")
 @json_option
 def history(name: str, as_json: bool) -> None:
-    """Every change to an account, oldest first."""
+    """Every change to an account, oldest first; `history verify` checks the whole history.
+
+    `kamflow history verify` walks the history's hash chain and fails (exit code 4) at the first
+    row that was changed or follows a removed one. An account named "verify" is shown by its id.
+    """
+    if name == "verify":
+        _verify_history(as_json)
+        return
     from kamflow.reports.views import account_history
 
     rows = read(account_history, name)
@@ -101,3 +109,18 @@ def history(name: str, as_json: bool) -> None:
     from kamflow.reports.render import history_rows
 
     table(history_rows(rows), ["when", "who", "what", "note"])
+
+
+def _verify_history(as_json: bool) -> None:
+    from kamflow.records.chain import broken
+    from kamflow.records.history import verify
+    from kamflow.text import plural
+
+    with reading() as session:
+        report = verify(session.connection())
+    if as_json:
+        emit_json(report.as_dict())
+    if not report.intact:
+        raise broken(report)
+    if not as_json:
+        click.echo(f"history intact: {plural(report.rows, 'row')}")

@@ -6,10 +6,13 @@ import json
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from kamflow import defaults
 from kamflow.guards import AccountLike
 from kamflow.models import Account, HistoryEntry, HistoryKind
+from kamflow.records import chain
 from kamflow.verdict import Verdict, verdicts_json
 
 HISTORY = HistoryEntry.__table__  # type: ignore[attr-defined]
@@ -28,21 +31,30 @@ def record(
     to_stage: str | None = None,
     verdicts: list[Verdict] | None = None,
 ) -> None:
-    """Append one entry, in the caller's transaction (written at once, not at the next flush)."""
-    session.connection().execute(
-        _APPEND,
-        {
-            "account_id": account.id,
-            "at": at,
-            "actor": actor,
-            "kind": kind,
-            "note": note,
-            "transition": transition,
-            "from_stage": from_stage,
-            "to_stage": to_stage,
-            "verdicts": verdicts_json(verdicts or []),
-        },
-    )
+    """Append one entry, in the caller's transaction (written at once, not at the next flush),
+    chained to the entry before it."""
+    connection = session.connection()
+    row: dict[str, Any] = {
+        "account_id": account.id,
+        "at": at,
+        "actor": actor,
+        "kind": kind,
+        "note": note,
+        "transition": transition,
+        "from_stage": from_stage,
+        "to_stage": to_stage,
+        "verdicts": verdicts_json(verdicts or []),
+    }
+    chain.seal(connection, [row])
+    connection.execute(_APPEND, row)
+
+
+def append_many(connection: sa.Connection, rows: list[dict[str, Any]]) -> None:
+    """Append these entries in one executemany, chained in their order, in the caller's
+    transaction. Each row names every content column (kamflow.records.chain.CONTENT_COLUMNS)."""
+    if rows:
+        chain.seal(connection, rows)
+        connection.execute(_APPEND, rows)
 
 
 #: Built once: the statement's shape never changes, only the values bound to it.
@@ -70,3 +82,8 @@ def entries(session: Session, account: Account) -> list[dict[str, Any]]:
         }
         for row in rows
     ]
+
+
+def verify(connection: sa.Connection) -> chain.ChainReport:
+    """Walk the whole history's hash chain, a batch at a time: intact, or where it breaks."""
+    return chain.verify(connection, defaults.HISTORY_VERIFY_BATCH)

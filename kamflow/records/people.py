@@ -12,8 +12,8 @@ from sqlmodel import Session, col, select
 
 from kamflow.errors import GuardRefused, InvalidInput, NotFound
 from kamflow.models import Account, Action, ActionStatus, HistoryKind, Person
+from kamflow.records import history
 from kamflow.records.cap import count_key_accounts, owner_cap
-from kamflow.records.history import HISTORY
 from kamflow.text import MAX_EMAIL, MAX_NAME, clean_text
 from kamflow.verdict import Verdict, overridden
 
@@ -328,21 +328,23 @@ def _record_each(
     now: datetime,
 ) -> int:
     """The same history entry for each of these accounts, in one executemany; how many."""
-    if account_ids:
-        connection.execute(
-            HISTORY.insert(),
-            [
-                {
-                    "account_id": account_id,
-                    "at": now,
-                    "actor": actor,
-                    "kind": kind,
-                    "note": note,
-                    "verdicts": "[]",
-                }
-                for account_id in account_ids
-            ],
-        )
+    history.append_many(
+        connection,
+        [
+            {
+                "account_id": account_id,
+                "at": now,
+                "actor": actor,
+                "kind": kind,
+                "transition": None,
+                "from_stage": None,
+                "to_stage": None,
+                "note": note,
+                "verdicts": "[]",
+            }
+            for account_id in account_ids
+        ],
+    )
     return len(account_ids)
 
 
