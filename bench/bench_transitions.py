@@ -4,7 +4,8 @@
    persisted in its own transaction, three ways on copies of the same SQLite file:
    - kamflow's engine (`engine.advance` in a `session_scope`);
    - the floor: a raw `sqlite3` script doing the same SQL work (read the account and the rows its
-     guard reads, the versioned UPDATE, the history INSERT, COMMIT);
+     guard reads, the versioned UPDATE, the history chain's head and the hashed history INSERT,
+     COMMIT);
    - the naive design: one transitions Machine per account and an ORM session per transition.
    Targets: kamflow >= 0.3 of the floor's rate, and >= 2x the naive design's.
 2. The command line as processes, alternating runs: `kamflow advance` and `kamflow account show`
@@ -19,6 +20,8 @@ Ratios are measured in one run (the machine is shared and noisy: compare ratios,
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import shutil
 import sqlite3
@@ -33,11 +36,12 @@ from pathlib import Path
 
 import profiles
 import sqlalchemy as sa
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 from transitions import Machine
 
 from kamflow import db, engine
 from kamflow.models import Account, HistoryEntry, HistoryKind, Person, Strategy
+from kamflow.records.chain import GENESIS, row_hash
 
 NOW = datetime(2027, 1, 4, 9, tzinfo=UTC)
 OWNER = "owner@example.com"
@@ -113,6 +117,7 @@ def with_raw_sqlite(path: Path, names: list[str]) -> float:
     ):
         connection.execute(f"PRAGMA {pragma}")
     at = NOW.replace(tzinfo=None).strftime(SQLITE_TIME)
+    sealed_at = NOW.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     start = time.perf_counter()
     for name in names:
         connection.execute("BEGIN IMMEDIATE")
@@ -130,11 +135,24 @@ def with_raw_sqlite(path: Path, names: list[str]) -> float:
             (at, version + 1, account_id, stage, version),
         ).rowcount
         assert changed == 1
+        # The history row seals its content and the chain's head, as kamflow's rows do.
+        head = connection.execute("SELECT hash FROM history ORDER BY id DESC LIMIT 1").fetchone()
+        verdicts = '[{"guard": "strategy_defined", "ok": true}]'
+        content = [account_id, sealed_at, OWNER, "transition", "advance", stage, "research", ""]
+        sealed = json.dumps([*content, verdicts], ensure_ascii=False, separators=(",", ":"))
+        previous = head[0] if head else "0" * 64
         connection.execute(
             "INSERT INTO history (account_id, at, actor, kind, transition, from_stage, "
-            "to_stage, note, verdicts) VALUES (?, ?, ?, 'transition', 'advance', ?, "
-            "'research', '', ?)",
-            (account_id, at, OWNER, stage, '[{"guard": "strategy_defined", "ok": true}]'),
+            "to_stage, note, verdicts, hash) VALUES (?, ?, ?, 'transition', 'advance', ?, "
+            "'research', '', ?, ?)",
+            (
+                account_id,
+                at,
+                OWNER,
+                stage,
+                verdicts,
+                hashlib.sha256(f"{previous}\n{sealed}".encode()).hexdigest(),
+            ),
         )
         connection.execute("COMMIT")
     elapsed = time.perf_counter() - start
@@ -178,17 +196,23 @@ def with_naive_design(path: Path, names: list[str]) -> float:
             previous = account.stage
             account.stage, account.version = model.state, account.version + 1
             account.stage_entered_at = NOW
-            session.add(
-                HistoryEntry(
-                    account_id=account.id,  # type: ignore[arg-type]
-                    at=NOW,
-                    actor=OWNER,
-                    kind=HistoryKind.TRANSITION,
-                    transition="advance",
-                    from_stage=previous,
-                    to_stage=model.state,
-                )
+            entry = HistoryEntry(
+                account_id=account.id,  # type: ignore[arg-type]
+                at=NOW,
+                actor=OWNER,
+                kind=HistoryKind.TRANSITION,
+                transition="advance",
+                from_stage=previous,
+                to_stage=model.state,
+                note="",
+                verdicts="[]",
             )
+            # The history is a hash chain: the row seals its content and the chain's head.
+            head = session.exec(
+                select(HistoryEntry.hash).order_by(col(HistoryEntry.id).desc()).limit(1)
+            ).first()
+            entry.hash = row_hash(head or GENESIS, entry.model_dump())
+            session.add(entry)
             session.commit()
     return time.perf_counter() - start
 
