@@ -14,7 +14,6 @@ from kamflow.cli.base import (
     app,
     days_cell,
     emit_json,
-    emit_json_rows,
     json_option,
     now,
     override_options,
@@ -23,7 +22,7 @@ from kamflow.cli.base import (
     reading,
     settings,
     show_outcome,
-    stream_table,
+    show_rows,
 )
 
 
@@ -129,11 +128,10 @@ def account_rank(as_json: bool) -> None:
 
     with reading() as session:
         listing = rank(session, now=now())
-        if as_json:
-            emit_json_rows(listing.rows)
-            return
         width = listing.widths
-        stream_table(
+        show_rows(
+            listing.rows,
+            as_json,
             [
                 ("#", width["rank"]),
                 ("account", width["name"]),
@@ -143,17 +141,14 @@ def account_rank(as_json: bool) -> None:
                 ("above threshold", len("yes")),
                 ("owner", width["owner"]),
             ],
-            (
-                (
-                    r["rank"],
-                    r["name"],
-                    "key account" if r["key_account"] else "candidate",
-                    r["stage_title"],
-                    score_text(r["score"]),
-                    "yes" if r["above_threshold"] else "",
-                    r["owner"],
-                )
-                for r in listing.rows
+            lambda r: (
+                r["rank"],
+                r["name"],
+                "key account" if r["key_account"] else "candidate",
+                r["stage_title"],
+                score_text(r["score"]),
+                "yes" if r["above_threshold"] else "",
+                r["owner"],
             ),
         )
 
@@ -268,11 +263,10 @@ def account_list(stage: str | None, owner: str | None, mine: bool, as_json: bool
         owner = settings().actor
     with reading() as session:
         listing = list_accounts(session, stage=stage, owner=owner, now=now())
-        if as_json:
-            emit_json_rows(listing.rows)
-            return
         width = listing.widths
-        stream_table(
+        show_rows(
+            listing.rows,
+            as_json,
             [
                 ("id", width["id"]),
                 ("account", width["name"]),
@@ -282,17 +276,14 @@ def account_list(stage: str | None, owner: str | None, mine: bool, as_json: bool
                 ("owner", width["owner"]),
                 ("workflow", width["workflow"]),
             ],
-            (
-                (
-                    r["id"],
-                    r["name"],
-                    r["stage_title"],
-                    days_cell(r),
-                    r["status"],
-                    r["owner"],
-                    r["workflow"],
-                )
-                for r in listing.rows
+            lambda r: (
+                r["id"],
+                r["name"],
+                r["stage_title"],
+                days_cell(r),
+                r["status"],
+                r["owner"],
+                r["workflow"],
             ),
         )
 

@@ -281,6 +281,20 @@ def stream_table(columns: Sequence[tuple[str, int]], cells: Iterable[Sequence[An
         click.echo("\n".join(lines))
 
 
+def show_rows(
+    rows: Iterable[dict[str, Any]],
+    as_json: bool,
+    columns: Sequence[tuple[str, int]],
+    cells: Callable[[dict[str, Any]], Sequence[Any]],
+) -> None:
+    """Rows read a batch at a time, printed as a JSON array (``--json``) or as a table of
+    ``columns`` (header, widest cell) whose cells ``cells`` makes of each row."""
+    if as_json:
+        emit_json_rows(rows)
+        return
+    stream_table(columns, map(cells, rows))
+
+
 def days_cell(row: dict[str, Any]) -> str:
     """An account row's days in its stage, with the stage's limit when it has one."""
     from kamflow.text import days_text

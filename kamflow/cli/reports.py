@@ -11,11 +11,10 @@ from kamflow.cli.base import (
     app,
     days_cell,
     emit_json,
-    emit_json_rows,
     json_option,
     now,
     reading,
-    stream_table,
+    show_rows,
 )
 
 #: What coverage prints where no one holds a role.
@@ -31,11 +30,10 @@ def portfolio(as_json: bool) -> None:
 
     with reading() as session:
         listing = board(session, now=now())
-        if as_json:
-            emit_json_rows(listing.rows)
-            return
         width = listing.widths
-        stream_table(
+        show_rows(
+            listing.rows,
+            as_json,
             [
                 ("stage", width["stage_title"]),
                 ("account", width["name"]),
@@ -45,17 +43,14 @@ def portfolio(as_json: bool) -> None:
                 ("score", width["score"]),
                 ("workflow", width["workflow"]),
             ],
-            (
-                (
-                    r["stage_title"],
-                    r["name"],
-                    r["owner"],
-                    days_cell(r),
-                    r["status"],
-                    score_text(r["score"]),
-                    r["workflow"],
-                )
-                for r in listing.rows
+            lambda r: (
+                r["stage_title"],
+                r["name"],
+                r["owner"],
+                days_cell(r),
+                r["status"],
+                score_text(r["score"]),
+                r["workflow"],
             ),
         )
 
@@ -65,29 +60,30 @@ def portfolio(as_json: bool) -> None:
 def coverage(as_json: bool) -> None:
     """Key accounts x the six account-team roles: who holds each, and the gaps."""
     from kamflow.reports.portfolio import coverage as role_coverage
+    from kamflow.text import plural
+
+    seen = {"accounts": 0, "gaps": 0}
+
+    def cells(row: dict[str, Any]) -> tuple[str, ...]:
+        seen["accounts"] += 1
+        seen["gaps"] += len(row["gaps"])
+        return (row["account"], *(", ".join(row["roles"][r]) or GAP for r in defaults.ROLES))
 
     with reading() as session:
         listing = role_coverage(session)
-        if as_json:
-            emit_json_rows(listing.rows)
-            return
-        seen = {"accounts": 0, "gaps": 0}
-
-        def cells(row: dict[str, Any]) -> tuple[str, ...]:
-            seen["accounts"] += 1
-            seen["gaps"] += len(row["gaps"])
-            return (row["account"], *(", ".join(row["roles"][r]) or GAP for r in defaults.ROLES))
-
         width = listing.widths
-        stream_table(
+        show_rows(
+            listing.rows,
+            as_json,
             [
                 ("account", width["account"]),
                 *((role, max(width.get(role, 0), len(GAP))) for role in defaults.ROLES),
             ],
-            map(cells, listing.rows),
+            cells,
         )
-    gaps = seen["gaps"]
-    click.echo(f"\n{gaps} gap{'s' if gaps != 1 else ''} in {seen['accounts']} key accounts.")
+    if not as_json:
+        gaps, accounts = seen["gaps"], seen["accounts"]
+        click.echo(f"\n{plural(gaps, 'gap')} in {plural(accounts, 'key account')}.")
 
 
 @app.command()
@@ -99,11 +95,10 @@ def kpis(as_json: bool) -> None:
 
     with reading() as session:
         listing = kpi_report(session)
-        if as_json:
-            emit_json_rows(listing.rows)
-            return
         width = listing.widths
-        stream_table(
+        show_rows(
+            listing.rows,
+            as_json,
             [
                 ("account", width["account"]),
                 ("kpi", width["name"]),
@@ -113,19 +108,16 @@ def kpis(as_json: bool) -> None:
                 ("period", width["period"]),
                 ("state", len("OFF TARGET")),
             ],
-            (
-                (
-                    r["account"],
-                    r["name"],
-                    ("<= " if r["lower_is_better"] else ">= ") + format_number(r["target"]),
-                    "-" if r["latest"] is None else format_number(r["latest"]),
-                    r["unit"],
-                    r["period"] or "",
-                    "OFF TARGET"
-                    if r["off_target"]
-                    else ("on target" if r["on_target"] else "no value"),
-                )
-                for r in listing.rows
+            lambda r: (
+                r["account"],
+                r["name"],
+                ("<= " if r["lower_is_better"] else ">= ") + format_number(r["target"]),
+                "-" if r["latest"] is None else format_number(r["latest"]),
+                r["unit"],
+                r["period"] or "",
+                "OFF TARGET"
+                if r["off_target"]
+                else ("on target" if r["on_target"] else "no value"),
             ),
         )
 
