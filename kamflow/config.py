@@ -9,7 +9,6 @@ schedule setting stops only the commands that send mail or schedule steps.
 from __future__ import annotations
 
 import functools
-import getpass
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,11 +27,14 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Settings:
-    """Who acts, on which database, at what time; where workflows are found; and, parsed on
-    first use, when the daemon runs its steps (``schedule``) and how mail leaves (``mail``)."""
+    """Who is named as acting, on which database, at what time; where workflows are found; and,
+    parsed on first use, when the daemon runs its steps (``schedule``) and how mail leaves
+    (``mail``)."""
 
     database_url: str
-    actor: str
+    #: The person named by --as (or KAMFLOW_USER), if any: who acts is the person linked to the
+    #: authenticated login (kamflow.records.identity), and only an admin may name someone else.
+    actor: str | None
     clock: Clock
     timezone: ZoneInfo
     #: The KAMFLOW_WORKFLOWS folders, searched before the shipped workflows.
@@ -50,17 +52,17 @@ class Settings:
         actor: str | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> Settings:
-        """--db, else $KAMFLOW_DB, else ./kamflow.db; --as, else $KAMFLOW_USER, else login."""
+        """--db, else $KAMFLOW_DB, else ./kamflow.db; --as, else $KAMFLOW_USER."""
         env = {
             name: value
             for name, value in (os.environ if environ is None else environ).items()
             if name.startswith(defaults.ENV_PREFIX)
         }
         url = database or env.get(defaults.ENV_DATABASE) or defaults.DATABASE_URL
-        who = actor or env.get(defaults.ENV_USER) or _login_name()
+        who = actor or env.get(defaults.ENV_USER)
         clock = clock_from(env.get(defaults.ENV_NOW), source=defaults.ENV_NOW)
-        actor = " ".join(who.split()).lower()
-        if len(actor) > 320:
+        actor = " ".join(who.split()).lower() if who else None
+        if actor is not None and len(actor) > 320:
             raise ConfigError(f"--as (or {defaults.ENV_USER}) is too long to be an email address")
         return cls(
             database_url=url,
@@ -93,13 +95,6 @@ def time_zone(env: Mapping[str, str]) -> ZoneInfo:
         raise ConfigError(
             f"{defaults.ENV_TIMEZONE}={quoted(zone_name)} is not a time zone (e.g. Europe/Berlin)"
         ) from None
-
-
-def _login_name() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def _env(name: str, environ: Mapping[str, str]) -> str | None:

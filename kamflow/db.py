@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
 from kamflow import defaults
-from kamflow.errors import Conflict, DatabaseError
+from kamflow.errors import Conflict, DatabaseError, NotAllowed
 from kamflow.files import create_private_file
 from kamflow.text import quoted
 
@@ -178,7 +178,7 @@ def upgrade(engine: Engine) -> tuple[str | None, str | None]:
 
 
 #: The newest schema revision this kamflow ships (a test holds it to the migrations' head).
-SCHEMA_HEAD = "0006"
+SCHEMA_HEAD = "0007"
 
 
 def stored_revision(engine: Engine) -> str | None:
@@ -193,10 +193,16 @@ def stored_revision(engine: Engine) -> str | None:
 
 
 def initialise(url: str) -> tuple[str, str | None, str | None]:
-    """Create the database at ``url`` or upgrade it: its URL (password hidden), and the schema
-    revisions before and after."""
+    """Create the database at ``url`` or upgrade it, and on PostgreSQL grant kamflow's group
+    roles what they need (kamflow.grants): its URL (password hidden), and the schema revisions
+    before and after."""
     engine = engine_for(url)
     before, after = upgrade(engine)
+    if engine.dialect.name == "postgresql":
+        from kamflow.grants import grant
+
+        with _database_errors(engine):
+            grant(engine)
     return _safe(engine), before, after
 
 
@@ -266,7 +272,25 @@ def session_scope(engine: Engine) -> Iterator[Session]:
             f"the change collides with one made meanwhile; nothing was written ({_reason(error)})"
         ) from None
     except exc.DBAPIError as error:
+        if getattr(error.orig, "sqlstate", None) == _INSUFFICIENT_PRIVILEGE:
+            raise _refused_by_grants(engine, error) from None
         raise DatabaseError(f"database error on {_safe(engine)}: {_reason(error)}") from None
+
+
+#: PostgreSQL's SQLSTATE for a privilege the login lacks.
+_INSUFFICIENT_PRIVILEGE = "42501"
+
+
+def _refused_by_grants(engine: Engine, error: exc.DBAPIError) -> NotAllowed:
+    """The database's own grants refused a change (kamflow.grants): say which group role the
+    login needs."""
+    from kamflow.grants import ADMINS, USERS
+
+    login = engine.url.username or "this login"
+    return NotAllowed(
+        f"the database refuses it ({_reason(error)}): {login} needs the role {USERS}, or "
+        f"{ADMINS} to change people (GRANT {ADMINS} TO {login})"
+    )
 
 
 @contextmanager

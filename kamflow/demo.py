@@ -67,7 +67,8 @@ def _script() -> list[Step | str]:
         ),
     ]
     steps: list[Step | str] = [
-        "People and accounts are created.",
+        "People and accounts are created. The login running the demo creates the database and, "
+        "adding itself first, becomes its admin, who then acts for each person in turn (--as).",
         (0, OWNER, ["init"]),
         (0, OWNER, ["person", "add", OWNER, "--name", "Key account manager"]),
         (0, OWNER, ["person", "add", LEADER, "--name", "Chief sales officer", "--leader"]),
@@ -167,7 +168,7 @@ def _script() -> list[Step | str]:
             ],
         ),
         (23, OWNER, ["advance", a]),
-        "A disqualification needs the owner or a leader.",
+        "A disqualification needs the owner or a leader: the engineer is not allowed.",
         (24, ENGINEER, ["disqualify", "Northwind Traders", "--reason", "Too small for now"]),
         (
             24,

@@ -24,18 +24,18 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 from transitions import MachineError
 
 from kamflow import defaults
 from kamflow.definitions.discovery import get_workflow
 from kamflow.definitions.guardspecs import WITHIN_CAP, NoParams
-from kamflow.definitions.spec import LEADER, OWNER, ROLE_PREFIX, TransitionSpec
+from kamflow.definitions.spec import Right, TransitionSpec
 from kamflow.definitions.workflow import Workflow
-from kamflow.errors import Conflict, GuardRefused, InvalidInput
+from kamflow.errors import Conflict, GuardRefused, InvalidInput, NotAllowed
 from kamflow.guards import REGISTRY, AccountLike, CapFacts, GuardContext
-from kamflow.models import Account, AccountKind, HistoryKind, Person, RoleAssignment
-from kamflow.records import history
+from kamflow.models import Account, AccountKind, HistoryKind, Person
+from kamflow.records import history, permissions
 from kamflow.records.accounts import (
     ACCOUNT,
     AccountState,
@@ -48,7 +48,7 @@ from kamflow.records.accounts import (
 from kamflow.records.cap import count_key_accounts, ranked
 from kamflow.records.cap import lock as lock_cap
 from kamflow.records.facts import Facts
-from kamflow.records.people import acting, active_person, override_refused, who_you_are
+from kamflow.records.people import active_person, override_refused
 from kamflow.text import MAX_NAME, clean_text, one_line, shell_quote
 from kamflow.verdict import Verdict, overridden
 
@@ -99,48 +99,26 @@ class Outcome:
 
 
 def _who_may(
-    session: Session, account: AccountLike, transition: TransitionSpec, actor: str
+    session: Session,
+    account: AccountLike,
+    definition: Workflow,
+    transition: TransitionSpec,
+    actor: str,
+    right: Right,
 ) -> Verdict | None:
-    """The verdict on the actor for a restricted transition; None when anyone may fire it."""
-    if not transition.allowed:
-        return None
-    person = acting(session, actor)
-    if person is not None:
-        if OWNER in transition.allowed and person.id == account.owner_id:
-            return Verdict("allowed", True, f"{person.email} owns the account")
-        if LEADER in transition.allowed and person.is_leader:
-            return Verdict("allowed", True, f"{person.email} is a leader")
-        roles = [
-            a.removeprefix(ROLE_PREFIX) for a in transition.allowed if a.startswith(ROLE_PREFIX)
-        ]
-        if roles:
-            held = session.exec(
-                select(RoleAssignment.role).where(
-                    RoleAssignment.account_id == account.id,
-                    RoleAssignment.person_id == person.id,
-                    col(RoleAssignment.role).in_(roles),
-                )
-            ).first()
-            if held:
-                return Verdict("allowed", True, f"{person.email} holds {held}")
-    who = " or ".join(
-        "the owner"
-        if a == OWNER
-        else "a leader"
-        if a == LEADER
-        else f"the {a.removeprefix(ROLE_PREFIX)}"
-        for a in transition.allowed
+    """The verdict on the actor: the transition's own ``allowed:``, else who holds ``right``
+    (advance: the workflow's rule, else portfolio.yaml's, else the owner, the account team
+    and leaders). A rule that is not the transition's own is listed only when it refuses."""
+    subjects = transition.allowed or permissions.rule(right, definition.name)
+    verdict = permissions.judge(
+        session,
+        subjects,
+        actor,
+        doing=f"{transition.name} {account.name}",
+        owner_id=account.owner_id,
+        account_id=account.id,
     )
-    return Verdict(
-        "allowed",
-        False,
-        f"only {who} may {transition.name} {account.name}; you are {who_you_are(session, actor)}",
-    )
-
-
-def _override_refused(session: Session, actor: str, override: str | None) -> Verdict | None:
-    """A refusal when someone other than a leader asks to go over the key-account cap."""
-    return override_refused(session, actor, override)
+    return verdict if transition.allowed or not verdict.ok else None
 
 
 def cap_facts(
@@ -178,8 +156,10 @@ def evaluate(
     override: str | None = None,
     facts: Facts | None = None,
     lock: bool = False,
+    right: Right = Right.ADVANCE,
 ) -> list[Verdict]:
-    """Every verdict on ``transition``: who may fire it, then each guard, all of them evaluated.
+    """Every verdict on ``transition``: who may fire it (the transition's ``allowed:``, else who
+    holds ``right``), then each guard, all of them evaluated.
 
     ``facts``: what the guards read, when it is already loaded for a batch of accounts; ``lock``:
     count the key-account cap under its lock (only a move about to be written takes it).
@@ -188,8 +168,8 @@ def evaluate(
     verdicts = [
         found
         for found in (
-            _who_may(session, account, transition, actor),
-            _override_refused(session, actor, override)
+            _who_may(session, account, definition, transition, actor, right),
+            override_refused(session, actor, override)
             if any(b.name == WITHIN_CAP for b in bound)
             else None,
         )
@@ -223,8 +203,10 @@ class Move:
         dry_run: bool,
         override: str | None = None,
         before_write: Callable[[], None] | None = None,
+        right: Right = Right.ADVANCE,
     ) -> None:
         self.session = session
+        self.right = right
         self.account = account
         self.definition = definition
         self.note = one_line(note)
@@ -260,7 +242,12 @@ class Move:
             now=self.now,
             override=self.override,
             lock=not self.dry_run,
+            right=self.right,
         )
+        # Who may is a permission, not a missing item: refused on its own, before any guard.
+        for verdict in self.verdicts:
+            if verdict.guard == permissions.ALLOWED and not verdict.ok:
+                raise NotAllowed(verdict.message)
 
     def allowed(self, _event: Any) -> bool:
         """condition: the move happens only when it is for real and every verdict is met."""
@@ -498,6 +485,7 @@ def promote(
         dry_run=dry_run,
         override=override,
         before_write=before_write,
+        right=Right.SCORE,
     )
     return move.fire("promote")
 
@@ -649,6 +637,14 @@ def create_account(
         raise InvalidInput(f"kind must be one of {', '.join(kinds)}, not {kind!r}")
     definition = get_workflow(workflow)
     person = active_person(session, owner, "own accounts")
+    permissions.require(
+        session,
+        Right.ACCOUNT,
+        actor,
+        doing=f"add an account owned by {person.email}",
+        workflow=definition.name,
+        owner_id=person.id,
+    )
     if find_by_name(session, name) is not None:
         raise InvalidInput(f"there is already an account named {name!r}")
     if candidate and override is not None:
@@ -702,8 +698,10 @@ def _within_cap(
     override: str | None,
 ) -> list[Verdict]:
     """A new key account counts against the cap like a promotion; refused when over it."""
-    refusal = _override_refused(session, actor, override)
-    authorised = override if refusal is None else None
+    refusal = override_refused(session, actor, override)
+    if refusal is not None and not refusal.ok:
+        raise NotAllowed(refusal.message)
+    authorised = override
     cap = cap_facts(session, account, definition, override=authorised, lock=True)
     context = GuardContext(account, definition, now, Facts(session, []), actor=actor, cap=cap)
     verdicts = [v for v in (refusal, REGISTRY[WITHIN_CAP].evaluate(context, NoParams())) if v]

@@ -78,6 +78,16 @@ class GuardRefused(KamflowError):
         return [str(self), *(f"  - {verdict.message}" for verdict in self.unmet)]
 
 
+class NotAllowed(KamflowError):
+    """The person acting may not do this (a permission, not a missing item): nothing was written."""
+
+    exit_code = 5
+
+    def __init__(self, message: str) -> None:
+        prefix = "" if message.startswith("not allowed") else "not allowed: "
+        super().__init__(f"{prefix}{message}")
+
+
 class BrokenHistory(KamflowError):
     """The history's hash chain does not hold: a row was changed or removed outside kamflow."""
 

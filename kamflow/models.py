@@ -138,6 +138,23 @@ class Person(SQLModel, table=True):
         default=True, sa_column=sa.Column(sa.Boolean(), nullable=False, server_default=sa.true())
     )
     created_at: datetime = Field(sa_column=utc_column())
+    #: The login this person signs in with: the PostgreSQL role (``session_user``), or on SQLite
+    #: the operating-system user. A login is linked to one person at most.
+    login: str | None = Field(default=None, max_length=128, unique=True, index=True)
+    #: An admin manages people and logins, and may act on another person's behalf (``--as``).
+    is_admin: bool = Field(
+        default=False,
+        sa_column=sa.Column(sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
+
+
+class Setting(SQLModel, table=True):
+    """A fact about the database itself, by name (the login that created it)."""
+
+    __tablename__ = "kamflow_setting"
+
+    name: str = Field(primary_key=True, max_length=100)
+    value: str = Field(max_length=1000)
 
 
 class Account(SQLModel, table=True):
@@ -285,6 +302,11 @@ class HistoryEntry(SQLModel, table=True):
     verdicts: str = Field(default="[]")
     #: Seals this row and the one before it (kamflow.records.chain): set by every writer.
     hash: str = Field(max_length=64)
+    #: The login that made the change (NULL on rows written before logins were recorded).
+    login: str | None = Field(default=None, max_length=128)
+    #: Who really acted when an admin acted on behalf of ``actor`` (``--as``): their email, or
+    #: ``login NAME`` for the login that created the database before it was linked to a person.
+    acted_by: str | None = Field(default=None, max_length=340)
 
 
 class Notification(SQLModel, table=True):

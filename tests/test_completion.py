@@ -30,10 +30,11 @@ def portfolio(cli: Cli) -> None:
     ok(cli("person", "add", "kam@example.com"))
     ok(cli("person", "add", "kim@example.com"))
     ok(cli("person", "add", "cso@example.com", "--leader"))
+    kam = "kam@example.com"  # the owner adds and plans their accounts
     for name in ("Acme Corp", "acorn ltd", "Globex"):
-        ok(cli("account", "add", name, "--owner", "kam@example.com"))
-    ok(cli("kpi", "add", "Acme Corp", "Annual revenue", "--target", "1800000"))
-    ok(cli("kpi", "add", "Acme Corp", "Order lead time", "--target", "3"))
+        ok(cli("account", "add", name, "--owner", kam, actor=kam))
+    ok(cli("kpi", "add", "Acme Corp", "Annual revenue", "--target", "1800000", actor=kam))
+    ok(cli("kpi", "add", "Acme Corp", "Order lead time", "--target", "3", actor=kam))
 
 
 def test_account_names_complete_in_any_case_from_the_database(database_url: str, cli: Cli) -> None:

@@ -131,6 +131,8 @@ def run_race(target: Callable[..., None], *args: Any, barriers: int) -> list[Rep
 def prepare(cli: Cli) -> None:
     """Accounts in Strategy whose strategy is set: `advance --to research` is allowed."""
     assert cli("person", "add", OWNER).exit_code == 0
+    for racer in RACERS:  # leaders: they may move anyone's account
+        assert cli("person", "add", racer, "--leader").exit_code == 0
     for name in ACCOUNTS:
         assert cli("account", "add", name, "--owner", OWNER).exit_code == 0
         strategy = cli(
@@ -279,6 +281,8 @@ def test_racing_advances_while_the_plan_changes_exactly_one_wins_every_round(
     engine: Engine, clock: FixedClock, run: Runner
 ) -> None:
     add_person(engine, clock, OWNER)
+    for racer in RACERS:
+        add_person(engine, clock, racer, leader=True)
     for round_ in range(ROUNDS):
         name = f"Round {round_}"
         fresh_account(engine, clock, run, name)
@@ -327,6 +331,8 @@ def test_racing_answers_to_one_question_never_fail_and_the_later_one_stays(
     engine: Engine, clock: FixedClock, run: Runner
 ) -> None:
     add_person(engine, clock, OWNER)
+    for racer in RACERS:
+        add_person(engine, clock, racer, leader=True)
     run(add_account, ACCOUNT, owner=OWNER, actor=OWNER)
     questions = [q.id for q in BANK.questions][:ROUNDS]
     for question in questions:
@@ -397,6 +403,8 @@ def test_an_advance_that_waited_for_another_move_does_not_make_the_next_move_ins
             "new stage, and a move from there is what it asks for"
         )
     new_account(engine, clock, run)
+    for email in RACERS:
+        add_person(engine, clock, email, leader=True)
     define_strategy(run)
     cover_roles(run)
     answer_categories(run)  # what Research -> Action plan needs

@@ -385,13 +385,12 @@ def test_only_the_owner_or_a_leader_may_snooze(
 
     refused = cli("snooze", ACCOUNT, "--days", "7", "--reason", "Budget freeze", actor=who)
 
-    assert refused.exit_code == 3, refused.output + refused.stderr
-    lines = refused.stderr.splitlines()
-    assert lines[0].startswith("Error:")
-    assert who in lines[0]
-    assert lines[1].startswith(
-        f"  - only the owner or a leader may snooze {ACCOUNT}; you are {who}"
+    assert refused.exit_code == 5, refused.output + refused.stderr
+    [line] = refused.stderr.splitlines()
+    assert line.startswith(
+        f"Error: not allowed: only the owner, a leader or an admin may snooze {ACCOUNT}; "
     )
+    assert f"acting for {who}" in line
     assert snapshot(engine) == before
 
 

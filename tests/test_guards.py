@@ -16,7 +16,7 @@ from kamflow import db
 from kamflow.clock import FixedClock
 from kamflow.definitions.discovery import get_workflow
 from kamflow.engine import close, evaluate, why
-from kamflow.errors import GuardRefused, InvalidInput
+from kamflow.errors import GuardRefused, InvalidInput, NotAllowed
 from kamflow.records import plan
 from kamflow.records.accounts import find_account
 from tests.account_steps import (
@@ -562,23 +562,34 @@ def test_anyone_else_may_not_close_an_account_and_is_told_who_may(
     cover_roles(run, ("relationship-lead",), holder=COLLEAGUE)
     before = snapshot(engine)
 
-    with pytest.raises(GuardRefused) as refused:
+    with pytest.raises(NotAllowed) as refused:
         run(close, ACCOUNT, transition, reason="No growth left", actor=actor)
 
-    [verdict] = refused.value.unmet
-    assert verdict.guard == "allowed"
-    assert f"only the owner or a leader may {transition} {ACCOUNT}" in verdict.message
-    assert f"you are {actor}" in verdict.message
-    assert ("not a known person" in verdict.message) == (not known)
-    assert refused.value.exit_code == 3
+    # A permission, refused on its own (exit 5), not listed among missing items.
+    message = str(refused.value)
+    assert message.startswith(f"not allowed: only the owner or a leader may {transition} {ACCOUNT}")
+    assert f"you are {actor}" in message
+    assert ("not a known person" in message) == (not known)
+    assert refused.value.exit_code == 5
     assert snapshot(engine) == before
     assert stage_of(engine) == "strategy" != exit_stage
 
 
-def test_an_unknown_actor_may_fire_an_unrestricted_transition(
+def test_nobody_outside_the_account_team_may_advance_it(
     engine: Engine, clock: FixedClock, run: Runner
 ) -> None:
+    """A transition without an ``allowed:`` of its own follows the ``advance`` rule: the owner,
+    the account team and leaders; an unknown actor is none of them."""
     new_account(engine, clock, run)
     define_strategy(run)
+    add_person(engine, clock, COLLEAGUE)
+    before = snapshot(engine)
 
-    assert go(run, actor=STRANGER) == "research"
+    with pytest.raises(NotAllowed) as refused:
+        go(run, actor=STRANGER)
+    assert "only the owner, someone on the account team or a leader may advance" in str(
+        refused.value
+    )
+    assert snapshot(engine) == before
+    cover_roles(run, ("innovator",), holder=COLLEAGUE)
+    assert go(run, actor=COLLEAGUE) == "research"

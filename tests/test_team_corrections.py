@@ -32,13 +32,16 @@ DOER = "doer@example.com"
 OTHER = "other@example.com"
 ACME = "Acme Corp"
 SENDER = "kamflow@example.com"
+ADMIN = "admin@example.com"
 
 
 # --- helpers -------------------------------------------------------------------------------------
 
 
 def team(cli: Cli) -> None:
-    """An owner, two leaders, someone who does actions, and another colleague."""
+    """An admin (the login running the tests, who acts for each of the others), an owner, two
+    leaders, someone who does actions, and another colleague."""
+    ok(cli("person", "add", ADMIN, "--name", "The admin", actor=ADMIN))
     ok(cli("person", "add", OWNER, "--name", "Olga Owner"))
     ok(cli("person", "add", LEADER, "--name", "Lea Leader", "--leader"))
     ok(cli("person", "add", CHIEF, "--leader"))
@@ -166,14 +169,27 @@ def test_deactivate_with_reassign_passes_accounts_and_open_actions_on(
     team(cli)
     ok(cli("account", "add", ACME, "--owner", OWNER))
     ok(cli("account", "add", "Northwind", "--owner", OWNER, "--candidate"))
-    ok(cli("account", "add", "Globex", "--owner", OTHER))
+    ok(cli("account", "add", "Globex", "--owner", OTHER, actor=OTHER))
     ok(cli("retire", "Globex", "--reason", "Lost the tender", actor=OTHER))
     ok(cli("account", "reassign", "Globex", OWNER, actor=LEADER))
     # The owner's open actions, on an account of theirs and on someone else's; one done.
-    ok(cli("account", "add", "Initech", "--owner", OTHER))
+    ok(cli("account", "add", "Initech", "--owner", OTHER, actor=OTHER))
     ok(cli("action", "add", ACME, "Workshop", "--owner", OWNER, "--due", "2027-03-01"))
-    ok(cli("action", "add", "Initech", "Site visit", "--owner", OWNER, "--due", "2027-02-01"))
-    ok(cli("action", "add", "Initech", "Old call", "--owner", OWNER, "--due", "2027-01-05"))
+    site_visit = ("Site visit", "--owner", OWNER, "--due", "2027-02-01")
+    ok(cli("action", "add", "Initech", *site_visit, actor=OTHER))
+    ok(
+        cli(
+            "action",
+            "add",
+            "Initech",
+            "Old call",
+            "--owner",
+            OWNER,
+            "--due",
+            "2027-01-05",
+            actor=OTHER,
+        )
+    )
     ok(cli("action", "done", "Initech", "3", actor=OTHER))
     initech_before = len(history(cli, "Initech"))
 
@@ -214,7 +230,7 @@ def test_deactivate_with_reassign_stays_within_the_new_owners_cap(cli: Cli, engi
     for index in range(3):
         ok(cli("account", "add", f"Mine {index}", "--owner", OWNER))
     for index in range(3):
-        ok(cli("account", "add", f"Theirs {index}", "--owner", DOER))
+        ok(cli("account", "add", f"Theirs {index}", "--owner", DOER, actor=DOER))
     ok(cli("account", "add", "A candidate", "--owner", OWNER, "--candidate"))
     before = snapshot(engine)
 
@@ -226,7 +242,7 @@ def test_deactivate_with_reassign_stays_within_the_new_owners_cap(cli: Cli, engi
     not_a_leader = cli(
         "person", "deactivate", OWNER, "--reassign-to", DOER, "--override", "--reason", "Leave"
     )
-    assert "only a leader may override" in failed(not_a_leader, 3)
+    assert "only a leader may override" in failed(not_a_leader, 5)
     assert snapshot(engine) == before
 
     done = cli(
@@ -372,8 +388,9 @@ def test_account_rename(cli: Cli, engine: Engine) -> None:
     assert "account id" in failed(cli("account", "rename", "Northwind", "42"))
     assert "must not be empty" in failed(cli("account", "rename", "Northwind", " "))
     assert "no account" in failed(cli("account", "rename", "Nowhere", "Somewhere"))
-    assert failed(cli("account", "rename", "Northwind", "North", actor=DOER), 3) == (
-        f"Error: only the owner or a leader may rename Northwind; you are {DOER}"
+    assert failed(cli("account", "rename", "Northwind", "North", actor=DOER), 5) == (
+        "Error: not allowed: only the owner, a leader or an admin may rename Northwind; "
+        f"you are {ADMIN}, acting for {DOER}"
     )
     assert snapshot(engine) == before
     ok(cli("account", "rename", "Northwind", "North", actor=LEADER))
@@ -383,7 +400,7 @@ def test_account_reassign_within_the_new_owners_cap(cli: Cli, engine: Engine) ->
     team(cli)
     ok(cli("account", "add", ACME, "--owner", OWNER))
     for index in range(5):
-        ok(cli("account", "add", f"Theirs {index}", "--owner", DOER))
+        ok(cli("account", "add", f"Theirs {index}", "--owner", DOER, actor=DOER))
     ok(cli("account", "add", "A candidate", "--owner", OWNER, "--candidate"))
     before = snapshot(engine)
 
@@ -391,11 +408,11 @@ def test_account_reassign_within_the_new_owners_cap(cli: Cli, engine: Engine) ->
     assert refusal.startswith(
         f"Error: {ACME} cannot pass to {DOER}: {DOER} already owns 5 key accounts, the cap is 5"
     )
-    assert "only the owner or a leader may reassign" in failed(
-        cli("account", "reassign", ACME, OTHER, actor=DOER), 3
+    assert "only the owner, a leader or an admin may reassign" in failed(
+        cli("account", "reassign", ACME, OTHER, actor=DOER), 5
     )
     assert "only a leader may override" in failed(
-        cli("account", "reassign", ACME, DOER, "--override", "--reason", "Urgent"), 3
+        cli("account", "reassign", ACME, DOER, "--override", "--reason", "Urgent"), 5
     )
     assert "already owns" in failed(cli("account", "reassign", ACME, OWNER))
     assert "no person" in failed(cli("account", "reassign", ACME, "nobody@example.com"))
@@ -419,8 +436,8 @@ def test_account_reassign_within_the_new_owners_cap(cli: Cli, engine: Engine) ->
     assert show(cli)["owner"] == DOER
 
     # Within the cap, near it: a warning.
-    ok(cli("account", "add", "Initech", "--owner", OTHER))
-    ok(cli("account", "add", "Globex", "--owner", OTHER))
+    ok(cli("account", "add", "Initech", "--owner", OTHER, actor=OTHER))
+    ok(cli("account", "add", "Globex", "--owner", OTHER, actor=OTHER))
     moved = cli("account", "reassign", "Initech", OWNER, actor=OTHER)
     ok(moved)
     assert moved.stderr == ""
@@ -433,7 +450,7 @@ def test_account_reassign_within_the_new_owners_cap(cli: Cli, engine: Engine) ->
 def test_account_list_by_owner_and_mine(cli: Cli) -> None:
     team(cli)
     ok(cli("account", "add", ACME, "--owner", OWNER))
-    ok(cli("account", "add", "Northwind", "--owner", DOER))
+    ok(cli("account", "add", "Northwind", "--owner", DOER, actor=DOER))
     ok(cli("account", "add", "Globex", "--owner", OWNER, "--candidate"))
 
     def names(*args: str, actor: str = OWNER) -> list[str]:
@@ -467,11 +484,12 @@ def test_a_leader_reinstates_a_retired_or_disqualified_account_to_strategy(
     on_day(clock, 30)
     before = snapshot(engine)
 
-    assert failed(cli("reinstate", ACME, "--reason", "Tender reopened"), 3) == (
-        f"Error: {ACME} cannot be reinstated: only a leader may reinstate {ACME}; you are {OWNER}"
+    assert failed(cli("reinstate", ACME, "--reason", "Tender reopened"), 5) == (
+        f"Error: not allowed: only a leader may reinstate {ACME}; "
+        f"you are {ADMIN}, acting for {OWNER}"
     )
     assert "only a leader" in failed(
-        cli("reinstate", ACME, "--reason", "Tender reopened", actor="nobody@example.com"), 3
+        cli("reinstate", ACME, "--reason", "Tender reopened", actor="nobody@example.com"), 5
     )
     assert "--reason" in failed(cli("reinstate", ACME, "--reason", "  ", actor=LEADER))
     assert snapshot(engine) == before
@@ -606,8 +624,9 @@ def test_unsnooze_ends_the_snooze_and_the_reminders_resume(
     on_day(clock, 15)
     assert stall_messages(queued(cli, env)) == []  # behind, but snoozed
     before = snapshot(engine)
-    assert failed(cli("unsnooze", ACME, actor=DOER), 3) == (
-        f"Error: only the owner or a leader may unsnooze {ACME}; you are {DOER}"
+    assert failed(cli("unsnooze", ACME, actor=DOER), 5) == (
+        "Error: not allowed: only the owner, a leader or an admin may unsnooze "
+        f"{ACME}; you are {ADMIN}, acting for {DOER}"
     )
     assert snapshot(engine) == before
 
@@ -632,23 +651,25 @@ def test_a_deactivated_person_keeps_no_authority(cli: Cli, engine: Engine) -> No
     team(cli)
     ok(cli("account", "add", ACME, "--owner", OWNER))
     ok(cli("retire", ACME, "--reason", "Lost the tender"))
-    ok(cli("account", "add", "Northwind", "--owner", DOER))
+    ok(cli("account", "add", "Northwind", "--owner", DOER, actor=DOER))
     ok(cli("person", "deactivate", LEADER))
     ok(cli("person", "deactivate", DOER))
     before = snapshot(engine)
 
-    assert failed(cli("reinstate", ACME, "--reason", "Back", actor=LEADER), 3) == (
-        f"Error: {ACME} cannot be reinstated: only a leader may reinstate {ACME}; "
-        f"you are {LEADER} (deactivated)"
+    assert failed(cli("reinstate", ACME, "--reason", "Back", actor=LEADER), 5) == (
+        f"Error: not allowed: only a leader may reinstate {ACME}; "
+        f"you are {ADMIN}, acting for {LEADER} (deactivated)"
     )
-    assert failed(cli("account", "rename", "Northwind", "North", actor=DOER), 3) == (
-        f"Error: only the owner or a leader may rename Northwind; you are {DOER} (deactivated)"
+    assert failed(cli("account", "rename", "Northwind", "North", actor=DOER), 5) == (
+        "Error: not allowed: only the owner, a leader or an admin may rename Northwind; "
+        f"you are {ADMIN}, acting for {DOER} (deactivated)"
     )
     overriding = cli(
         "account", "reassign", "Northwind", OWNER, "--override", "--reason", "x", actor=LEADER
     )
-    assert failed(overriding, 3) == (
-        f"Error: only the owner or a leader may reassign Northwind; you are {LEADER} (deactivated)"
+    assert failed(overriding, 5) == (
+        "Error: not allowed: only the owner, a leader or an admin may reassign Northwind; "
+        f"you are {ADMIN}, acting for {LEADER} (deactivated)"
     )
     assert snapshot(engine) == before
     ok(cli("reinstate", ACME, "--reason", "Back", actor=CHIEF))

@@ -243,11 +243,12 @@ CASES: dict[str, tuple[str, str]] = {
     ),
     "bad allowed entry": (
         edit(SMALL, "allowed: [owner, leader]", "allowed: [owner, boss]"),
-        "line 22, transitions[2].allowed[1]: 'boss' is not owner, leader or role:ROLE",
+        "line 22, transitions[2].allowed[1]: 'boss' is not owner, team, leader, admin or role:ROLE",
     ),
     "allowed with an unknown role": (
         edit(SMALL, "allowed: [owner, leader]", 'allowed: [owner, "role:wizard"]'),
-        "line 22, transitions[2].allowed[1]: 'role:wizard' is not owner, leader or role:ROLE",
+        "line 22, transitions[2].allowed[1]: 'role:wizard' is not owner, team, leader, admin "
+        "or role:ROLE",
     ),
     "two moves to the same target": (
         edit(

@@ -18,11 +18,11 @@ from kamflow.cli.base import (
     now,
     override_options,
     print_warnings,
-    read,
     reading,
     settings,
     show_outcome,
     show_rows,
+    viewing,
 )
 
 
@@ -259,9 +259,11 @@ def account_list(stage: str | None, owner: str | None, mine: bool, as_json: bool
 
     if mine and owner is not None:
         raise click.UsageError("--mine and --owner cannot go together")
-    if mine:
-        owner = settings().actor
     with reading() as session:
+        if mine:
+            from kamflow.records.identity import viewer
+
+            owner = viewer(session, settings().actor)
         listing = list_accounts(session, stage=stage, owner=owner, now=now())
         width = listing.widths
         show_rows(
@@ -295,10 +297,7 @@ def account_show(name: str, as_json: bool) -> None:
     """Show everything about one account."""
     from kamflow.reports.views import account_details
 
-    config = settings()
-    details = read(
-        account_details, name, actor=config.actor, now=config.clock.now(), timezone=config.timezone
-    )
+    details = viewing(account_details, name, timezone=settings().timezone)
     if as_json:
         emit_json(details)
         return

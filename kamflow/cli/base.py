@@ -184,20 +184,55 @@ def transaction() -> Iterator[Session]:
 
 
 def act(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a core function in one transaction, as the current actor at the current time."""
+    """Run a core function in one transaction, as the person acting (kamflow.records.identity:
+    the authenticated login's person, or the one an admin names with --as) at the current
+    time."""
+    from kamflow.records.identity import resolve
+
     config = settings()
     with transaction() as session:
-        return function(session, *args, actor=config.actor, now=config.clock.now(), **kwargs)
+        actor = resolve(session, config.actor)
+        return function(session, *args, actor=actor, now=config.clock.now(), **kwargs)
 
 
 def act_on(function: Callable[..., T], ref: str, *args: Any, **kwargs: Any) -> tuple[str, T]:
     """Like act() for a change to account ``ref``; also returns the account's name as stored."""
     from kamflow.records.accounts import find_account
+    from kamflow.records.identity import resolve
 
     config = settings()
     with transaction() as session:
-        result = function(session, ref, *args, actor=config.actor, now=config.clock.now(), **kwargs)
+        actor = resolve(session, config.actor)
+        result = function(session, ref, *args, actor=actor, now=config.clock.now(), **kwargs)
         return find_account(session, ref).name, result
+
+
+def act_with(right: str, function: Callable[[Session, str], T]) -> T:
+    """Run a change that is not about one account (people, their logins, the outbox) in one
+    transaction, if the person acting holds ``right`` (a kamflow.definitions.spec.Right) for
+    the organisation (people: by default an admin); ``function`` is called with the session and
+    the actor."""
+    from kamflow.definitions.spec import Right
+    from kamflow.records import permissions
+    from kamflow.records.identity import really, resolve
+
+    config = settings()
+    with transaction() as session:
+        actor = resolve(session, config.actor)
+        # Judged for whoever really acts: an admin acting for someone still manages people.
+        permissions.require(session, Right(right), really(actor))
+        return function(session, actor)
+
+
+def viewing(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a core function that only reads, told who "you" are (kamflow.records.identity.viewer),
+    at the current time."""
+    from kamflow.records.identity import viewer
+
+    config = settings()
+    with transaction() as session:
+        you = viewer(session, config.actor)
+        return function(session, *args, actor=you, now=config.clock.now(), **kwargs)
 
 
 def read(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:

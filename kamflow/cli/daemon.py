@@ -8,6 +8,7 @@ import click
 from kamflow import defaults
 from kamflow.cli.base import (
     act_on,
+    act_with,
     app,
     emit_json,
     emit_json_rows,
@@ -256,5 +257,5 @@ def outbox_retry(message_id: str) -> None:
     """Queue a dead message again."""
     from kamflow.outbox import retry
 
-    row = read(retry, message_id, now=now())
+    row = act_with("outbox", lambda session, _actor: retry(session, message_id, now=now()))
     click.echo(f"Message {row.id} is queued again: {row.subject}")

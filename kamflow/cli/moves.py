@@ -14,6 +14,7 @@ from kamflow.cli.base import (
     reading,
     show_outcome,
     table,
+    viewing,
 )
 
 
@@ -81,7 +82,7 @@ def why(name: str, as_json: bool) -> None:
     from kamflow.engine import why as why_account
     from kamflow.reports.render import render_why
 
-    report = act(why_account, name)
+    report = viewing(why_account, name)
     if as_json:
         emit_json(report)
     else:

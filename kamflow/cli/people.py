@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from kamflow.cli.base import (
-    act,
+    act_with,
     app,
     emit_json,
     json_option,
@@ -16,22 +18,69 @@ from kamflow.cli.base import (
     table,
 )
 
+if TYPE_CHECKING:
+    from sqlmodel import Session
+
+    from kamflow.models import Person
+
 
 @app.group()
 def person() -> None:
-    """Add, list and correct people (owners, team members, leaders)."""
+    """Add, list and correct people (owners, team members, leaders, admins) and their logins."""
 
 
 @person.command("add")
 @click.argument("email")
 @click.option("--name", default="", help="Full name.")
 @click.option("--leader", is_flag=True, help="Part of leadership: receives escalations.")
-def person_add(email: str, name: str, leader: bool) -> None:
-    """Add a person by email."""
-    from kamflow.records.people import add_person
+@click.option("--admin", is_flag=True, help="Manages people and may act for others (--as).")
+@click.option(
+    "--login",
+    metavar="NAME",
+    help="The login they sign in with (PostgreSQL role; on SQLite the OS user).",
+)
+def person_add(email: str, name: str, leader: bool, admin: bool, login: str | None) -> None:
+    """Add a person by email (admins only)."""
+    from kamflow.records.people import add_person, normalise_email
 
-    added = read(add_person, email, name=name, leader=leader, now=now())
-    click.echo(f"Added {added.email}{' (leader)' if added.is_leader else ''}.")
+    def add(session: Session, actor: str) -> Person:
+        address = normalise_email(email)
+        signs_in = login
+        if signs_in is None and getattr(actor, "founder", False) and str(actor) == address:
+            # The login that created the database names itself: it becomes this person.
+            signs_in = getattr(actor, "login", None)
+        return add_person(
+            session, address, name=name, leader=leader, admin=admin, login=signs_in, now=now()
+        )
+
+    added = act_with("people", add)
+    held = [word for word, yes in (("leader", added.is_leader), ("admin", added.is_admin)) if yes]
+    what = f" ({', '.join(held)})" if held else ""
+    signs_in = f", signs in as {added.login}" if added.login else ""
+    click.echo(f"Added {added.email}{what}{signs_in}.")
+
+
+@person.command("link")
+@click.argument("email")
+@click.argument("login")
+def person_link(email: str, login: str) -> None:
+    """Link a login to a person: whoever signs in as LOGIN acts as them (admins only)."""
+    from kamflow.records.people import link
+
+    linked, before = act_with("people", lambda session, _actor: link(session, email, login))
+    was = f" (was {before})" if before else ""
+    admin = " (admin)" if linked.is_admin else ""
+    click.echo(f"{linked.email}{admin} signs in as {linked.login}{was}.")
+
+
+@person.command("unlink")
+@click.argument("email")
+def person_unlink(email: str) -> None:
+    """Unlink a person's login: it may not change anything any more (admins only)."""
+    from kamflow.records.people import link
+
+    unlinked, before = act_with("people", lambda session, _actor: link(session, email, None))
+    click.echo(f"{unlinked.email} no longer signs in as {before}.")
 
 
 @person.command("list")
@@ -46,10 +95,17 @@ def person_list(as_json: bool) -> None:
     else:
         table(
             [
-                (p["email"], p["name"], "yes" if p["leader"] else "", "" if p["active"] else "no")
+                (
+                    p["email"],
+                    p["name"],
+                    "yes" if p["leader"] else "",
+                    "yes" if p["admin"] else "",
+                    p["login"] or "",
+                    "" if p["active"] else "no",
+                )
                 for p in people
             ],
-            ["email", "name", "leader", "active"],
+            ["email", "name", "leader", "admin", "login", "active"],
         )
 
 
@@ -59,11 +115,17 @@ def person_list(as_json: bool) -> None:
 @click.option(
     "--leader/--no-leader", default=None, help="Part of leadership (receives escalations) or not."
 )
-def person_edit(email: str, name: str | None, leader: bool | None) -> None:
-    """Correct a person's name, or whether they are a leader (at least one change)."""
+@click.option(
+    "--admin/--no-admin", default=None, help="Manages people and may act for others, or not."
+)
+def person_edit(email: str, name: str | None, leader: bool | None, admin: bool | None) -> None:
+    """Correct a person's name, whether they are a leader or an admin (admins only)."""
     from kamflow.records.people import edit_person
 
-    edited, changes = read(edit_person, email, name=name, leader=leader)
+    edited, changes = act_with(
+        "people",
+        lambda session, _actor: edit_person(session, email, name=name, leader=leader, admin=admin),
+    )
     click.echo(f"{edited.email}: {'; '.join(changes)}.")
 
 
@@ -86,7 +148,12 @@ def person_deactivate(
     from kamflow.records.people import deactivate
     from kamflow.text import plural
 
-    done = act(deactivate, email, reassign_to=successor, override=override)
+    done = act_with(
+        "people",
+        lambda session, actor: deactivate(
+            session, email, reassign_to=successor, override=override, actor=actor, now=now()
+        ),
+    )
     if as_json:
         emit_json(done.as_dict())
     elif done.successor is None:
@@ -112,5 +179,5 @@ def person_activate(email: str) -> None:
     """Make a deactivated person active again."""
     from kamflow.records.people import activate
 
-    back = read(activate, email)
+    back = act_with("people", lambda session, _actor: activate(session, email))
     click.echo(f"{back.email} is active again.")

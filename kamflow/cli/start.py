@@ -22,6 +22,13 @@ def init() -> None:
         click.echo(f"Created database {url} (schema {after}).")
     else:
         click.echo(f"Upgraded database {url} from schema {before} to {after}.")
+    if url.startswith("postgresql"):
+        from kamflow.grants import ADMINS, USERS
+
+        click.echo(
+            f"Granted its tables to the roles {USERS} and {ADMINS} "
+            f"(add a login: GRANT {USERS} TO name; then kamflow person link EMAIL name)."
+        )
 
 
 @app.command()

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from kamflow.definitions import specfile
+from kamflow.definitions.spec import Right, checked_rules
 from kamflow.definitions.specfile import Problem, Spec
 from kamflow.errors import InvalidInput, NotFound
 
@@ -68,10 +69,18 @@ class CapSpec(Spec):
 
 
 class PortfolioSpec(Spec):
-    """portfolio.yaml: how candidates are scored, and the key-account cap."""
+    """portfolio.yaml: how candidates are scored, the key-account cap, and who may do what (over
+    kamflow's defaults; a workflow's own rules go over these for its accounts)."""
 
     selection: SelectionSpec
     cap: CapSpec = Field(default_factory=CapSpec)
+    permissions: dict[Right, list[str]] = Field(default_factory=dict)
+
+    @field_validator("permissions", mode="before")
+    @classmethod
+    def known_rights(cls, value: Any) -> Any:
+        """Every right, naming known subjects."""
+        return checked_rules(value, tuple(Right))
 
 
 def _check(spec: PortfolioSpec) -> list[Problem]:

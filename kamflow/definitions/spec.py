@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -12,6 +13,65 @@ from kamflow.definitions.specfile import Spec
 NAME = r"^[a-z][a-z0-9_]*$"
 EVERY_STAGE = "*"
 OWNER, LEADER, ROLE_PREFIX = "owner", "leader", "role:"
+#: Who else a rule may name: anyone holding a role on the account's team, and an admin.
+TEAM, ADMIN = "team", "admin"
+
+
+class Right(StrEnum):
+    """What a rule of ``permissions:`` grants (see kamflow.permissions for the defaults)."""
+
+    #: The strategy, the account team's roles, answers, actions, KPIs and reviews.
+    PLAN = "plan"
+    #: Stage moves whose transition names no ``allowed:`` of its own.
+    ADVANCE = "advance"
+    #: Scoring a candidate, promoting it, swapping key accounts.
+    SCORE = "score"
+    #: Adding, importing, renaming, reassigning an account; its workflow; snoozing it.
+    ACCOUNT = "account"
+    #: Going over the key-account cap.
+    OVERRIDE = "override"
+    #: Adding and correcting people, their logins and who is an admin.
+    PEOPLE = "people"
+    #: Sending a dead message again.
+    OUTBOX = "outbox"
+
+
+#: The rights a workflow file may set for the accounts that follow it; the others are set for
+#: the whole organisation, in portfolio.yaml.
+ACCOUNT_RIGHTS = (Right.PLAN, Right.ADVANCE, Right.SCORE, Right.ACCOUNT)
+
+
+def subject_problem(who: Any) -> str | None:
+    """Why ``who`` cannot be named by a rule (owner, team, leader, admin, role:ROLE), or None."""
+    if isinstance(who, str):
+        if who in (OWNER, TEAM, LEADER, ADMIN):
+            return None
+        if who.startswith(ROLE_PREFIX) and who.removeprefix(ROLE_PREFIX) in defaults.ROLES:
+            return None
+    return (
+        f"{who!r} is not owner, team, leader, admin or role:ROLE "
+        f"(roles: {', '.join(defaults.ROLES)})"
+    )
+
+
+def checked_rules(value: Any, rights: tuple[Right, ...]) -> Any:
+    """``permissions:`` as a validator sees it: a mapping of rights to lists of subjects."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("must be a mapping of rights to lists (e.g. plan: [owner, team, leader])")
+    for right, subjects in value.items():
+        if right not in [r.value for r in rights]:
+            raise ValueError(
+                f"unknown right {right!r} here (rights: {', '.join(r.value for r in rights)})"
+            )
+        if not isinstance(subjects, list) or not subjects:
+            raise ValueError(f"{right}: must be a non-empty list (e.g. [owner, leader])")
+        for who in subjects:
+            problem = subject_problem(who)
+            if problem:
+                raise ValueError(f"{right}: {problem}")
+    return value
 
 
 class PlaceSpec(Spec):
@@ -76,7 +136,8 @@ class TransitionSpec(Spec):
     source: list[str] = Field(alias="from", min_length=1)
     dest: str = Field(alias="to")
     guards: list[GuardSpec] = Field(default_factory=list)
-    #: Who may make the move: ``owner``, ``leader``, ``role:ROLE`` (anyone when empty).
+    #: Who may make the move: ``owner``, ``team``, ``leader``, ``admin``, ``role:ROLE``; when
+    #: empty, who the workflow's ``advance`` rule names.
     allowed: list[str] = Field(default_factory=list)
     #: The move needs a reason (``--reason``), kept in the history.
     reason_required: bool = False
@@ -120,6 +181,15 @@ class WorkflowSpec(Spec):
     stages: list[StageSpec] = Field(min_length=1)
     exits: list[ExitSpec] = Field(default_factory=list)
     transitions: list[TransitionSpec] = Field(min_length=1)
+    #: Who may do what to the accounts that follow this workflow (ACCOUNT_RIGHTS), over
+    #: portfolio.yaml's rules and kamflow's defaults.
+    permissions: dict[Right, list[str]] = Field(default_factory=dict)
+
+    @field_validator("permissions", mode="before")
+    @classmethod
+    def account_rights(cls, value: Any) -> Any:
+        """Only the rights about one account, naming known subjects."""
+        return checked_rules(value, ACCOUNT_RIGHTS)
 
     @property
     def active(self) -> list[str]:

@@ -10,18 +10,15 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kamflow import defaults
 from kamflow.definitions import specfile
 from kamflow.definitions.guardspecs import SPECS
 from kamflow.definitions.questions import QuestionBank, load_bank
 from kamflow.definitions.spec import (
     EVERY_STAGE,
-    LEADER,
-    OWNER,
-    ROLE_PREFIX,
     GuardSpec,
     TransitionSpec,
     WorkflowSpec,
+    subject_problem,
 )
 from kamflow.definitions.specfile import Problem
 
@@ -107,14 +104,9 @@ def check(data: Mapping[str, Any], path: Path) -> list[Problem]:
             )
         allowed = transition.get("allowed")
         for position, who in enumerate(allowed if isinstance(allowed, list) else []):
-            if isinstance(who, str) and not _may_act(who):
-                problems.append(
-                    (
-                        (*at, "allowed", position),
-                        f"{who!r} is not owner, leader or role:ROLE "
-                        f"(roles: {', '.join(defaults.ROLES)})",
-                    )
-                )
+            problem = subject_problem(who)
+            if problem:
+                problems.append(((*at, "allowed", position), problem))
     questions = data.get("questions", WorkflowSpec.model_fields["questions"].default)
     if isinstance(questions, str):
         bank_path = path.parent / questions
@@ -148,12 +140,6 @@ def _strings(value: Any) -> list[str] | None:
     if isinstance(value, list) and all(isinstance(item, str) for item in value):
         return value
     return None
-
-
-def _may_act(who: str) -> bool:
-    """Whether ``who`` names someone a transition may allow: owner, leader or role:ROLE."""
-    role = who.removeprefix(ROLE_PREFIX)
-    return who in (OWNER, LEADER) or (who.startswith(ROLE_PREFIX) and role in defaults.ROLES)
 
 
 def _clashes(

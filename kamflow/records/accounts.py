@@ -11,10 +11,11 @@ from sqlmodel import Session, col, func, select
 
 from kamflow import defaults
 from kamflow.definitions.discovery import get_workflow
+from kamflow.definitions.spec import Right
 from kamflow.definitions.workflow import Workflow
-from kamflow.errors import Conflict, GuardRefused, InvalidInput, NotFound
+from kamflow.errors import Conflict, GuardRefused, InvalidInput, NotAllowed, NotFound
 from kamflow.models import Account, HistoryKind, Person
-from kamflow.records import history
+from kamflow.records import history, permissions
 from kamflow.records.cap import owner_cap
 from kamflow.records.people import active_person, override_refused, require_owner_or_leader
 from kamflow.text import MAX_NAME, clean_text, did_you_mean
@@ -147,10 +148,29 @@ def account_state(session: Session, ref: str) -> AccountState:
     return AccountState(*row)
 
 
-def editable(session: Session, ref: str) -> tuple[Account, Workflow]:
-    """An account whose plan may still change (not disqualified or retired), and its workflow."""
+def editable(
+    session: Session,
+    ref: str,
+    actor: str,
+    right: Right = Right.PLAN,
+    *,
+    doer_id: int | None = None,
+) -> tuple[Account, Workflow]:
+    """An account whose plan may still change (not disqualified or retired), and its workflow;
+    NotAllowed unless ``actor`` holds ``right`` on it (by default, the plan's: its owner, its
+    account team and leaders) or is ``doer_id`` (an action's owner, reporting it done)."""
     account = find_account(session, ref)
     definition = get_workflow(account.workflow)
+    permissions.require(
+        session,
+        right,
+        actor,
+        doing=f"{permissions.DOING[right]} {account.name}",
+        workflow=definition.name,
+        owner_id=account.owner_id,
+        account_id=account.id,
+        doer_id=doer_id,
+    )
     if definition.is_exit(account.stage):
         raise InvalidInput(
             f"{account.name} is {definition.title_of(account.stage).lower()}: its plan is closed"
@@ -215,7 +235,7 @@ def rename(
     taken = find_by_name(session, name)
     if taken is not None and taken.id != account.id:
         raise InvalidInput(f"there is already an account named {taken.name!r}")
-    require_owner_or_leader(session, account, actor, "rename", one_line=True)
+    require_owner_or_leader(session, account, actor, "rename")
     old = account.name
     try:
         with session.begin_nested():
@@ -260,13 +280,13 @@ def reassign(
     person = active_person(session, email, "own accounts")
     if person.id == account.owner_id:
         raise InvalidInput(f"{person.email} already owns {account.name}")
-    require_owner_or_leader(session, account, actor, "reassign", one_line=True)
+    require_owner_or_leader(session, account, actor, "reassign")
     previous = session.get(Person, account.owner_id)
     verdicts: list[Verdict] = []
     if account.stage in definition.stage_names:
         refusal = override_refused(session, actor, override)
         if refusal is not None:
-            raise GuardRefused(refusal.message, [])
+            raise NotAllowed(refusal.message)
         verdict = owner_cap(session, person, joining=1, override=override, actor=actor)
         if not verdict.ok:
             raise GuardRefused(

@@ -38,6 +38,9 @@ CONTENT_COLUMNS = (
     "note",
     "verdicts",
 )
+#: Columns added later: sealed after CONTENT_COLUMNS when a row holds any of them, so the rows
+#: written before they existed (NULL in each) keep their hashes.
+LATER_COLUMNS = ("login", "acted_by")
 #: PostgreSQL's advisory lock that lets one transaction at a time extend the chain.
 CHAIN_LOCK = 4242003
 #: Where a connection keeps the chain's head for the transaction that is extending it.
@@ -61,10 +64,15 @@ def row_hash(previous: str, row: Mapping[str, Any]) -> str:
     whose hash is ``previous``.
 
     The content is encoded as a JSON array of CONTENT_COLUMNS in their order: NULL stays null
-    (distinct from an empty text), datetimes are UTC with microseconds, enums their value.
+    (distinct from an empty text), datetimes are UTC with microseconds, enums their value; then
+    LATER_COLUMNS, when the row holds any of them.
     """
+    values = [_canonical(row[name]) for name in CONTENT_COLUMNS]
+    later = [_canonical(row.get(name)) for name in LATER_COLUMNS]
+    if any(value is not None for value in later):
+        values += later
     content = json.dumps(
-        [_canonical(row[name]) for name in CONTENT_COLUMNS],
+        values,
         ensure_ascii=False,
         separators=(",", ":"),
     )
@@ -185,7 +193,9 @@ def verify(connection: sa.Connection, batch: int) -> ChainReport:
 
     history = _history()
     statement = sa.select(
-        history.c.id, history.c.hash, *(history.c[name] for name in CONTENT_COLUMNS)
+        history.c.id,
+        history.c.hash,
+        *(history.c[name] for name in (*CONTENT_COLUMNS, *LATER_COLUMNS)),
     ).order_by(history.c.id)
     previous, previous_id, count = GENESIS, 0, 0
     for rows in stream(connection, statement, batch):

@@ -53,9 +53,11 @@ def _recorded(
 # --- actions -------------------------------------------------------------------------------------
 
 
-def _changeable(session: Session, ref: str, action_id: str, doing: str) -> tuple[Account, Action]:
+def _changeable(
+    session: Session, ref: str, action_id: str, doing: str, actor: str
+) -> tuple[Account, Action]:
     """The account and its action, unless the action is cancelled (then nothing may change)."""
-    account, _ = editable(session, ref)
+    account, _ = editable(session, ref, actor)
     action = find_action(session, account, action_id)
     if action.status == ActionStatus.CANCELLED:
         raise InvalidInput(f"action #{action.id} is cancelled: it cannot be {doing}")
@@ -81,7 +83,7 @@ def reschedule_action(
     cancelled action, a bad date, a date in the past without ``past``, or the date the action
     has already.
     """
-    account, action = _changeable(session, ref, action_id, "rescheduled")
+    account, action = _changeable(session, ref, action_id, "rescheduled", actor)
     day = due_date(due, past=past, now=now, timezone=timezone)
     if action.due == day:
         raise InvalidInput(f"action #{action.id} is already due {day.isoformat()}")
@@ -105,7 +107,7 @@ def assign_action(
     Raises NotFound for an unknown account, action or person, InvalidInput for a closed account,
     a cancelled action, or the person who owns it already.
     """
-    account, action = _changeable(session, ref, action_id, "assigned")
+    account, action = _changeable(session, ref, action_id, "assigned", actor)
     person = active_person(session, email, "own actions")
     if action.owner_id == person.id:
         raise InvalidInput(f"action #{action.id} is already {person.email}'s")
@@ -127,7 +129,7 @@ def cancel_action(
     action done or cancelled already, or a reason that is empty, too long or has a control
     character.
     """
-    account, _ = editable(session, ref)
+    account, _ = editable(session, ref, actor)
     action = find_action(session, account, action_id)
     if action.status != ActionStatus.OPEN:
         raise InvalidInput(
@@ -177,7 +179,7 @@ def edit_kpi(
     that another KPI of the account has (removed or not), or a name or unit that is empty where
     it must not be, too long or has a control character.
     """
-    account, _ = editable(session, ref)
+    account, _ = editable(session, ref, actor)
     if target is None and unit is None and rename is None and lower_is_better is None:
         raise InvalidInput(
             "nothing to change: give --target, --unit, --rename, --lower-is-better or "
@@ -225,7 +227,7 @@ def remove_kpi(
     Raises NotFound for an unknown account or KPI (or one removed already), InvalidInput for a
     closed account, or a reason that is empty, too long or has a control character.
     """
-    account, _ = editable(session, ref)
+    account, _ = editable(session, ref, actor)
     kpi = _kpi_in_plan(session, account, name)
     why = clean_text(reason, "--reason")
     kept = session.execute(

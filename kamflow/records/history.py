@@ -37,13 +37,14 @@ def record(
     row: dict[str, Any] = {
         "account_id": account.id,
         "at": at,
-        "actor": actor,
+        "actor": str(actor),
         "kind": kind,
         "note": note,
         "transition": transition,
         "from_stage": from_stage,
         "to_stage": to_stage,
         "verdicts": verdicts_json(verdicts or []),
+        **who_really(actor),
     }
     chain.seal(connection, [row])
     connection.execute(_APPEND, row)
@@ -51,10 +52,19 @@ def record(
 
 def append_many(connection: sa.Connection, rows: list[dict[str, Any]]) -> None:
     """Append these entries in one executemany, chained in their order, in the caller's
-    transaction. Each row names every content column (kamflow.records.chain.CONTENT_COLUMNS)."""
+    transaction. Each row names every content column (kamflow.records.chain.CONTENT_COLUMNS);
+    the login and who really acted come from its ``actor``."""
+    for row in rows:
+        row.update(who_really(row["actor"]), actor=str(row["actor"]))
     if rows:
         chain.seal(connection, rows)
         connection.execute(_APPEND, rows)
+
+
+def who_really(actor: str) -> dict[str, str | None]:
+    """The history's ``login`` and ``acted_by`` for a change made by ``actor`` (an
+    kamflow.records.identity.Actor; a plain email has neither)."""
+    return {"login": getattr(actor, "login", None), "acted_by": getattr(actor, "acted_by", None)}
 
 
 #: Built once: the statement's shape never changes, only the values bound to it.
@@ -73,6 +83,8 @@ def entries(session: Session, account: Account) -> list[dict[str, Any]]:
             "id": row.id,
             "at": row.at.isoformat(),
             "actor": row.actor,
+            "acted_by": row.acted_by,
+            "login": row.login,
             "kind": row.kind,
             "transition": row.transition,
             "from": row.from_stage,

@@ -10,9 +10,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from kamflow.errors import GuardRefused, InvalidInput, NotFound
+from kamflow.definitions.spec import Right
+from kamflow.errors import GuardRefused, InvalidInput, NotAllowed, NotFound
 from kamflow.models import Account, Action, ActionStatus, HistoryKind, Person
-from kamflow.records import history
+from kamflow.records import history, permissions
 from kamflow.records.cap import count_key_accounts, owner_cap
 from kamflow.text import MAX_EMAIL, MAX_NAME, clean_text
 from kamflow.verdict import Verdict, overridden
@@ -32,11 +33,19 @@ def normalise_email(email: str) -> str:
 
 
 def add_person(
-    session: Session, email: str, *, name: str = "", leader: bool = False, now: datetime
+    session: Session,
+    email: str,
+    *,
+    name: str = "",
+    leader: bool = False,
+    admin: bool = False,
+    login: str | None = None,
+    now: datetime,
 ) -> Person:
     """Add a person by email (kept in lower case), with an optional name, as a leader when
-    ``leader``; InvalidInput for a malformed or known email, or a name too long or with a control
-    character."""
+    ``leader``, an admin when ``admin``, signing in as ``login``; InvalidInput for a malformed or
+    known email, a login linked to someone else, or a name too long or with a control
+    character. The first person linked to the login that created the database is an admin."""
     address = normalise_email(email)
     if find_person(session, address) is not None:
         raise InvalidInput(f"{address} is already known")
@@ -44,11 +53,76 @@ def add_person(
         email=address,
         name=clean_text(name, "--name", required=False, max_length=MAX_NAME),
         is_leader=leader,
+        is_admin=admin,
         created_at=now,
     )
+    if login is not None:
+        _link(session, person, login)
     session.add(person)
     session.flush()
     return person
+
+
+def link(session: Session, email: str, login: str | None) -> tuple[Person, str | None]:
+    """Link ``login`` to the person with this email (None: unlink them); the person and the
+    login they had. The first person linked to the login that created the database becomes an
+    admin."""
+    person = get_person(session, email)
+    before = person.login
+    if login is None:
+        if before is None:
+            raise InvalidInput(f"{person.email} has no login to unlink")
+        _keep_an_admin(session, person, "unlink")
+        person.login = None
+    else:
+        _link(session, person, login)
+    session.add(person)
+    session.flush()
+    return person, before
+
+
+def _link(session: Session, person: Person, login: str) -> None:
+    from kamflow.records.identity import check_login, founder_login
+
+    name = check_login(login)
+    holder = session.exec(select(Person).where(Person.login == name)).first()
+    if holder is not None and holder.id != person.id:
+        raise InvalidInput(
+            f"login {name} is linked to {holder.email} already "
+            f"(kamflow person unlink {holder.email} first)"
+        )
+    if person.login == name:
+        raise InvalidInput(f"{person.email} signs in as {name} already")
+    person.login = name
+    if name == founder_login(session) and not _any_admin(session):
+        person.is_admin = True
+
+
+def _any_admin(session: Session) -> bool:
+    found = session.exec(
+        select(sa.literal(1)).where(Person.is_admin == sa.true(), Person.active == sa.true())
+    ).first()
+    return found is not None
+
+
+def _keep_an_admin(session: Session, person: Person, doing: str) -> None:
+    """InvalidInput when ``person`` is the last active admin linked to a login: someone must be
+    left to manage people."""
+    if not (person.is_admin and person.active and person.login):
+        return
+    others = session.exec(
+        select(sa.literal(1)).where(
+            Person.is_admin == sa.true(),
+            Person.active == sa.true(),
+            col(Person.login).is_not(None),
+            Person.id != person.id,
+        )
+    ).first()
+    if others is None:
+        raise InvalidInput(
+            f"cannot {doing} {person.email}: they are the last admin who can sign in "
+            f"(make someone else an admin first: kamflow person edit EMAIL --admin)"
+        )
 
 
 def find_person(session: Session, email: str) -> Person | None:
@@ -77,51 +151,29 @@ def active_person(session: Session, email: str, doing: str) -> Person:
     return person
 
 
-def acting(session: Session, actor: str) -> Person | None:
-    """The person who acts, if they are known and active: a deactivated person keeps no
-    authority (as owner or as leader)."""
-    person = find_person(session, actor)
-    return person if person is not None and person.active else None
-
-
-def who_you_are(session: Session, actor: str) -> str:
-    """The actor as a refusal names them: ``x@example.com``, with a word when they are not a
-    known person or are deactivated."""
-    person = find_person(session, actor)
-    if person is None:
-        return f"{actor} (not a known person)"
-    return actor if person.active else f"{actor} (deactivated)"
-
-
-def require_owner_or_leader(
-    session: Session, account: Account, actor: str, doing: str, *, one_line: bool = False
-) -> Person:
-    """The acting person, if they own the account or lead (and are active); otherwise a refusal
-    saying who may (``one_line``: the sentence alone, without a heading)."""
-    person = acting(session, actor)
-    if person is None or not (person.id == account.owner_id or person.is_leader):
-        message = (
-            f"only the owner or a leader may {doing} {account.name}; "
-            f"you are {who_you_are(session, actor)}"
-        )
-        if one_line:
-            raise GuardRefused(message, [])
-        raise GuardRefused(
-            f"{actor} may not {doing} {account.name}:", [Verdict("allowed", False, message)]
-        )
-    return person
+def require_owner_or_leader(session: Session, account: Account, actor: str, doing: str) -> None:
+    """NotAllowed unless the actor may change ``account`` (the ``account`` right: by default
+    its owner or a leader); ``doing`` names the change (``rename``)."""
+    permissions.require(
+        session,
+        Right.ACCOUNT,
+        actor,
+        doing=f"{doing} {account.name}",
+        workflow=account.workflow,
+        owner_id=account.owner_id,
+        account_id=account.id,
+    )
 
 
 def override_refused(session: Session, actor: str, override: str | None) -> Verdict | None:
-    """A refusal when someone other than an active leader asks to go over the key-account cap."""
+    """A refusal when someone who may not (the ``override`` right: by default a leader) asks to
+    go over the key-account cap; None without an override or when they may."""
     if override is None:
         return None
-    person = acting(session, actor)
-    if person is not None and person.is_leader:
-        return None
-    return Verdict(
-        "allowed", False, f"only a leader may override the key-account cap; you are {actor}"
+    verdict = permissions.judge(
+        session, permissions.rule(Right.OVERRIDE), actor, doing="override the key-account cap"
     )
+    return None if verdict.ok else verdict
 
 
 def list_people(session: Session) -> list[dict[str, Any]]:
@@ -130,12 +182,14 @@ def list_people(session: Session) -> list[dict[str, Any]]:
 
 
 def person_view(person: Person) -> dict[str, Any]:
-    """A person as plain data: email, name, whether they are a leader and whether they are
-    active."""
+    """A person as plain data: email, name, whether they are a leader or an admin, their login,
+    and whether they are active."""
     return {
         "email": person.email,
         "name": person.name,
         "leader": person.is_leader,
+        "admin": person.is_admin,
+        "login": person.login,
         "active": person.active,
     }
 
@@ -144,14 +198,23 @@ def person_view(person: Person) -> dict[str, Any]:
 
 
 def edit_person(
-    session: Session, email: str, *, name: str | None = None, leader: bool | None = None
+    session: Session,
+    email: str,
+    *,
+    name: str | None = None,
+    leader: bool | None = None,
+    admin: bool | None = None,
 ) -> tuple[Person, list[str]]:
-    """Change a person's name and whether they lead; the person and what changed, in words.
+    """Change a person's name, whether they lead and whether they are an admin; the person and
+    what changed, in words.
 
-    InvalidInput when nothing is asked or nothing would change, or for a bad name.
+    InvalidInput when nothing is asked or nothing would change, for a bad name, or when the last
+    admin who can sign in would be no admin any more.
     """
-    if name is None and leader is None:
-        raise InvalidInput("nothing to change: give --name TEXT, --leader or --no-leader")
+    if name is None and leader is None and admin is None:
+        raise InvalidInput(
+            "nothing to change: give --name TEXT, --leader or --no-leader, --admin or --no-admin"
+        )
     person = get_person(session, email)
     changes = []
     if name is not None:
@@ -162,6 +225,11 @@ def edit_person(
     if leader is not None and leader != person.is_leader:
         changes.append("now a leader" if leader else "no longer a leader")
         person.is_leader = leader
+    if admin is not None and admin != person.is_admin:
+        if not admin:
+            _keep_an_admin(session, person, "take admin away from")
+        changes.append("now an admin" if admin else "no longer an admin")
+        person.is_admin = admin
     if not changes:
         raise InvalidInput(f"nothing to change: {person.email} is already as asked")
     session.add(person)
@@ -223,6 +291,7 @@ def deactivate(
     own.
     """
     person = get_person(session, email)
+    _keep_an_admin(session, person, "deactivate")
     if reassign_to is None:
         if override is not None:
             raise InvalidInput("--override goes with --reassign-to: without it, no owner changes")
@@ -258,7 +327,7 @@ def _pass_on(
     verdicts."""
     refusal = override_refused(session, actor, override)
     if refusal is not None:
-        raise GuardRefused(refusal.message, [])
+        raise NotAllowed(refusal.message)
     verdicts: list[Verdict] = []
     joining = count_key_accounts(session, owner_id=person.id)
     if joining:

@@ -70,7 +70,7 @@ def set_strategy(
     account (disqualified or retired) or for a text that is empty, too long or has a control
     character.
     """
-    account, _ = editable(session, ref)
+    account, _ = editable(session, ref, actor)
     parts = (
         ("objective", "--objective", objective),
         ("stakeholders", "--who", who),
@@ -130,7 +130,7 @@ def assign_role(
     Raises NotFound for an unknown account, role or person, InvalidInput for a closed account or a
     role the person holds already.
     """
-    account, _ = editable(session, ref)
+    account, _ = editable(session, ref, actor)
     role = _role(role)
     person = active_person(session, email, "hold roles")
     existing = _holding(session, account, role, person)
@@ -152,7 +152,7 @@ def unassign_role(
     Raises NotFound for an unknown account, role or person or a role the person does not hold,
     InvalidInput for a closed account.
     """
-    account, _ = editable(session, ref)
+    account, _ = editable(session, ref, actor)
     role = _role(role)
     person = get_person(session, email)
     existing = _holding(session, account, role, person)
@@ -241,7 +241,7 @@ def _store_answer(
     actor: str,
     now: datetime,
 ) -> Answer:
-    account, definition = editable(session, ref)
+    account, definition = editable(session, ref, actor)
     question = definition.questions.question(question_id.strip())
     if not_applicable and question.id in definition.required_questions:
         raise InvalidInput(f"{question.id} is required: it must be answered, not marked n/a")
@@ -383,7 +383,7 @@ def add_action(
     or one in the past without ``past``, or a title or resources that are too long or have a
     control character (the title must not be empty).
     """
-    account, _ = editable(session, ref)
+    account, _ = editable(session, ref, actor)
     title = clean_text(title, "an action's title", max_length=MAX_TITLE)
     due_day = due_date(due, past=past, now=now, timezone=timezone)
     person = active_person(session, owner, "own actions")
@@ -433,8 +433,9 @@ def complete_action(
     Raises NotFound when the account has no such action, InvalidInput when the action is done
     already or the account is closed.
     """
-    account, _ = editable(session, ref)
-    action = find_action(session, account, action_id)
+    # The action's owner may report it done (as their reminders ask), on the team or not.
+    action = find_action(session, find_account(session, ref), action_id)
+    account, _ = editable(session, ref, actor, doer_id=action.owner_id)
     if action.status == ActionStatus.DONE:
         raise InvalidInput(f"action #{action.id} is already done")
     if action.status == ActionStatus.CANCELLED:
@@ -557,7 +558,7 @@ def add_kpi(
     has already, a target that is not a finite number, an empty name, or a name or unit that is too
     long or has a control character.
     """
-    account, _ = editable(session, ref)
+    account, _ = editable(session, ref, actor)
     name = clean_text(name, "a KPI's name", max_length=MAX_NAME)
     value = parse_number(target, "--target")
     unit = clean_text(unit, "--unit", required=False, max_length=MAX_LABEL)
@@ -638,7 +639,7 @@ def record_kpi(
     Raises NotFound for an unknown account or KPI, InvalidInput for a closed account, a value that
     is not a finite number, or a bad period.
     """
-    account, _ = editable(session, ref)
+    account, _ = editable(session, ref, actor)
     kpi = _find_kpi(session, account, name)
     if kpi is None:
         raise _no_kpi(session, account, name)
@@ -667,7 +668,7 @@ def write_review(
     stage from which no move needs a review (it would never count), or a conclusion that is
     empty, too long or has a control character.
     """
-    account, definition = editable(session, ref)
+    account, definition = editable(session, ref, actor)
     _review_counts_in(definition, account)
     review = Review(
         account_id=account.id,  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ from sqlmodel import Session, col, select
 
 from kamflow.definitions.selection import FACTORS, portfolio_config
 from kamflow.definitions.selection import score as compute_score
+from kamflow.definitions.spec import Right
 from kamflow.models import Account, HistoryKind, Score
 from kamflow.records import history
 from kamflow.records.accounts import editable, find_account, touch
@@ -19,7 +20,7 @@ def score_account(
     session: Session, ref: str, values: dict[str, Any], *, actor: str, now: datetime
 ) -> Score:
     """Record a scoring on the eight factors; earlier scores are kept."""
-    account, _ = editable(session, ref)
+    account, _ = editable(session, ref, actor, Right.SCORE)
     return record_score(session, account, values, actor=actor, now=now)
 
 

@@ -94,7 +94,7 @@ def unsnooze(session: Session, ref: str, *, actor: str, now: datetime) -> Snooze
     running = active_snooze(session, account, now)
     if running is None:
         raise InvalidInput(f"{account.name} is not snoozed: its reminders are already running")
-    require_owner_or_leader(session, account, actor, "unsnooze", one_line=True)
+    require_owner_or_leader(session, account, actor, "unsnooze")
     ended = Snooze(**running.model_dump())
     # Every snooze of the stay that still runs ends now (one may have been given twice).
     session.execute(

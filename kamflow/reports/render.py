@@ -114,8 +114,8 @@ def render_account(d: dict[str, Any]) -> str:
 
 
 def history_rows(rows: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
-    """History entries (as `history.entries` gives them) as table rows: when (to the minute), who,
-    what happened, and the note."""
+    """History entries (as `history.entries` gives them) as table rows: when (to the minute), who
+    (and who really acted, on their behalf), what happened, and the note."""
     out = []
     for row in rows:
         when = row["at"][:16].replace("T", " ")
@@ -125,7 +125,10 @@ def history_rows(rows: list[dict[str, Any]]) -> list[tuple[str, str, str, str]]:
             what = f"created at {row['to']}"
         else:
             what = row["kind"]
-        out.append((when, row["actor"], what, row["note"]))
+        who = row["actor"]
+        if row.get("acted_by"):
+            who += f" (by {row['acted_by']})"
+        out.append((when, who, what, row["note"]))
     return out
 
 
