@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kamflow import defaults
 from kamflow.clock import Clock, clock_from
+from kamflow.definitions.businessdays import WorkCalendar, work_calendar
 from kamflow.errors import ConfigError
 from kamflow.text import folder_list, quoted
 
@@ -76,6 +77,12 @@ class Settings:
     def schedule(self) -> Schedule:
         """When the daemon runs each step (a bad value is a ConfigError here, not at start-up)."""
         return Schedule.load(self.environ)
+
+    @functools.cached_property
+    def calendar(self) -> WorkCalendar:
+        """The time zone and the public holidays (KAMFLOW_HOLIDAYS) that business days skip (an
+        unknown country is a ConfigError here, for the commands that count days)."""
+        return work_calendar(self.environ)
 
     @functools.cached_property
     def mail(self) -> MailSettings:
@@ -227,6 +234,8 @@ class Schedule:
     """When the daemon runs each step."""
 
     timezone: ZoneInfo
+    #: Business days: the time zone and the public holidays (KAMFLOW_HOLIDAYS) they skip.
+    calendar: WorkCalendar
     #: Seconds between runs of the queuing steps (stalls, actions, digests), and of delivery.
     stall_seconds: int
     delivery_seconds: int
@@ -243,7 +252,8 @@ class Schedule:
     def load(cls, env: Mapping[str, str]) -> Schedule:
         """The daemon's schedule from ``env`` (the environment the settings captured, or a
         mapping in tests): the time zone, the intervals of the queuing steps and of delivery, the
-        delivery lease, the days between reminders of an overdue action, and the digests' times.
+        delivery lease, the days between reminders of an overdue action, the digests' times, and
+        the public holidays that business days skip.
         Raises ConfigError for a value that cannot be used."""
         zone = time_zone(env)
         every = _env(defaults.ENV_ACTION_REMIND_EVERY_DAYS, env)
@@ -267,6 +277,7 @@ class Schedule:
         )
         return cls(
             timezone=zone,
+            calendar=work_calendar(env),
             stall_seconds=parse_seconds(
                 _env(defaults.ENV_STALL_INTERVAL, env) or str(defaults.STALL_INTERVAL_SECONDS),
                 source=defaults.ENV_STALL_INTERVAL,

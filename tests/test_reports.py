@@ -475,8 +475,8 @@ def test_workflow_show_mermaid_draws_the_process_once_with_its_title_and_start(n
     assert {n: label.split(" (")[0] for n, label in diagram.labels.items() if n in KAM_PLACES} == (
         KAM_PLACES
     )
-    limit = 14 if name == "kam" else 21
-    assert diagram.labels["strategy"] == f"Strategy ({limit} days)"
+    limit = "14 days" if name == "kam" else "15 business days"
+    assert diagram.labels["strategy"] == f"Strategy ({limit})"
     # The candidate and the five stages are one box; the exits stand outside it.
     (box,) = [n for n in diagram.labels if n not in KAM_PLACES]
     assert {n for n, parent in diagram.parent.items() if parent == box} == {"candidate", *CYCLE}
@@ -712,7 +712,8 @@ def test_report_shows_a_diagram_for_each_workflow_in_use(cli: Cli, tmp_path: Pat
     diagrams = [c for c in svgs(process) if "promote" in c]
     assert len(diagrams) == 2
     assert process.count("stateDiagram-v2") == 2
-    assert "21 days" in diagrams[1] or "21 days" in diagrams[0]  # kam-lite's Strategy limit
+    assert "15 business days" in diagrams[1]  # kam-lite's Strategy limit
+    assert "business" not in diagrams[0]
 
 
 def test_a_snoozed_account_shows_as_snoozed_not_stuck(

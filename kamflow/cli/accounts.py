@@ -127,7 +127,7 @@ def account_rank(as_json: bool) -> None:
     from kamflow.text import score_text
 
     with reading() as session:
-        listing = rank(session, now=now())
+        listing = rank(session, now=now(), calendar=settings().calendar)
         width = listing.widths
         show_rows(
             listing.rows,
@@ -262,7 +262,9 @@ def account_list(stage: str | None, owner: str | None, mine: bool, as_json: bool
     if mine:
         owner = settings().actor
     with reading() as session:
-        listing = list_accounts(session, stage=stage, owner=owner, now=now())
+        listing = list_accounts(
+            session, stage=stage, owner=owner, now=now(), calendar=settings().calendar
+        )
         width = listing.widths
         show_rows(
             listing.rows,
@@ -297,7 +299,12 @@ def account_show(name: str, as_json: bool) -> None:
 
     config = settings()
     details = read(
-        account_details, name, actor=config.actor, now=config.clock.now(), timezone=config.timezone
+        account_details,
+        name,
+        actor=config.actor,
+        now=config.clock.now(),
+        timezone=config.timezone,
+        calendar=config.calendar,
     )
     if as_json:
         emit_json(details)

@@ -299,7 +299,8 @@ def days_cell(row: dict[str, Any]) -> str:
     """An account row's days in its stage, with the stage's limit when it has one."""
     from kamflow.text import days_text
 
-    return days_text(row["days_in_stage"], row.get("limit_days"))
+    business = row.get("limit_business_days")
+    return days_text(row["days_in_stage"], business or row.get("limit_days"), bool(business))
 
 
 def show_outcome(outcome: Any, as_json: bool) -> None:

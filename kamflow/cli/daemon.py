@@ -137,7 +137,7 @@ def status(as_json: bool) -> None:
     """The daemon's last tick, the outbox, and how many accounts are behind or stuck."""
     from kamflow.steps.views import status as daemon_status
 
-    report = read(daemon_status, now())
+    report = read(daemon_status, now(), settings().calendar)
     if as_json:
         emit_json(report)
         return

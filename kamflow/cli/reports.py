@@ -14,6 +14,7 @@ from kamflow.cli.base import (
     json_option,
     now,
     reading,
+    settings,
     show_rows,
 )
 
@@ -29,7 +30,7 @@ def portfolio(as_json: bool) -> None:
     from kamflow.text import score_text
 
     with reading() as session:
-        listing = board(session, now=now())
+        listing = board(session, now=now(), calendar=settings().calendar)
         width = listing.widths
         show_rows(
             listing.rows,
@@ -137,7 +138,7 @@ def report(html_file: str, as_json: bool) -> None:
     from kamflow.reports.report import build_report, write_report
 
     with reading() as session:
-        data = build_report(session, now=now())
+        data = build_report(session, now=now(), calendar=settings().calendar)
     path = write_report(data, html_file)
     if as_json:
         emit_json({"file": str(path), **data})

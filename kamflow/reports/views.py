@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col
 
 from kamflow import engine
+from kamflow.definitions.businessdays import UTC_CALENDAR, WorkCalendar
 from kamflow.definitions.discovery import get_workflow
 from kamflow.models import Account, Action, ActionStatus, Person, Strategy
 from kamflow.records import accounts, history, plan, snoozes
@@ -21,22 +22,28 @@ UTC_ZONE = ZoneInfo("UTC")
 
 
 def account_details(
-    session: Session, ref: str, *, actor: str, now: datetime, timezone: ZoneInfo = UTC_ZONE
+    session: Session,
+    ref: str,
+    *,
+    actor: str,
+    now: datetime,
+    timezone: ZoneInfo = UTC_ZONE,
+    calendar: WorkCalendar = UTC_CALENDAR,
 ) -> dict[str, Any]:
     """Everything ``account show`` shows about one account: its place and status, strategy, team,
     plan progress, actions, KPIs, latest review, scores, what each move from its stage still
     needs (judged for ``actor``), the snooze that pauses its reminders, and warnings about what
     deactivated people still own of it.
 
-    ``timezone`` decides which day is today, and so which actions are overdue. Raises NotFound for
-    an unknown account.
+    ``timezone`` decides which day is today, and so which actions are overdue; a stage that counts
+    business days counts those of ``calendar``. Raises NotFound for an unknown account.
     """
     account = accounts.find_account(session, ref)
     definition = get_workflow(account.workflow)
     owner = session.get(Person, account.owner_id)
     assert owner is not None
     snoozed = snoozes.active_snooze(session, account, now) is not None
-    details = summary(account, owner, definition, now, snoozed=snoozed)
+    details = summary(account, owner, definition, now, snoozed=snoozed, calendar=calendar)
     strategy = session.get(Strategy, account.id)
     details["strategy"] = (
         {"objective": strategy.objective, "who": strategy.stakeholders, "why": strategy.rationale}
@@ -61,7 +68,7 @@ def account_details(
         else None
     )
     details["scores"] = scores_of(session, ref)
-    details["next"] = engine.why(session, ref, actor=actor, now=now)["moves"]
+    details["next"] = engine.why(session, ref, actor=actor, now=now, calendar=calendar)["moves"]
     details["owner_active"] = owner.active
     details["snooze"] = snoozes.snooze_view(session, account, now)
     details["warnings"] = _warnings(session, account, owner)
