@@ -54,6 +54,12 @@ def stall_key(account_id: int, stage: str, entered_at: datetime, rung: Rung, rep
     return f"stall:{account_id}:{stage}:{entered_at.isoformat()}:{rung.value}:{repeat}"
 
 
+def limit_reached(entered_at: datetime, limit_days: int) -> datetime:
+    """The moment the stage's limit runs out for an account that entered it at ``entered_at``:
+    from then on it is behind. The ladder, the forecast and the calendar all count it here."""
+    return entered_at + timedelta(days=limit_days)
+
+
 def position(entered_at: datetime, limit_days: int, ladder: LadderSpec, now: datetime) -> Position:
     """Where an account that entered its stage at ``entered_at`` stands at ``now``.
 
@@ -61,7 +67,7 @@ def position(entered_at: datetime, limit_days: int, ladder: LadderSpec, now: dat
     behind, with the latest reminder due; from ``escalate_after_days`` past the limit it is stuck,
     with the latest escalation due. ``days_in_stage`` and ``days_over`` count whole days.
     """
-    limit = entered_at + timedelta(days=limit_days)
+    limit = limit_reached(entered_at, limit_days)
     days_in_stage = max(0, (now - entered_at).days)
     if now < limit:
         return Position(Status.ON_TRACK, days_in_stage, 0, None, 0, None)
@@ -80,7 +86,7 @@ def schedule(
     entered_at: datetime, limit_days: int, ladder: LadderSpec, start: datetime, end: datetime
 ) -> list[tuple[datetime, Rung, int]]:
     """Every rung that falls due in (start, end], in order: what a forecast shows."""
-    limit = entered_at + timedelta(days=limit_days)
+    limit = limit_reached(entered_at, limit_days)
     escalate_from = limit + timedelta(days=ladder.escalate_after_days)
     found: list[tuple[datetime, Rung, int]] = []
     repeat, at = 0, limit
