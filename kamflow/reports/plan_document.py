@@ -41,15 +41,15 @@ def build_plan_document(
     values = kpi_values(session, account)
     # Each question once: the answered and not-applicable ones by category, the open ones in a
     # list of their own, the required first.
-    categories: list[dict[str, Any]] = []
+    categories: dict[str, dict[str, Any]] = {}
     for question in parts["questions"]:
         if question["status"] == "open":
             continue
-        if not categories or categories[-1]["id"] != question["category"]:
-            categories.append(
-                {"id": question["category"], "title": question["category_title"], "questions": []}
-            )
-        categories[-1]["questions"].append(question)
+        category = categories.setdefault(
+            question["category"],
+            {"id": question["category"], "title": question["category_title"], "questions": []},
+        )
+        category["questions"].append(question)
     moves = history.entries(session, account, kinds=(HistoryKind.CREATED, HistoryKind.TRANSITION))
     title = get_workflow(account.workflow).title_of
     return {
@@ -60,7 +60,7 @@ def build_plan_document(
             "roles": [{"role": role, "holders": held} for role, held in parts["roles"].items()],
             "gaps": [role for role in defaults.ROLES if not parts["roles"].get(role)],
         },
-        "categories": categories,
+        "categories": list(categories.values()),
         "open_questions": sorted(
             (q for q in parts["questions"] if q["status"] == "open"),
             key=lambda q: not q["required"],
