@@ -96,7 +96,9 @@ def time_zone(env: Mapping[str, str]) -> ZoneInfo:
     zone_name = _env(defaults.ENV_TIMEZONE, env) or defaults.TIMEZONE
     try:
         return ZoneInfo(zone_name)
-    except (ZoneInfoNotFoundError, ValueError):
+    # OSError: with the tzdata package installed (icalendar needs it), a name too long for a
+    # file name fails as the file it is looked up as.
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ConfigError(
             f"{defaults.ENV_TIMEZONE}={quoted(zone_name)} is not a time zone (e.g. Europe/Berlin)"
         ) from None

@@ -383,6 +383,17 @@ def json_option(function: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(function)
 
 
+def output_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    """--output FILE: write what the command makes to a private file instead of stdout."""
+    return click.option(
+        "--output",
+        "file",
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="Write it to FILE (readable by you only) instead of printing it.",
+    )(function)
+
+
 def override_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """--override --reason TEXT: a leader goes over the key-account cap, on record."""
 

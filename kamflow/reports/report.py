@@ -21,8 +21,7 @@ from kamflow import defaults
 from kamflow.definitions.businessdays import UTC_CALENDAR, WorkCalendar
 from kamflow.definitions.discovery import get_workflow, workflows_in_use
 from kamflow.definitions.ladder import Status
-from kamflow.errors import InvalidInput
-from kamflow.files import private_file
+from kamflow.files import write_private
 from kamflow.models import Account, RoleAssignment
 from kamflow.notify.templates import STATUS_COLOURS
 from kamflow.records.plan import kpi_rows, kpi_view
@@ -423,11 +422,4 @@ def render_report(data: dict[str, Any]) -> str:
 def write_report(data: dict[str, Any], file: str) -> Path:
     """Write the page atomically (a half-written report is never left behind), readable by its
     owner only: it names people and their email addresses."""
-    target = Path(file)
-    page = render_report(data)
-    try:
-        with private_file(target) as out:
-            out.write(page)
-    except OSError as error:
-        raise InvalidInput(f"cannot write {file}: {error.strerror}") from None
-    return target
+    return write_private(file, [render_report(data)])
