@@ -237,6 +237,7 @@ def outbox_show(message_id: str, as_json: bool) -> None:
         ("queued", message["created_at"]),
         ("next attempt", message["next_attempt_at"]),
         ("sent", message["sent_at"] or "-"),
+        ("delivered by", ", ".join(message["delivered"]) or "-"),
         ("last error", message["last_error"] or "-"),
         ("subject", message["subject"]),
     ]
