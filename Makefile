@@ -38,4 +38,5 @@ bench-quick: $(VENV)/.installed-test
 	$(PY) bench/bench_steps.py --quick
 
 clean:
-	rm -rf $(VENV) kamflow-demo.db* outbox .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) kamflow-demo.db* kamflow-report.html kamflow-demo-accounts.csv \
+	  kamflow-demo-plan.html kamflow-demo.ics outbox .pytest_cache .mypy_cache .ruff_cache

@@ -218,14 +218,19 @@ def dispose(url: str) -> None:
 
 
 def stage_limits() -> dict[str, dict[str, int]]:
-    """Each workflow's stages and ``limit_days``, read from workflows/*.yaml."""
+    """Each workflow's stages and their limits in calendar days, read from workflows/*.yaml (a
+    limit in business days as about as many calendar days: five business days to a week)."""
     found: dict[str, dict[str, int]] = {}
     for name in portfolio_data.STAGE_LIMITS:
         spec = yaml.safe_load((ROOT / "workflows" / f"{name}.yaml").read_text(encoding="utf-8"))
         found[name] = {
-            stage["name"]: int(stage["limit_days"])
+            stage["name"]: (
+                int(stage["limit_days"])
+                if "limit_days" in stage
+                else round(int(stage["limit_business_days"]) * 7 / 5)
+            )
             for stage in spec.get("stages", [])
-            if "limit_days" in stage
+            if "limit_days" in stage or "limit_business_days" in stage
         }
     if found != portfolio_data.STAGE_LIMITS:
         say("note: the limits in workflows/*.yaml differ from portfolio_data.STAGE_LIMITS")

@@ -42,11 +42,12 @@ CHUNK = 50_000
 ACCOUNTS_PER_OWNER = 50
 LEADERS = 5
 
-#: Each workflow's stages with their ``limit_days``, and the days past the limit from which an
-#: account is stuck rather than behind (``escalate_after_days``), as in workflows/*.yaml.
+#: Each workflow's stages with their limits, and the days past the limit from which an account is
+#: stuck rather than behind (``escalate_after_days``), as in workflows/*.yaml; kam-lite counts
+#: business days, given here as about as many calendar days (5 business days to a week).
 STAGE_LIMITS: dict[str, dict[str, int]] = {
     "kam": {"strategy": 14, "research": 21, "action_plan": 21, "execution": 90, "review": 14},
-    "kam-lite": {"strategy": 21, "research": 30, "action_plan": 30, "execution": 120, "review": 21},
+    "kam-lite": {"strategy": 21, "research": 31, "action_plan": 31, "execution": 119, "review": 21},
 }
 ESCALATE_AFTER_DAYS = {"kam": 7, "kam-lite": 14}
 #: How the accounts in the cycle spread over its stages (execution is the long one).

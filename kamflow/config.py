@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kamflow import defaults
 from kamflow.clock import Clock, clock_from
+from kamflow.definitions.businessdays import WorkCalendar, work_calendar
 from kamflow.errors import ConfigError
 from kamflow.text import folder_list, quoted
 
@@ -80,6 +81,12 @@ class Settings:
         return Schedule.load(self.environ)
 
     @functools.cached_property
+    def calendar(self) -> WorkCalendar:
+        """The time zone and the public holidays (KAMFLOW_HOLIDAYS) that business days skip (an
+        unknown country is a ConfigError here, for the commands that count days)."""
+        return work_calendar(self.environ)
+
+    @functools.cached_property
     def mail(self) -> MailSettings:
         """How messages leave (a bad value is a ConfigError here, not at start-up)."""
         return MailSettings.load(self.environ)
@@ -91,7 +98,9 @@ def time_zone(env: Mapping[str, str]) -> ZoneInfo:
     zone_name = _env(defaults.ENV_TIMEZONE, env) or defaults.TIMEZONE
     try:
         return ZoneInfo(zone_name)
-    except (ZoneInfoNotFoundError, ValueError):
+    # OSError: with the tzdata package installed (icalendar needs it), a name too long for a
+    # file name fails as the file it is looked up as.
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise ConfigError(
             f"{defaults.ENV_TIMEZONE}={quoted(zone_name)} is not a time zone (e.g. Europe/Berlin)"
         ) from None
@@ -141,25 +150,30 @@ def parse_clock_time(
 
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-TRANSPORTS = ("smtp", "file", "console")
+#: The mail transports of KAMFLOW_MAIL_TRANSPORT; ``none`` sends no mail (chat only).
+TRANSPORTS = ("smtp", "file", "console", "none")
 
 
 @dataclass(frozen=True)
 class MailSettings:
-    """How messages leave: the transport, its settings, and the sender."""
+    """How messages leave: the mail transport and its settings, the sender, and the chat webhook
+    (whose URL never shows in the repr)."""
 
     transport: str
     sender: str
     outbox_dir: Path
     smtp_url: str | None
     smtp_password: str | None = field(repr=False)
+    webhook_url: str | None = field(default=None, repr=False)
+    webhook_format: str = defaults.WEBHOOK_FORMAT
 
     @classmethod
     def load(cls, env: Mapping[str, str]) -> MailSettings:
         """The mail settings from ``env`` (the environment the settings captured, or a mapping
         in tests), all checked now: the transport (KAMFLOW_MAIL_TRANSPORT; smtp when
         KAMFLOW_SMTP_URL is set, else file), the sender (KAMFLOW_MAIL_FROM), the outbox folder
-        (KAMFLOW_OUTBOX_DIR) and the SMTP URL and password. Raises ConfigError for a value that
+        (KAMFLOW_OUTBOX_DIR), the SMTP URL and password, and the chat webhook
+        (KAMFLOW_WEBHOOK_URL, KAMFLOW_WEBHOOK_FORMAT). Raises ConfigError for a value that
         cannot be used."""
         smtp_url = _env(defaults.ENV_SMTP_URL, env)
         transport = (
@@ -172,6 +186,12 @@ class MailSettings:
             )
         if transport == "smtp" and not smtp_url:
             raise ConfigError(f"{defaults.ENV_MAIL_TRANSPORT}=smtp needs {defaults.ENV_SMTP_URL}")
+        webhook_url = _env(defaults.ENV_WEBHOOK_URL, env)
+        if transport == "none" and not webhook_url:
+            raise ConfigError(
+                f"{defaults.ENV_MAIL_TRANSPORT}=none needs {defaults.ENV_WEBHOOK_URL}: "
+                "otherwise no message would ever leave"
+            )
         sender = _env(defaults.ENV_MAIL_FROM, env) or defaults.MAIL_FROM
         if any(ch in sender for ch in "\r\n"):
             raise ConfigError(f"{defaults.ENV_MAIL_FROM}={quoted(sender)} is not an email address")
@@ -179,19 +199,22 @@ class MailSettings:
 
         if not sender_address(sender).domain:
             raise ConfigError(f"{defaults.ENV_MAIL_FROM}={quoted(sender)} is not an email address")
+        webhook_format = (_env(defaults.ENV_WEBHOOK_FORMAT, env) or defaults.WEBHOOK_FORMAT).lower()
         settings = cls(
             transport=transport,
             sender=sender,
             outbox_dir=Path(_env(defaults.ENV_OUTBOX_DIR, env) or defaults.OUTBOX_DIR),
             smtp_url=smtp_url,
             smtp_password=env.get(defaults.ENV_SMTP_PASSWORD),
+            webhook_url=webhook_url,
+            webhook_format=webhook_format,
         )
-        settings.make_transport()  # validates the SMTP URL now, not at the first delivery
+        settings.make_transports()  # validates the SMTP and webhook URLs now, not when sending
         return settings
 
     def make_transport(self) -> Transport:
-        """A new transport for these settings: SMTP, ``.eml`` files in the outbox folder, or the
-        console."""
+        """A new mail transport for these settings: SMTP, ``.eml`` files in the outbox folder,
+        or the console (with ``none``, the chat webhook)."""
         from kamflow.notify.transports import (
             ConsoleTransport,
             FileTransport,
@@ -204,17 +227,40 @@ class MailSettings:
             return SmtpTransport(SmtpSettings.parse(self.smtp_url, self.smtp_password))
         if self.transport == "console":
             return ConsoleTransport()
+        if self.transport == "none":
+            return self.make_transports()[0]
         return FileTransport(self.outbox_dir)
 
+    def make_transports(self) -> list[Transport]:
+        """New transports for every channel that is on: the mail transport unless it is
+        ``none``, then the chat webhook when KAMFLOW_WEBHOOK_URL is set."""
+        from kamflow.notify.webhook import WebhookSettings, WebhookTransport
+
+        found: list[Transport] = []
+        if self.transport != "none":
+            found.append(self.make_transport())
+        if self.webhook_url:
+            found.append(
+                WebhookTransport(WebhookSettings.parse(self.webhook_url, self.webhook_format))
+            )
+        return found
+
     def describe(self) -> str:
-        """Where the mail goes, in words for the log: ``SMTP <url>``, ``files in <folder>/`` or
-        ``the console``."""
+        """Where messages go, in words for the log: ``SMTP <url>``, ``files in <folder>/`` or
+        ``the console``, and ``a Slack webhook at <host>`` (never the webhook's path)."""
+        parts = []
         if self.transport == "smtp":
             assert self.smtp_url is not None
-            return f"SMTP {self.smtp_url}"
-        if self.transport == "file":
-            return f"files in {self.outbox_dir}/"
-        return "the console"
+            parts.append(f"SMTP {self.smtp_url}")
+        elif self.transport == "file":
+            parts.append(f"files in {self.outbox_dir}/")
+        elif self.transport == "console":
+            parts.append("the console")
+        if self.webhook_url:
+            from kamflow.notify.webhook import WebhookSettings
+
+            parts.append(WebhookSettings.parse(self.webhook_url, self.webhook_format).describe())
+        return " and ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -222,6 +268,8 @@ class Schedule:
     """When the daemon runs each step."""
 
     timezone: ZoneInfo
+    #: Business days: the time zone and the public holidays (KAMFLOW_HOLIDAYS) they skip.
+    calendar: WorkCalendar
     #: Seconds between runs of the queuing steps (stalls, actions, digests), and of delivery.
     stall_seconds: int
     delivery_seconds: int
@@ -238,7 +286,8 @@ class Schedule:
     def load(cls, env: Mapping[str, str]) -> Schedule:
         """The daemon's schedule from ``env`` (the environment the settings captured, or a
         mapping in tests): the time zone, the intervals of the queuing steps and of delivery, the
-        delivery lease, the days between reminders of an overdue action, and the digests' times.
+        delivery lease, the days between reminders of an overdue action, the digests' times, and
+        the public holidays that business days skip.
         Raises ConfigError for a value that cannot be used."""
         zone = time_zone(env)
         every = _env(defaults.ENV_ACTION_REMIND_EVERY_DAYS, env)
@@ -262,6 +311,7 @@ class Schedule:
         )
         return cls(
             timezone=zone,
+            calendar=work_calendar(env),
             stall_seconds=parse_seconds(
                 _env(defaults.ENV_STALL_INTERVAL, env) or str(defaults.STALL_INTERVAL_SECONDS),
                 source=defaults.ENV_STALL_INTERVAL,

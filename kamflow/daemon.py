@@ -91,7 +91,7 @@ class Daemon:
         if name == DELIVERY:
             report = deliver(
                 self.engine,
-                self.mail.make_transport(),
+                self.mail.make_transports(),
                 sender=self.mail.sender,
                 now=now,
                 worker=self.worker,
@@ -119,7 +119,7 @@ class Daemon:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
         log.info(
-            "kamflow daemon %s starting: stalls every %ss, delivery every %ss, mail to %s",
+            "kamflow daemon %s starting: stalls every %ss, delivery every %ss, messages to %s",
             self.worker,
             self.schedule.stall_seconds,
             self.schedule.delivery_seconds,

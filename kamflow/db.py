@@ -178,7 +178,7 @@ def upgrade(engine: Engine) -> tuple[str | None, str | None]:
 
 
 #: The newest schema revision this kamflow ships (a test holds it to the migrations' head).
-SCHEMA_HEAD = "0007"
+SCHEMA_HEAD = "0008"
 
 
 def stored_revision(engine: Engine) -> str | None:

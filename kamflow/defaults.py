@@ -61,6 +61,15 @@ DELIVERY_RECORD_SECONDS = 2.0
 RETRY_FIRST_SECONDS = 60
 RETRY_MAX_SECONDS = 6 * 60 * 60
 MAX_ATTEMPTS = 8
+#: The longest wait a server's Retry-After is followed for; a longer one is cut to this.
+RETRY_AFTER_MAX_SECONDS = 24 * 60 * 60
+#: The channels a message is delivered on, each with its bit in the outbox's ``delivered`` and
+#: ``refused`` columns: mail (SMTP, files or the console) and chat (a webhook).
+CHANNELS = {"mail": 1, "chat": 2}
+#: Chat: the webhook's format by default, and at most how many characters of a message's text a
+#: chat message carries (Slack shows about 4,000 before folding it; Teams takes about 28 KB).
+WEBHOOK_FORMAT = "slack"
+WEBHOOK_TEXT_LIMIT = 3000
 
 #: The queuing steps work through what is due in batches of this many items, one transaction
 #: each; it also bounds every IN list (far below the databases' parameter limits).
@@ -96,12 +105,15 @@ ENV_USER = "KAMFLOW_USER"
 ENV_NOW = "KAMFLOW_NOW"
 ENV_WORKFLOWS = "KAMFLOW_WORKFLOWS"
 ENV_TIMEZONE = "KAMFLOW_TIMEZONE"
+ENV_HOLIDAYS = "KAMFLOW_HOLIDAYS"
 ENV_DEBUG = "KAMFLOW_DEBUG"
 ENV_MAIL_TRANSPORT = "KAMFLOW_MAIL_TRANSPORT"
 ENV_SMTP_URL = "KAMFLOW_SMTP_URL"
 ENV_SMTP_PASSWORD = "KAMFLOW_SMTP_PASSWORD"
 ENV_MAIL_FROM = "KAMFLOW_MAIL_FROM"
 ENV_OUTBOX_DIR = "KAMFLOW_OUTBOX_DIR"
+ENV_WEBHOOK_URL = "KAMFLOW_WEBHOOK_URL"
+ENV_WEBHOOK_FORMAT = "KAMFLOW_WEBHOOK_FORMAT"
 ENV_STALL_INTERVAL = "KAMFLOW_STALL_INTERVAL"
 ENV_DELIVERY_INTERVAL = "KAMFLOW_DELIVERY_INTERVAL"
 ENV_DELIVERY_LEASE = "KAMFLOW_DELIVERY_LEASE"

@@ -23,6 +23,8 @@ ACCOUNT = "Acme Corp"
 
 IMPORT_FILE = "kamflow-demo-accounts.csv"
 REPORT_FILE = "kamflow-report.html"
+PLAN_FILE = "kamflow-demo-plan.html"
+CALENDAR_FILE = "kamflow-demo.ics"
 #: Two more key accounts, as a spreadsheet would export them (with a byte-order mark).
 IMPORT_CSV = (
     "\ufeffname,owner,kind,revenue,growth,renewal,win_now,effort,relationship,fit,logo\r\n"
@@ -273,6 +275,9 @@ def _script() -> list[Step | str]:
         (180, OWNER, ["account", "show", a]),
         (180, OWNER, ["history", a]),
         (180, OWNER, ["report", "--html", REPORT_FILE]),
+        "The account plan as a document, and the deadlines for a calendar.",
+        (180, OWNER, ["plan", "export", a, "--output", PLAN_FILE]),
+        (180, OWNER, ["calendar", "--owner", OWNER, "--output", CALENDAR_FILE]),
     ]
     return steps
 
@@ -340,6 +345,11 @@ def run(invoke: Invoke, say: Say) -> None:
     say(
         f"The portfolio report is ./{REPORT_FILE}: open it in a browser "
         f"(the accounts imported came from ./{IMPORT_FILE}).",
+        "text",
+    )
+    say(
+        f"The account plan of {ACCOUNT} is ./{PLAN_FILE} (print it from the browser); the "
+        f"deadlines of {OWNER}'s accounts and actions are ./{CALENDAR_FILE}, for a calendar.",
         "text",
     )
     say(

@@ -28,6 +28,7 @@ from sqlmodel import Session
 from transitions import MachineError
 
 from kamflow import defaults
+from kamflow.definitions.businessdays import UTC_CALENDAR, WorkCalendar, counting
 from kamflow.definitions.discovery import get_workflow
 from kamflow.definitions.guardspecs import WITHIN_CAP, NoParams
 from kamflow.definitions.spec import Right, TransitionSpec
@@ -711,8 +712,16 @@ def _within_cap(
     return verdicts
 
 
-def why(session: Session, ref: str, *, actor: str, now: datetime) -> dict[str, Any]:
-    """Where the account stands and what each move from its stage still needs."""
+def why(
+    session: Session,
+    ref: str,
+    *,
+    actor: str,
+    now: datetime,
+    calendar: WorkCalendar = UTC_CALENDAR,
+) -> dict[str, Any]:
+    """Where the account stands (days in a stage that counts business days are those of
+    ``calendar``) and what each move from its stage still needs."""
     account = account_state(session, ref)
     definition = get_workflow(account.workflow)
     owner = session.get(Person, account.owner_id)
@@ -729,8 +738,13 @@ def why(session: Session, ref: str, *, actor: str, now: datetime) -> dict[str, A
         "owner": owner.email if owner else None,
         "stage": account.stage,
         "stage_title": definition.title_of(account.stage),
-        "days_in_stage": days_between(account.stage_entered_at, now),
+        "days_in_stage": (
+            counting(stage, calendar).elapsed(account.stage_entered_at, now)
+            if stage
+            else days_between(account.stage_entered_at, now)
+        ),
         "limit_days": stage.limit_days if stage else None,
+        "limit_business_days": stage.limit_business_days if stage else None,
         "moves": [
             {
                 "transition": move.name,

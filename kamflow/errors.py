@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -100,6 +101,15 @@ class DeliveryError(KamflowError):
 
 class TransientFailure(DeliveryError):
     """The server said "not now" (4xx, a timeout): the message is retried later."""
+
+    def __init__(self, message: str, *, retry_after: float | datetime | None = None) -> None:
+        super().__init__(message)
+        #: How long the server asked to wait (HTTP Retry-After): seconds, or until a moment.
+        self.retry_after = retry_after
+
+
+class RateLimited(TransientFailure):
+    """The server takes no more for now (HTTP 429): this message waits, and so does the rest."""
 
 
 class PermanentFailure(DeliveryError):

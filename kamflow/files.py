@@ -6,12 +6,13 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from kamflow import defaults
+from kamflow.errors import InvalidInput
 
 
 @contextmanager
@@ -46,6 +47,22 @@ def private_file(
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def write_private(
+    file: str, chunks: Iterable[str] | Iterable[bytes], *, binary: bool = False
+) -> Path:
+    """Write ``chunks`` (text in UTF-8, or bytes with ``binary``) to ``file`` as private_file()
+    does: whole or not at all, readable by its owner only. InvalidInput naming the file when it
+    cannot be written."""
+    target = Path(file)
+    try:
+        with private_file(target, binary=binary) as out:
+            for chunk in chunks:
+                out.write(chunk)
+    except OSError as error:
+        raise InvalidInput(f"cannot write {file}: {error.strerror or error}") from None
+    return target
 
 
 def create_private_file(path: Path) -> bool:

@@ -365,6 +365,14 @@ class Notification(SQLModel, table=True):
     last_error: str = Field(default="")
     created_at: datetime = Field(sa_column=utc_column())
     sent_at: datetime | None = Field(default=None, sa_column=utc_column(nullable=True))
+    #: The channels (bits of ``defaults.CHANNELS``: mail 1, chat 2) that have the message, and
+    #: those that refused it for good: a run sends only on the channels in neither.
+    delivered: int = Field(
+        default=0, sa_column=sa.Column(sa.Integer(), nullable=False, server_default="0")
+    )
+    refused: int = Field(
+        default=0, sa_column=sa.Column(sa.Integer(), nullable=False, server_default="0")
+    )
 
 
 class Snooze(SQLModel, table=True):

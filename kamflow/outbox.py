@@ -18,6 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
+from kamflow import defaults
 from kamflow.db import dialect_insert
 from kamflow.errors import InvalidInput, NotFound
 from kamflow.models import MessageKind, Notification, OutboxStatus
@@ -308,9 +309,16 @@ def list_messages(
             "sent_at": row.sent_at.isoformat() if row.sent_at else None,
             "last_error": row.last_error,
             "key": row.key,
+            "delivered": channel_names(row.delivered),
+            "refused": channel_names(row.refused),
         }
         for row in session.exec(query).all()
     ]
+
+
+def channel_names(bits: int) -> list[str]:
+    """The names of the channels (mail, chat) whose bits are set in ``bits``."""
+    return [name for name, bit in defaults.CHANNELS.items() if bits & bit]
 
 
 def _message(session: Session, message_id: str) -> Notification:
@@ -353,6 +361,8 @@ def show_message(session: Session, message_id: str) -> dict[str, Any]:
         "next_attempt_at": row.next_attempt_at.isoformat(),
         "sent_at": row.sent_at.isoformat() if row.sent_at else None,
         "last_error": row.last_error,
+        "delivered": channel_names(row.delivered),
+        "refused": channel_names(row.refused),
         "subject": row.subject,
         "body": body,
         "body_error": problem,
@@ -360,10 +370,12 @@ def show_message(session: Session, message_id: str) -> dict[str, Any]:
 
 
 def retry(session: Session, message_id: str, *, now: datetime) -> Notification:
-    """Put a dead message back in the queue, to be sent at the next delivery."""
+    """Put a dead message back in the queue, to be sent at the next delivery on the channels
+    that do not have it yet (one that had it is not sent it again)."""
     row = _message(session, message_id)
     if row.status != OutboxStatus.DEAD:
         raise InvalidInput(f"message {row.id} is {row.status}, not dead: nothing to retry")
     row.status, row.attempts, row.next_attempt_at = OutboxStatus.PENDING, 0, now
+    row.refused = 0
     row.lease_owner, row.lease_until = None, None
     return row

@@ -7,9 +7,13 @@ import os
 import shlex
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kamflow import defaults
 from kamflow.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from kamflow.definitions.spec import StageSpec
 
 #: The longest one-line text kamflow stores (names, titles, reasons stay well below it).
 MAX_LINE = 2000
@@ -97,9 +101,17 @@ def shorten(text: str, columns: int) -> str:
     return "".join(kept).rstrip() + ELLIPSIS
 
 
-def days_text(days: int, limit: int | None) -> str:
-    """Days in a stage against its limit (``22/14``), or the days alone where there is none."""
-    return f"{days}/{limit}" if limit else str(days)
+def days_text(days: int, limit: int | None, business: bool = False) -> str:
+    """Days in a stage against its limit (``22/14``; ``3/5 bd`` for business days), or the days
+    alone where there is none."""
+    if not limit:
+        return str(days)
+    return f"{days}/{limit} bd" if business else f"{days}/{limit}"
+
+
+def limit_text(stage: StageSpec) -> str:
+    """A stage's limit in words: ``14 days``, ``5 business days``."""
+    return plural(stage.limit, "business day" if stage.business_days else "day")
 
 
 def score_text(score: float | None) -> str:

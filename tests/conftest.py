@@ -102,6 +102,14 @@ def engine(database_url: str) -> Engine:
     return db.ready_engine(database_url)
 
 
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium for the checks of HTML pages in a real browser (tests/browser.py)."""
+    from tests.browser import find_chromium
+
+    return find_chromium()
+
+
 @pytest.fixture
 def clock() -> FixedClock:
     return FixedClock(START)

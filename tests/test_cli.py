@@ -1136,6 +1136,11 @@ def test_demo_runs_on_a_database_of_its_own(tmp_path: Path) -> None:
     assert report.is_file()
     assert "Meridian Health Group" in report.read_text(encoding="utf-8")
     assert "kamflow-report.html" in output
+    # The account plan as a document and the deadlines as a calendar, beside the outbox.
+    plan = (tmp_path / "kamflow-demo-plan.html").read_text(encoding="utf-8")
+    assert "Account plan: Acme Corp" in plan and "Stage history" in plan
+    calendar = (tmp_path / "kamflow-demo.ics").read_text(encoding="utf-8")
+    assert calendar.startswith("BEGIN:VCALENDAR") and "UID:review-" in calendar
 
 
 # --- output into a pipe that closes early --------------------------------------------------------
@@ -1149,6 +1154,8 @@ LONG_OUTPUTS = [
     ["account", "export"],
     ["portfolio"],
     ["kpis"],
+    ["plan", "export", bulk.name(1), "--format", "md"],
+    ["calendar"],
 ]
 
 

@@ -863,6 +863,7 @@ class RefusingTransport:
     """A server that refuses every message for good (550)."""
 
     name = "refusing"
+    channel = "mail"
 
     def connect(self) -> RefusingTransport:
         return self

@@ -1,10 +1,14 @@
 """The lighter process (workflows/kam-lite.yaml) and moving an account between workflows.
 
 Through the CLI, on SQLite and on PostgreSQL: an account on kam-lite goes round the five stages
-with three roles and three required questions; its longer limits; `account set-workflow`.
+with three roles and three required questions; its longer limits, in business days; `account
+set-workflow`.
 """
 
 from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
@@ -94,7 +98,8 @@ def test_a_lite_account_goes_round_the_five_stages_and_again(cli: Cli, clock: Fi
     name = "Lite Ltd"
     ok(cli("account", "add", name, "--owner", OWNER, "--workflow", "kam-lite"))
     shown = as_json(cli("account", "show", name, "--json"))
-    assert (shown["workflow"], shown["stage"], shown["limit_days"]) == ("kam-lite", "strategy", 21)
+    assert (shown["workflow"], shown["stage"]) == ("kam-lite", "strategy")
+    assert (shown["limit_business_days"], shown["limit_days"]) == (15, None)
 
     clock.advance(days=1)
     set_strategy(cli, name)
@@ -199,34 +204,61 @@ def test_a_lite_candidate_is_promoted_like_any_other(cli: Cli) -> None:
 # --- the lite limits -----------------------------------------------------------------------------
 
 
-def test_lite_strategy_has_21_days_where_kam_has_14(cli: Cli, clock: FixedClock) -> None:
+def test_lite_strategy_has_15_business_days_where_kam_has_14_days(
+    cli: Cli, clock: FixedClock
+) -> None:
     people(cli)
+    # Added on a Monday: 15 business days are three weeks, with no public holidays set.
     ok(cli("account", "add", "Lite Ltd", "--owner", OWNER, "--workflow", "kam-lite"))
     ok(cli("account", "add", "Full Corp", "--owner", OWNER))
 
     clock.advance(days=13)
     assert statuses(cli) == {"Lite Ltd": "on_track", "Full Corp": "on_track"}
-    clock.advance(days=1)  # day 14: kam's limit
+    clock.advance(days=1)  # day 14 (a Monday): kam's limit; 10 business days for kam-lite
     assert statuses(cli) == {"Lite Ltd": "on_track", "Full Corp": "behind"}
-    clock.advance(days=6)  # day 20
+    clock.advance(days=6)  # day 20, a Sunday: still 14 business days
     assert statuses(cli) == {"Lite Ltd": "on_track", "Full Corp": "behind"}
-    clock.advance(days=1)  # day 21: kam-lite's limit, kam's limit + 7
+    clock.advance(days=1)  # day 21 (a Monday): kam-lite's limit, kam's limit + 7
     assert statuses(cli) == {"Lite Ltd": "behind", "Full Corp": "stuck"}
-    clock.advance(days=13)  # day 34: kam-lite escalates 14 days after its limit
+    clock.advance(days=13)  # day 34, a Sunday: kam-lite escalates 10 business days on
     assert statuses(cli)["Lite Ltd"] == "behind"
-    clock.advance(days=1)  # day 35
+    clock.advance(days=1)  # day 35, a Monday: 25 business days
     assert statuses(cli)["Lite Ltd"] == "stuck"
+
+
+def test_lite_reminds_on_business_days_only(cli: Cli, clock: FixedClock, tmp_path: Path) -> None:
+    people(cli)
+    ok(cli("account", "add", "Lite Ltd", "--owner", OWNER, "--workflow", "kam-lite"))
+    mail = {"KAMFLOW_MAIL_TRANSPORT": "file", "KAMFLOW_OUTBOX_DIR": str(tmp_path / "outbox")}
+    rows = as_json(cli("forecast", "--days", "60", "--json"))
+    stalls = [(row["at"][:10], row["kind"], row["repeat"]) for row in rows]
+    # Limit 15 business days, a reminder every 5, escalations 10 past the limit and every 10.
+    assert stalls == [
+        ("2027-01-25", "reminder", 0),
+        ("2027-02-01", "reminder", 1),
+        ("2027-02-08", "escalation", 0),
+        ("2027-02-22", "escalation", 1),
+    ]
+    clock.set(datetime.fromisoformat(rows[0]["at"]))
+    ticked = ok(cli("tick", env=mail))
+    assert "queued: Lite Ltd has been in Strategy for 15 business days" in ticked
 
 
 def test_the_lite_limits_are_the_documented_ones(cli: Cli) -> None:
     definition = as_json(cli("workflow", "show", "kam-lite", "--format", "json"))
-    limits = {s["name"]: s["limit_days"] for s in definition["stages"]}
+    limits = {s["name"]: s["limit_business_days"] for s in definition["stages"]}
     assert limits == {
-        "strategy": 21,
-        "research": 30,
-        "action_plan": 30,
-        "execution": 120,
-        "review": 21,
+        "strategy": 15,
+        "research": 22,
+        "action_plan": 22,
+        "execution": 85,
+        "review": 15,
+    }
+    assert all(s["limit_days"] is None for s in definition["stages"])
+    assert definition["ladder"] == {
+        "remind_every_days": 5,
+        "escalate_after_days": 10,
+        "escalate_every_days": 10,
     }
 
 

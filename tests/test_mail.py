@@ -51,6 +51,7 @@ from kamflow.notify.transports import (
     eml_name,
     session,
 )
+from kamflow.notify.webhook import WebhookSettings, WebhookTransport
 from kamflow.outbox import Draft, Identity, queue
 from kamflow.records import plan
 from kamflow.steps.actions import queue_action_reminders
@@ -60,6 +61,7 @@ from kamflow.steps.leader_digests import queue_leader_digests
 from kamflow.steps.owner_digests import queue_owner_digests
 from kamflow.steps.stalls import queue_stalls
 from tests.account_steps import add_person
+from tests.chat_server import ChatServer, chat_server, slack_text
 from tests.conftest import START, Runner, snapshot
 
 HOST = "127.0.0.1"
@@ -88,6 +90,8 @@ BODY_HTML = (
 
 MAIL_VARIABLES = (
     "KAMFLOW_MAIL_TRANSPORT",
+    "KAMFLOW_WEBHOOK_URL",
+    "KAMFLOW_WEBHOOK_FORMAT",
     "KAMFLOW_SMTP_URL",
     "KAMFLOW_SMTP_PASSWORD",
     "KAMFLOW_MAIL_FROM",
@@ -506,12 +510,36 @@ def console_messages(output: str) -> list[Seen]:
     return found
 
 
+def chat_messages(server: ChatServer) -> list[Seen]:
+    """What a Slack user reads, one entry per message the webhook took: the subject in bold, whom
+    it is for, then the text (the Message-ID travels in a header)."""
+    found = []
+    for posted in server.delivered:
+        subject, for_line, blank, *body = slack_text(posted.payload).split("\n")
+        assert subject.startswith("*") and subject.endswith("*") and blank == "", subject
+        assert for_line.startswith("For: "), for_line
+        found.append(
+            Seen(
+                recipients=for_line.removeprefix("For: ").split(", "),
+                subject=subject[1:-1],
+                message_id=posted.headers["X-Kamflow-Message-Id"],
+                text="\n".join(body),
+                html=None,
+                exact=False,
+            )
+        )
+    return found
+
+
 Contract = tuple[Transport, Callable[[], list[Seen]]]
 
 
-@pytest.fixture(params=["smtp", "file", "console"])
+@pytest.fixture(params=["smtp", "file", "console", "webhook"])
 def contract(request: pytest.FixtureRequest, tmp_path: Path) -> Contract:
     """A transport, and how to read what reached its far end."""
+    if request.param == "webhook":
+        chat: ChatServer = request.getfixturevalue("chat")
+        return WebhookTransport(WebhookSettings.parse(chat.url)), lambda: chat_messages(chat)
     if request.param == "smtp":
         server: MailServer = request.getfixturevalue("smtp")
         transport = SmtpTransport(SmtpSettings.parse(server.url(), None))
@@ -523,6 +551,12 @@ def contract(request: pytest.FixtureRequest, tmp_path: Path) -> Contract:
         ]
     stream = io.StringIO()
     return ConsoleTransport(stream), lambda: console_messages(stream.getvalue())
+
+
+@pytest.fixture
+def chat() -> Iterator[ChatServer]:
+    """A chat webhook on loopback."""
+    yield from chat_server()
 
 
 def _written(path: Path) -> int:
@@ -552,7 +586,8 @@ def test_every_transport_delivers_a_built_message_intact(
     assert got.subject == SUBJECT
     assert got.message_id == message["Message-ID"] == message_id(key(1), SENDER)
     assert got.has_text(BODY_TEXT), got.text
-    assert got.has_html(BODY_HTML), f"the {transport.name} transport lost the HTML part"
+    if transport.channel == "mail":  # chat has one text, no HTML part
+        assert got.has_html(BODY_HTML), f"the {transport.name} transport lost the HTML part"
 
 
 def test_every_transport_keeps_a_line_that_starts_with_from(
@@ -1323,6 +1358,32 @@ BAD_SETTINGS = [
         id="password-in-url",
     ),
     pytest.param({"KAMFLOW_MAIL_FROM": "kamflow"}, "KAMFLOW_MAIL_FROM", id="bad-sender"),
+    pytest.param(
+        {"KAMFLOW_WEBHOOK_URL": "hooks.example.com/services/hunter2-Secret"},
+        "KAMFLOW_WEBHOOK_URL",
+        id="webhook-no-scheme",
+    ),
+    pytest.param(
+        {"KAMFLOW_WEBHOOK_URL": "ftp://hooks.example.com/hunter2-Secret"},
+        "KAMFLOW_WEBHOOK_URL",
+        id="webhook-bad-scheme",
+    ),
+    pytest.param(
+        {"KAMFLOW_WEBHOOK_URL": "https://hooks.example.com:99999/hunter2-Secret"},
+        "KAMFLOW_WEBHOOK_URL",
+        id="webhook-bad-port",
+    ),
+    pytest.param(
+        {
+            "KAMFLOW_WEBHOOK_URL": "https://hooks.example.com/hunter2-Secret",
+            "KAMFLOW_WEBHOOK_FORMAT": "discord",
+        },
+        "KAMFLOW_WEBHOOK_FORMAT",
+        id="webhook-bad-format",
+    ),
+    pytest.param(
+        {"KAMFLOW_MAIL_TRANSPORT": "none"}, "KAMFLOW_WEBHOOK_URL", id="no-mail-and-no-chat"
+    ),
 ]
 
 

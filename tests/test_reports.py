@@ -9,10 +9,8 @@ commands that list the rest.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -30,6 +28,7 @@ from kamflow.clock import FixedClock
 from kamflow.engine import add_account
 from tests import account_steps as steps
 from tests import bulk
+from tests.browser import browse
 from tests.conftest import (
     START,
     Cli,
@@ -97,17 +96,6 @@ SCORES = {
 SCORE_TOTAL = 75.0
 #: What a self-contained page must never contain: each would fetch or run something.
 EXTERNAL = ("src=", 'href="http', "<script", "<link", "@import", "url(http")
-
-REQUIRE_BROWSER = bool(os.environ.get("CI") or os.environ.get("KAMFLOW_REQUIRE_BROWSER"))
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-)
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -475,8 +463,8 @@ def test_workflow_show_mermaid_draws_the_process_once_with_its_title_and_start(n
     assert {n: label.split(" (")[0] for n, label in diagram.labels.items() if n in KAM_PLACES} == (
         KAM_PLACES
     )
-    limit = 14 if name == "kam" else 21
-    assert diagram.labels["strategy"] == f"Strategy ({limit} days)"
+    limit = "14 days" if name == "kam" else "15 business days"
+    assert diagram.labels["strategy"] == f"Strategy ({limit})"
     # The candidate and the five stages are one box; the exits stand outside it.
     (box,) = [n for n in diagram.labels if n not in KAM_PLACES]
     assert {n for n, parent in diagram.parent.items() if parent == box} == {"candidate", *CYCLE}
@@ -712,7 +700,8 @@ def test_report_shows_a_diagram_for_each_workflow_in_use(cli: Cli, tmp_path: Pat
     diagrams = [c for c in svgs(process) if "promote" in c]
     assert len(diagrams) == 2
     assert process.count("stateDiagram-v2") == 2
-    assert "21 days" in diagrams[1] or "21 days" in diagrams[0]  # kam-lite's Strategy limit
+    assert "15 business days" in diagrams[1]  # kam-lite's Strategy limit
+    assert "business" not in diagrams[0]
 
 
 def test_a_snoozed_account_shows_as_snoozed_not_stuck(
@@ -782,31 +771,6 @@ def test_the_funnel_draws_no_bar_for_an_empty_stage(
 
 
 # --- in a real browser ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    """Debian's chromium; skipped when missing, unless CI or KAMFLOW_REQUIRE_BROWSER is set."""
-    found = shutil.which("chromium")
-    if found is None:
-        message = "chromium is not installed (apt-get install chromium)"
-        if REQUIRE_BROWSER:
-            pytest.fail(message)
-        pytest.skip(message)
-    return found
-
-
-def browse(chromium: str, profile: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    """Run headless Chromium once, on a fresh profile; its stderr noise is not judged."""
-    profile.mkdir()
-    result = subprocess.run(
-        [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
-        capture_output=True,
-        timeout=90,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr.decode(errors="replace")[-2000:]
-    return result
 
 
 def test_report_renders_in_headless_chromium(

@@ -213,7 +213,7 @@ CASES: dict[str, tuple[str, str]] = {
     ),
     "missing limit_days": (
         edit(SMALL, "    limit_days: 21\n", ""),
-        "line 6, stages[1].limit_days: missing field",
+        "line 6, stages[1]: needs limit_days (calendar days) or limit_business_days",
     ),
     "unknown field": (
         edit(SMALL, "    limit_days: 14\n", "    limit_days: 14\n    colour: blue\n"),
@@ -326,7 +326,7 @@ def test_every_schema_problem_of_a_file_is_reported(tmp_path: Path) -> None:
     assert len(error.problems) == 4
     assert set(error.problems) == {
         "line 6, stages[0].colour: unknown field",
-        "line 7, stages[1].limit_days: missing field",
+        "line 7, stages[1]: needs limit_days (calendar days) or limit_business_days",
         "line 11, transitions[0].to: missing field",
         "line 13, transitions[0].too: unknown field",
     }

@@ -127,7 +127,7 @@ def account_rank(as_json: bool) -> None:
     from kamflow.text import score_text
 
     with reading() as session:
-        listing = rank(session, now=now())
+        listing = rank(session, now=now(), calendar=settings().calendar)
         width = listing.widths
         show_rows(
             listing.rows,
@@ -264,7 +264,9 @@ def account_list(stage: str | None, owner: str | None, mine: bool, as_json: bool
             from kamflow.records.identity import viewer
 
             owner = viewer(session, settings().actor)
-        listing = list_accounts(session, stage=stage, owner=owner, now=now())
+        listing = list_accounts(
+            session, stage=stage, owner=owner, now=now(), calendar=settings().calendar
+        )
         width = listing.widths
         show_rows(
             listing.rows,
@@ -297,7 +299,9 @@ def account_show(name: str, as_json: bool) -> None:
     """Show everything about one account."""
     from kamflow.reports.views import account_details
 
-    details = viewing(account_details, name, timezone=settings().timezone)
+    details = viewing(
+        account_details, name, timezone=settings().timezone, calendar=settings().calendar
+    )
     if as_json:
         emit_json(details)
         return

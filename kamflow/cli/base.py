@@ -334,7 +334,8 @@ def days_cell(row: dict[str, Any]) -> str:
     """An account row's days in its stage, with the stage's limit when it has one."""
     from kamflow.text import days_text
 
-    return days_text(row["days_in_stage"], row.get("limit_days"))
+    business = row.get("limit_business_days")
+    return days_text(row["days_in_stage"], business or row.get("limit_days"), bool(business))
 
 
 def show_outcome(outcome: Any, as_json: bool) -> None:
@@ -415,6 +416,17 @@ def _is_number(word: str) -> bool:
 
 def json_option(function: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(function)
+
+
+def output_option(function: Callable[..., Any]) -> Callable[..., Any]:
+    """--output FILE: write what the command makes to a private file instead of stdout."""
+    return click.option(
+        "--output",
+        "file",
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help="Write it to FILE (readable by you only) instead of printing it.",
+    )(function)
 
 
 def override_options(function: Callable[..., Any]) -> Callable[..., Any]:

@@ -186,6 +186,7 @@ def workflows(ctx: click.Context, incomplete: str) -> list[str]:
 #: What a parameter of a given name holds, and where its completions come from.
 BY_PARAMETER: dict[str, tuple[str, Suggest]] = {
     "name": ("account", accounts),
+    "account": ("account", accounts),
     "out_name": ("account", accounts),
     "in_name": ("account", accounts),
     "email": ("person", people),

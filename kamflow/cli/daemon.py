@@ -138,7 +138,7 @@ def status(as_json: bool) -> None:
     """The daemon's last tick, the outbox, and how many accounts are behind or stuck."""
     from kamflow.steps.views import status as daemon_status
 
-    report = read(daemon_status, now())
+    report = read(daemon_status, now(), settings().calendar)
     if as_json:
         emit_json(report)
         return
@@ -238,6 +238,7 @@ def outbox_show(message_id: str, as_json: bool) -> None:
         ("queued", message["created_at"]),
         ("next attempt", message["next_attempt_at"]),
         ("sent", message["sent_at"] or "-"),
+        ("delivered by", ", ".join(message["delivered"]) or "-"),
         ("last error", message["last_error"] or "-"),
         ("subject", message["subject"]),
     ]

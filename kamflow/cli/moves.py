@@ -12,6 +12,7 @@ from kamflow.cli.base import (
     print_warnings,
     read,
     reading,
+    settings,
     show_outcome,
     table,
     viewing,
@@ -82,7 +83,7 @@ def why(name: str, as_json: bool) -> None:
     from kamflow.engine import why as why_account
     from kamflow.reports.render import render_why
 
-    report = viewing(why_account, name)
+    report = viewing(why_account, name, calendar=settings().calendar)
     if as_json:
         emit_json(report)
     else:

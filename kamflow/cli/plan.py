@@ -1,4 +1,4 @@
-"""The account plan: strategy set, role assign/unassign/list, plan questions/answer/na,
+"""The account plan: strategy set, role assign/unassign/list, plan questions/answer/na/export,
 action add/done/list/reschedule/assign/cancel, kpi add/record/review/edit/remove."""
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from kamflow.cli.base import (
     fail,
     json_option,
     now,
+    output_option,
     read,
+    reading,
     settings,
     table,
 )
@@ -118,6 +120,34 @@ def plan_questions(name: str, only_open: bool, as_json: bool) -> None:
         "\n* required. Answer: kamflow plan answer ACCOUNT ID TEXT; "
         "not applicable: kamflow plan na ACCOUNT ID --reason TEXT"
     )
+
+
+@plan.command("export")
+@click.argument("name")
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["html", "md"]),
+    default="html",
+    show_default=True,
+    help="A self-contained, printable HTML page, or Markdown.",
+)
+@output_option
+def plan_export(name: str, format_: str, file: str | None) -> None:
+    """The account plan as one document: account and owner, strategy, team and gaps, answers,
+    actions, KPIs with their trends, the latest review and the stage history."""
+    from kamflow.files import write_private
+    from kamflow.reports.plan_document import build_plan_document, render
+
+    config = settings()
+    with reading() as session:
+        data = build_plan_document(session, name, now=config.clock.now(), timezone=config.timezone)
+    document = render(data, format_)
+    if file is None:
+        click.echo(document, nl=False)
+        return
+    path = write_private(file, [document])
+    click.echo(f"Wrote the plan of {data['account']['name']} to {path}.")
 
 
 @plan.command("answer")

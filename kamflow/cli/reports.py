@@ -1,4 +1,5 @@
-"""The portfolio views: portfolio (the board), coverage, kpis, report (the HTML page)."""
+"""The portfolio views: portfolio (the board), coverage, kpis, report (the HTML page), calendar
+(the deadlines as an iCalendar file)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from kamflow.cli.base import (
     emit_json,
     json_option,
     now,
+    output_option,
     reading,
+    settings,
     show_rows,
 )
 
@@ -29,7 +32,7 @@ def portfolio(as_json: bool) -> None:
     from kamflow.text import score_text
 
     with reading() as session:
-        listing = board(session, now=now())
+        listing = board(session, now=now(), calendar=settings().calendar)
         width = listing.widths
         show_rows(
             listing.rows,
@@ -137,7 +140,7 @@ def report(html_file: str, as_json: bool) -> None:
     from kamflow.reports.report import build_report, write_report
 
     with reading() as session:
-        data = build_report(session, now=now())
+        data = build_report(session, now=now(), calendar=settings().calendar)
     path = write_report(data, html_file)
     if as_json:
         emit_json({"file": str(path), **data})
@@ -146,3 +149,35 @@ def report(html_file: str, as_json: bool) -> None:
 
         accounts = plural(data["summary"]["accounts"], "account", grouped=True)
         click.echo(f"Wrote {path} ({accounts}). Open it in a browser.")
+
+
+@app.command()
+@click.option("--owner", metavar="EMAIL", help="Only this person's accounts and actions.")
+@click.option("--account", metavar="ACCOUNT", help="Only this account.")
+@output_option
+def calendar(owner: str | None, account: str | None, file: str | None) -> None:
+    """The key accounts' stage deadlines, next reviews and open actions' due dates as an
+    iCalendar file (all-day events) to import into a calendar."""
+    from kamflow.files import write_private
+    from kamflow.reports.calendar import CalendarFile
+
+    if owner is not None and account is not None:
+        raise click.UsageError("--owner and --account cannot go together")
+    config = settings()
+    with reading() as session:
+        found = CalendarFile(
+            session,
+            now=config.clock.now(),
+            timezone=config.timezone,
+            calendar=config.calendar,
+            owner=owner,
+            account=account,
+        )
+        if file is None:
+            for chunk in found.chunks():
+                click.echo(chunk, nl=False)
+            return
+        path = write_private(file, found.chunks(), binary=True)
+    from kamflow.text import plural
+
+    click.echo(f"Wrote {plural(found.events, 'event')} to {path}.")

@@ -66,9 +66,17 @@ def workflow_validate(file: str) -> None:
     from kamflow.text import plural
 
     definition = load_workflow(Path(file).resolve())
+    calendar = settings().calendar  # a KAMFLOW_HOLIDAYS that names no known country fails here
     click.echo(
         f"{file} is valid: workflow {definition.name}, "
         f"{plural(len(definition.stage_names), 'stage')}, "
         f"{plural(len(definition.spec.transitions), 'transition')}, "
         f"{plural(len(definition.questions.questions), 'question')}."
     )
+    if any(stage.business_days for stage in definition.spec.stages):
+        skipped = (
+            f"and the public holidays of {calendar.describe()}"
+            if calendar.country
+            else "only (KAMFLOW_HOLIDAYS names no country)"
+        )
+        click.echo(f"Its business days skip weekends {skipped}.")

@@ -4,14 +4,18 @@ An account inside its stage's limit is on track. From the limit on it is *behind
 reminded at the limit and every ``remind_every_days``. From limit + ``escalate_after_days`` it is
 *stuck*: leadership gets an escalation, copying the owner, every ``escalate_every_days``. Only the
 latest rung due counts, so a tick after days of downtime sends one message, not the missed repeats.
+
+A stage that gives ``limit_business_days`` counts every one of these days in business days
+(`kamflow.definitions.businessdays`): its reminders and escalations fall on business days only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 
+from kamflow.definitions.businessdays import CALENDAR_DAYS, DayCount
 from kamflow.definitions.spec import LadderSpec
 
 
@@ -54,45 +58,57 @@ def stall_key(account_id: int, stage: str, entered_at: datetime, rung: Rung, rep
     return f"stall:{account_id}:{stage}:{entered_at.isoformat()}:{rung.value}:{repeat}"
 
 
-def position(entered_at: datetime, limit_days: int, ladder: LadderSpec, now: datetime) -> Position:
+def position(
+    entered_at: datetime,
+    limit_days: int,
+    ladder: LadderSpec,
+    now: datetime,
+    days: DayCount = CALENDAR_DAYS,
+) -> Position:
     """Where an account that entered its stage at ``entered_at`` stands at ``now``.
 
     Before the stage's limit (``limit_days`` after entering) it is on track; from the limit on it is
     behind, with the latest reminder due; from ``escalate_after_days`` past the limit it is stuck,
-    with the latest escalation due. ``days_in_stage`` and ``days_over`` count whole days.
+    with the latest escalation due. Every count is of whole days as ``days`` counts them (calendar
+    days, or business days for a stage that gives ``limit_business_days``).
     """
-    limit = entered_at + timedelta(days=limit_days)
-    days_in_stage = max(0, (now - entered_at).days)
-    if now < limit:
+    days_in_stage = days.elapsed(entered_at, now)
+    if days_in_stage < limit_days:
         return Position(Status.ON_TRACK, days_in_stage, 0, None, 0, None)
-    days_over = (now - limit).days
-    escalate_from = limit + timedelta(days=ladder.escalate_after_days)
-    if now < escalate_from:
-        repeat = (now - limit) // timedelta(days=ladder.remind_every_days)
-        due = limit + repeat * timedelta(days=ladder.remind_every_days)
+    days_over = days_in_stage - limit_days
+    if days_over < ladder.escalate_after_days:
+        repeat = days_over // ladder.remind_every_days
+        due = days.deadline(entered_at, limit_days + repeat * ladder.remind_every_days)
         return Position(Status.BEHIND, days_in_stage, days_over, Rung.REMIND, repeat, due)
-    repeat = (now - escalate_from) // timedelta(days=ladder.escalate_every_days)
-    due = escalate_from + repeat * timedelta(days=ladder.escalate_every_days)
+    repeat = (days_over - ladder.escalate_after_days) // ladder.escalate_every_days
+    offset = limit_days + ladder.escalate_after_days + repeat * ladder.escalate_every_days
+    due = days.deadline(entered_at, offset)
     return Position(Status.STUCK, days_in_stage, days_over, Rung.ESCALATE, repeat, due)
 
 
 def schedule(
-    entered_at: datetime, limit_days: int, ladder: LadderSpec, start: datetime, end: datetime
+    entered_at: datetime,
+    limit_days: int,
+    ladder: LadderSpec,
+    start: datetime,
+    end: datetime,
+    days: DayCount = CALENDAR_DAYS,
 ) -> list[tuple[datetime, Rung, int]]:
     """Every rung that falls due in (start, end], in order: what a forecast shows."""
-    limit = entered_at + timedelta(days=limit_days)
-    escalate_from = limit + timedelta(days=ladder.escalate_after_days)
+    escalate_from = limit_days + ladder.escalate_after_days
     found: list[tuple[datetime, Rung, int]] = []
-    repeat, at = 0, limit
-    while at < escalate_from and at <= end:
+    repeat, offset = 0, limit_days
+    while offset < escalate_from:
+        at = days.deadline(entered_at, offset)
+        if at > end:
+            return found
         if at > start:
             found.append((at, Rung.REMIND, repeat))
         repeat += 1
-        at = limit + repeat * timedelta(days=ladder.remind_every_days)
-    repeat, at = 0, escalate_from
-    while at <= end:
+        offset = limit_days + repeat * ladder.remind_every_days
+    repeat, every = 0, ladder.escalate_every_days
+    while (at := days.deadline(entered_at, escalate_from + repeat * every)) <= end:
         if at > start:
             found.append((at, Rung.ESCALATE, repeat))
         repeat += 1
-        at = escalate_from + repeat * timedelta(days=ladder.escalate_every_days)
     return found

@@ -105,11 +105,27 @@ class LadderSpec(Spec):
 
 
 class StageSpec(PlaceSpec):
-    """A stage of the cycle: how many days an account may stay in it before its owner is reminded,
-    and the stage's own ladder timings, if any."""
+    """A stage of the cycle: how many days an account may stay in it before its owner is reminded
+    (calendar days, ``limit_days``, or business days, ``limit_business_days``: one of the two),
+    and the stage's own ladder timings, if any. A stage that counts business days counts its
+    ladder's days in business days too. That a stage gives exactly one limit is checked with the
+    file (validation.check), where the problem can be named whatever else is wrong."""
 
-    limit_days: int = Field(gt=0)
+    limit_days: int | None = Field(default=None, gt=0)
+    limit_business_days: int | None = Field(default=None, gt=0)
     ladder: LadderOverride | None = None
+
+    @property
+    def business_days(self) -> bool:
+        """Whether the stage counts business days (weekends and public holidays left out)."""
+        return self.limit_business_days is not None
+
+    @property
+    def limit(self) -> int:
+        """The stage's limit, in its own days (business days or calendar days)."""
+        found = self.limit_business_days if self.business_days else self.limit_days
+        assert found is not None
+        return found
 
 
 class ExitSpec(PlaceSpec):

@@ -25,7 +25,8 @@ from kamflow.definitions.specfile import Problem
 
 def check(data: Mapping[str, Any], path: Path) -> list[Problem]:
     """Every problem of a workflow file that its fields' types do not catch, each placed in the
-    file: the name against the file's, places defined twice, the initial stage, transitions that
+    file: the name against the file's, places defined twice, each stage's one limit (calendar or
+    business days), the initial stage, transitions that
     name unknown places, leave an exit for anything but a stage, or clash with another, unknown
     guards and bad guard parameters, who may act, the question bank (a file in the workflow's own
     folder) and the questions named, and places that no transition reaches.
@@ -54,6 +55,7 @@ def check(data: Mapping[str, Any], path: Path) -> list[Problem]:
             if place in seen:
                 problems.append(((group, index, "name"), f"{place!r} is defined twice"))
             seen.add(place)
+    problems += _limits(data.get("stages"))
     first_stage = (groups["stages"] or [None])[0]
     initial = data.get("initial") if data.get("initial") is not None else first_stage
     moves_read = places_read and isinstance(initial, str) and initial in stages
@@ -120,6 +122,24 @@ def check(data: Mapping[str, Any], path: Path) -> list[Problem]:
     if moves_read and isinstance(transitions, list) and isinstance(initial, str):
         starts = [initial, *(place for place in intake if place)]
         problems += _unreachable(groups, moves, starts)
+    return problems
+
+
+def _limits(stages: Any) -> list[Problem]:
+    """Each stage gives exactly one limit: ``limit_days`` or ``limit_business_days``."""
+    problems: list[Problem] = []
+    for index, stage in enumerate(stages if isinstance(stages, list) else []):
+        if not isinstance(stage, Mapping):
+            continue  # the model names a stage of the wrong shape
+        given = [key for key in ("limit_days", "limit_business_days") if key in stage]
+        if not given:
+            problems.append(
+                (("stages", index), "needs limit_days (calendar days) or limit_business_days")
+            )
+        elif len(given) == 2:
+            problems.append(
+                (("stages", index), "gives both limit_days and limit_business_days: keep one")
+            )
     return problems
 
 

@@ -1,4 +1,5 @@
-"""Mail transports behind one small interface: SMTP, .eml files in a folder, or the console."""
+"""Transports behind one small interface: mail by SMTP, as .eml files in a folder or on the console;
+chat by a webhook (kamflow.notify.webhook)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ class Transport(Protocol):
     """Sends messages over connections that each carry many messages."""
 
     name: str
+    #: The channel it delivers on (a key of defaults.CHANNELS): "mail" or "chat". A message is
+    #: delivered once per channel.
+    channel: str
 
     def connect(self) -> Sender:
         """A connection ready to send (raises TransportDown when there is none to be had)."""
@@ -114,6 +118,7 @@ class SmtpTransport:
     (without it, no password is sent); logged in when the URL names a user."""
 
     name = "smtp"
+    channel = "mail"
 
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
@@ -258,6 +263,7 @@ class FileTransport:
     """Each message becomes ``<folder>/<stable name>.eml``, written whole or not at all."""
 
     name = "file"
+    channel = "mail"
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -297,6 +303,7 @@ class ConsoleTransport:
     """Prints messages, for trying things out."""
 
     name = "console"
+    channel = "mail"
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream

@@ -71,11 +71,15 @@ def who_really(actor: str) -> dict[str, str | None]:
 _APPEND = HISTORY.insert()
 
 
-def entries(session: Session, account: Account) -> list[dict[str, Any]]:
-    """The account's history, oldest first, as plain data."""
+def entries(
+    session: Session, account: Account, kinds: tuple[HistoryKind, ...] | None = None
+) -> list[dict[str, Any]]:
+    """The account's history, oldest first, as plain data; only the entries of ``kinds``, if
+    given."""
+    which = sa.true() if kinds is None else col(HistoryEntry.kind).in_([k.value for k in kinds])
     rows = session.exec(
         select(HistoryEntry)
-        .where(HistoryEntry.account_id == account.id)
+        .where(HistoryEntry.account_id == account.id, which)
         .order_by(col(HistoryEntry.at), col(HistoryEntry.id))
     ).all()
     return [

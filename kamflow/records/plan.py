@@ -790,3 +790,22 @@ def latest_review(session: Session, account: Account) -> Review | None:
         .where(Review.account_id == account.id)
         .order_by(col(Review.written_at).desc(), col(Review.id).desc())
     ).first()
+
+
+def kpi_values(session: Session, account: Account) -> dict[str, list[dict[str, Any]]]:
+    """Every value recorded for the KPIs in the account's plan, in one query: by KPI name (as
+    kpis_view() names them), each KPI's values in the order they were recorded."""
+    rows = session.execute(
+        sa.select(
+            col(Kpi.name), col(KpiValue.period), col(KpiValue.value), col(KpiValue.recorded_at)
+        )
+        .join(Kpi, col(Kpi.id) == col(KpiValue.kpi_id))
+        .where(col(Kpi.account_id) == account.id, col(Kpi.removed_at).is_(None))
+        .order_by(col(KpiValue.kpi_id), col(KpiValue.recorded_at), col(KpiValue.id))
+    )
+    found: dict[str, list[dict[str, Any]]] = {}
+    for name, period, value, recorded_at in rows:
+        found.setdefault(name, []).append(
+            {"period": period, "value": value, "recorded_at": recorded_at.isoformat()}
+        )
+    return found

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -22,6 +22,14 @@ from sqlalchemy.ext.compiler import compiles
 from sqlmodel import Session, col
 
 from kamflow import defaults
+from kamflow.definitions.businessdays import (
+    CALENDAR_DAYS,
+    UTC_CALENDAR,
+    BusinessDays,
+    DayCount,
+    WorkCalendar,
+    counting,
+)
 from kamflow.definitions.ladder import Status, position
 from kamflow.definitions.spec import LadderSpec
 from kamflow.definitions.workflow import Workflow
@@ -70,21 +78,41 @@ class Place:
     kind: str
     #: Its position among the workflow's places: the board reads stage by stage in this order.
     order: int
-    limit_days: int | None = None
+    #: A stage's limit, in its own days (``days``: calendar days or business days).
+    limit: int | None = None
     ladder: LadderSpec | None = field(default=None, compare=False)
+    days: DayCount = field(default=CALENDAR_DAYS, compare=False)
+
+    @property
+    def business_days(self) -> bool:
+        """Whether the stage counts business days."""
+        return isinstance(self.days, BusinessDays)
+
+    def limits(self) -> dict[str, int | None]:
+        """The stage's limit as a workflow file gives it: ``limit_days`` or
+        ``limit_business_days`` (the other None; both None outside the stages)."""
+        business = self.business_days
+        return {
+            "limit_days": None if business else self.limit,
+            "limit_business_days": self.limit if business else None,
+        }
+
+    def days_in(self, entered_at: datetime, now: datetime) -> int:
+        """Whole days since ``entered_at``, in the stage's own days (calendar days elsewhere)."""
+        return self.days.elapsed(entered_at, now)
 
     def lines(self, now: datetime) -> tuple[datetime, datetime]:
         """An account that entered this stage by the first moment is behind; by the second,
         stuck (the stage's limit, then ``escalate_after_days`` more)."""
-        assert self.limit_days is not None and self.ladder is not None
-        limit = now - timedelta(days=self.limit_days)
-        return limit, limit - timedelta(days=self.ladder.escalate_after_days)
+        assert self.limit is not None and self.ladder is not None
+        behind = self.days.cutoff(now, self.limit)
+        return behind, self.days.cutoff(now, self.limit + self.ladder.escalate_after_days)
 
     def status(self, entered_at: datetime, now: datetime, snoozed: bool = False) -> str:
         """on_track, behind or stuck in a stage (snoozed instead of the last two while a snooze
         pauses the stay); candidate in intake; closed anywhere else."""
-        if self.limit_days is not None and self.ladder is not None:
-            found = position(entered_at, self.limit_days, self.ladder, now).status.value
+        if self.limit is not None and self.ladder is not None:
+            found = position(entered_at, self.limit, self.ladder, now, self.days).status.value
             return SNOOZED if snoozed and found in OVERDUE else found
         return CANDIDATE if self.kind == INTAKE else CLOSED
 
@@ -110,14 +138,15 @@ class Place:
             "stage": account.stage,
             "stage_title": self.title,
             "stage_entered_at": entered.isoformat(),
-            "days_in_stage": max(0, (now - entered).days),
-            "limit_days": self.limit_days,
+            "days_in_stage": self.days_in(entered, now),
+            **self.limits(),
             "status": status or self.status(entered, now, snoozed),
         }
 
 
-def places_of(definition: Workflow) -> list[Place]:
-    """Every place of a workflow, in its order: intake, stages, exits."""
+def places_of(definition: Workflow, calendar: WorkCalendar = UTC_CALENDAR) -> list[Place]:
+    """Every place of a workflow, in its order: intake, stages, exits (a stage that counts
+    business days counts those of ``calendar``)."""
     stages = {stage.name: stage for stage in definition.spec.stages}
     kinds = [
         *((name, INTAKE) for name in definition.intake_names),
@@ -134,16 +163,17 @@ def places_of(definition: Workflow) -> list[Place]:
                 definition.title_of(name),
                 kind,
                 order,
-                stage.limit_days if stage else None,
+                stage.limit if stage else None,
                 definition.ladder_for(stage) if stage else None,
+                counting(stage, calendar) if stage else CALENDAR_DAYS,
             )
         )
     return found
 
 
-def place_in(definition: Workflow, name: str) -> Place:
+def place_in(definition: Workflow, name: str, calendar: WorkCalendar = UTC_CALENDAR) -> Place:
     """The place ``name`` of a workflow; one the definition no longer knows shows as closed."""
-    for place in places_of(definition):
+    for place in places_of(definition, calendar):
         if place.name == name:
             return place
     return Place(definition.name, name, definition.title_of(name), EXIT, len(definition.places))
@@ -152,12 +182,15 @@ def place_in(definition: Workflow, name: str) -> Place:
 class Places:
     """The places of some workflows, and the SQL that tells where an account stands in them."""
 
-    def __init__(self, definitions: Iterable[Workflow]) -> None:
+    def __init__(
+        self, definitions: Iterable[Workflow], calendar: WorkCalendar = UTC_CALENDAR
+    ) -> None:
         self.definitions = list(definitions)
+        self.calendar = calendar
         self.known: dict[tuple[str, str], Place] = {
             (place.workflow, place.name): place
             for definition in self.definitions
-            for place in places_of(definition)
+            for place in places_of(definition, calendar)
         }
         #: Each stage's lines at the moment a listing is read: (now, behind line, stuck line).
         self.lines: dict[Place, tuple[datetime, datetime, datetime]] = {}
@@ -168,7 +201,7 @@ class Places:
         if found is not None:
             return found
         definition = next(d for d in self.definitions if d.name == workflow)
-        return place_in(definition, stage)
+        return place_in(definition, stage, self.calendar)
 
     def summary(
         self, account: AccountColumns, owner: str, now: datetime, *, snoozed: bool = False
@@ -355,7 +388,8 @@ def text_widths(session: Session, found: list[Census], now: datetime, where: Any
     for group in found:
         place = group.place
         widen("stage_title", display_width(place.title))
-        widen("days", len(days_text(max(0, (now - group.oldest).days), place.limit_days)))
+        longest = days_text(place.days_in(group.oldest, now), place.limit, place.business_days)
+        widen("days", len(longest))
         widen("status", len(group.status))
         widen("workflow", display_width(place.workflow))
     length = display_length

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from kamflow import defaults
+from kamflow.definitions.businessdays import UTC_CALENDAR, WorkCalendar
 from kamflow.definitions.discovery import (
     available,
     get_workflow,
@@ -84,10 +85,10 @@ def _board_widths(session: Session, places: Places, now: datetime) -> dict[str, 
     return widths
 
 
-def board(session: Session, *, now: datetime) -> Listing:
+def board(session: Session, *, now: datetime, calendar: WorkCalendar = UTC_CALENDAR) -> Listing:
     """Every candidate and key account (not the exited), stage by stage across the workflows,
     then by name, with owner, days in stage, status and latest score; streamed."""
-    places = Places(workflows_in_use(session))
+    places = Places(workflows_in_use(session), calendar)
     statement = board_select(places, sa.true(), paused(session, now)).order_by(
         places.order(Account, INTAKE, STAGE), name_order(session, Account.name)
     )
@@ -95,11 +96,11 @@ def board(session: Session, *, now: datetime) -> Listing:
     return Listing(rows, _board_widths(session, places, now))
 
 
-def rank(session: Session, *, now: datetime) -> Listing:
+def rank(session: Session, *, now: datetime, calendar: WorkCalendar = UTC_CALENDAR) -> Listing:
     """Candidates and key accounts by their latest score, best first (unscored last), then by
     name; streamed."""
     threshold = portfolio_config().selection.threshold
-    places = Places(workflows_in_use(session))
+    places = Places(workflows_in_use(session), calendar)
     statement = board_select(places, sa.true(), paused(session, now))
     score = statement.selected_columns.score
     statement = statement.order_by(score.desc().nulls_last(), name_order(session, Account.name))
@@ -266,22 +267,33 @@ def normalise_stage(text: str) -> str:
 
 
 def summary(
-    account: Account, owner: Person, definition: Workflow, now: datetime, *, snoozed: bool = False
+    account: Account,
+    owner: Person,
+    definition: Workflow,
+    now: datetime,
+    *,
+    snoozed: bool = False,
+    calendar: WorkCalendar = UTC_CALENDAR,
 ) -> dict[str, Any]:
     """The one-line facts about an account, as shown by `account list` (``snoozed``: a snooze
-    pauses its stay)."""
-    place = place_in(definition, account.stage)
+    pauses its stay; business days are those of ``calendar``)."""
+    place = place_in(definition, account.stage, calendar)
     return place.summary(account, owner.email, now, snoozed=snoozed)
 
 
 def list_accounts(
-    session: Session, *, stage: str | None, now: datetime, owner: str | None = None
+    session: Session,
+    *,
+    stage: str | None,
+    now: datetime,
+    owner: str | None = None,
+    calendar: WorkCalendar = UTC_CALENDAR,
 ) -> Listing:
     """Every account (of ``stage``, of the person whose email is ``owner``, if given) by name,
     streamed, with its one-line facts; those of a workflow whose file does not load are left out
     (workflows_in_use warns)."""
     definitions = workflows_in_use(session)
-    places = Places(definitions)
+    places = Places(definitions, calendar)
     which: Any = sa.true() if stage is None else col(Account.stage) == normalise_stage(stage)
     if owner is not None:
         which = sa.and_(which, col(Account.owner_id) == get_person(session, owner).id)

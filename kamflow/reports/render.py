@@ -26,10 +26,18 @@ def render_moves(moves: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _of_limit(row: dict[str, Any]) -> str:
+    """`` of 14`` or `` of 5 business days`` after a stage's day count (nothing outside the
+    stages)."""
+    if row.get("limit_business_days"):
+        return f" of {plural(row['limit_business_days'], 'business day')}"
+    return f" of {row['limit_days']}" if row.get("limit_days") else ""
+
+
 def render_why(report: dict[str, Any]) -> str:
     """A report of `engine.why` as text: where the account stands and for how long, then what each
     move from its stage still needs."""
-    limit = f" of {report['limit_days']}" if report["limit_days"] else ""
+    limit = _of_limit(report)
     lines = [
         f"{report['account']} is in {report['stage_title']} "
         f"(day {report['days_in_stage']}{limit}), owned by {report['owner']}."
@@ -44,7 +52,7 @@ def render_account(d: dict[str, Any]) -> str:
     """The details of one account (as `account_details` gathers them) as the text ``account show``
     prints: its kind, owner, stage, snooze and latest score, strategy, team, plan, actions, KPIs,
     latest review, what each move from its stage still needs, and its warnings."""
-    limit = f" of {d['limit_days']}" if d["limit_days"] else ""
+    limit = _of_limit(d)
     what = "candidate" if d["status"] == "candidate" else "key account"
     lines = [
         f"{d['name']}  (#{d['id']}, {d['kind']} {what}, workflow {d['workflow']})",
@@ -140,11 +148,12 @@ def render_workflow(definition: Workflow) -> str:
         f"{spec.name}: {spec.title}",
         f"  file: {definition.path}",
         "",
-        "Stages (limit in days):",
+        "Stages (limit in days, bd: business days):",
     ]
     for stage in spec.stages:
         initial = "  (start)" if stage.name == definition.initial else ""
-        lines.append(f"  {stage.name:<14} {stage.limit_days:>4}  {stage.title}{initial}")
+        limit = f"{stage.limit} bd" if stage.business_days else f"{stage.limit}   "
+        lines.append(f"  {stage.name:<14} {limit:>7}  {stage.title}{initial}")
     if spec.intake:
         lines.append("Before the cycle: " + ", ".join(p.name for p in spec.intake))
     if spec.exits:

@@ -8,7 +8,7 @@ portfolio's: the summaries count every account in SQL, and each list holds at mo
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,10 @@ from markupsafe import Markup
 from sqlmodel import Session, col
 
 from kamflow import defaults
+from kamflow.definitions.businessdays import UTC_CALENDAR, WorkCalendar
 from kamflow.definitions.discovery import get_workflow, workflows_in_use
 from kamflow.definitions.ladder import Status
-from kamflow.errors import InvalidInput
-from kamflow.files import private_file
+from kamflow.files import write_private
 from kamflow.models import Account, RoleAssignment
 from kamflow.notify.templates import STATUS_COLOURS
 from kamflow.records.plan import kpi_rows, kpi_view
@@ -56,7 +56,11 @@ FULL_LISTS = {
 
 
 def build_report(
-    session: Session, *, now: datetime, limit: int = defaults.REPORT_LIST_LIMIT
+    session: Session,
+    *,
+    now: datetime,
+    limit: int = defaults.REPORT_LIST_LIMIT,
+    calendar: WorkCalendar = UTC_CALENDAR,
 ) -> dict[str, Any]:
     """Everything the page shows, as plain data (also what `report --json` prints).
 
@@ -66,7 +70,7 @@ def build_report(
     the command that lists them all. The page has the same size whatever the portfolio's.
     """
     definitions = workflows_in_use(session)
-    places = Places(definitions)
+    places = Places(definitions, calendar)
     used = [definition.name for definition in definitions] or [defaults.WORKFLOW]
     on_board = census(session, places, now, places.where(Account, INTAKE, STAGE))
     summary = _summary(places, on_board)
@@ -164,9 +168,9 @@ def _most_overdue(
             .order_by(entered, col(Account.id))
             .limit(limit)
         )
-        assert place.limit_days is not None
+        assert place.limit is not None
         for row in session.execute(statement):
-            due = row.stage_entered_at + timedelta(days=place.limit_days)
+            due = place.days.deadline(row.stage_entered_at, place.limit)
             found.append((due, row.name.lower(), board_row(places, row, now)))
     found.sort(key=lambda item: item[:2])
     return [row for _, _, row in found[:limit]]
@@ -338,23 +342,29 @@ def funnel_svg(funnel: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
+def _limit(row: dict[str, Any]) -> int:
+    """A row's stage limit in the stage's own days (0 outside the stages)."""
+    return int(row.get("limit_business_days") or row.get("limit_days") or 0)
+
+
 def days_svg(rows: list[dict[str, Any]], empty: str = "No key accounts yet.") -> str:
     """Days in stage per key account, coloured by status, with the stage's limit marked;
     ``empty`` says why there is no bar."""
-    accounts = [r for r in rows if r["limit_days"]]
+    accounts = [r for r in rows if _limit(r)]
     bar, gap, right = 18, 6, 56
     left, most = _label_column([r["name"] for r in accounts])
     height = max(1, len(accounts)) * (bar + gap) + gap
-    peak = max([max(r["days_in_stage"], r["limit_days"]) for r in accounts] + [1])
+    peak = max([max(r["days_in_stage"], _limit(r)) for r in accounts] + [1])
     parts = [_chart_open("days", "Days in stage", height, left, right)]
     for index, row in enumerate(accounts):
         y = gap + index * (bar + gap)
         baseline = f"{y + bar * 0.75:.0f}"
-        limit_x = _percent(row["limit_days"] / peak)
+        limit_x = _percent(_limit(row) / peak)
         colour = COLOURS.get(row["status"], "#7f8c8d")
+        unit = "business day" if row.get("limit_business_days") else "day"
         about = (
-            f"{escape(row['name'])}: {plural(row['days_in_stage'], 'day')} in "
-            f"{escape(row['stage_title'])} (limit {row['limit_days']}), "
+            f"{escape(row['name'])}: {plural(row['days_in_stage'], unit)} in "
+            f"{escape(row['stage_title'])} (limit {plural(_limit(row), unit)}), "
             f"{row['status'].replace('_', ' ')}"
         )
         parts.append(
@@ -412,11 +422,4 @@ def render_report(data: dict[str, Any]) -> str:
 def write_report(data: dict[str, Any], file: str) -> Path:
     """Write the page atomically (a half-written report is never left behind), readable by its
     owner only: it names people and their email addresses."""
-    target = Path(file)
-    page = render_report(data)
-    try:
-        with private_file(target) as out:
-            out.write(page)
-    except OSError as error:
-        raise InvalidInput(f"cannot write {file}: {error.strerror}") from None
-    return target
+    return write_private(file, [render_report(data)])

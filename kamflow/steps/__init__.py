@@ -86,7 +86,7 @@ def tick(
     if not dry_run:
         report.delivery = deliver(
             engine,
-            mail.make_transport(),
+            mail.make_transports(),
             sender=mail.sender,
             now=now,
             lease_seconds=schedule.lease_seconds,

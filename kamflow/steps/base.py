@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,6 +20,13 @@ from sqlmodel import Session, col, select
 from kamflow import defaults
 from kamflow.config import MailSettings, Schedule
 from kamflow.db import dialect_insert, read_scope, session_scope
+from kamflow.definitions.businessdays import (
+    CALENDAR_DAYS,
+    UTC_CALENDAR,
+    DayCount,
+    WorkCalendar,
+    counting,
+)
 from kamflow.definitions.discovery import workflows_in_use
 from kamflow.definitions.ladder import Rung, Status
 from kamflow.definitions.spec import StageSpec
@@ -172,8 +179,10 @@ class Phase:
     """The accounts of one stage of one workflow on one rung of the ladder at ``now``.
 
     Every account of the phase entered its stage in (``entered_after``, ``entered_by``]; on that
-    rung its messages repeat every ``interval``, so the one due now fell due after
-    ``now - interval``: that is how a scan tells, in SQL, whether it is queued already.
+    rung its messages repeat every so many days, so the one due now fell due after ``since`` (that
+    many of the stage's days before now) and every earlier one by then: that is how a scan tells,
+    in SQL, whether it is queued already. Each moment is the stage's cutoff for that many days
+    (`DayCount.cutoff`), computed once per phase.
     """
 
     workflow: Workflow
@@ -181,8 +190,10 @@ class Phase:
     rung: Rung
     entered_after: datetime | None
     entered_by: datetime
-    interval: timedelta
+    since: datetime
     order: int
+    #: How the stage counts its days (calendar days or business days).
+    days: DayCount = CALENDAR_DAYS
 
     @property
     def status(self) -> Status:
@@ -202,14 +213,18 @@ class Phase:
         return sa.and_(*conditions)
 
 
-def phases(definitions: list[Workflow], now: datetime) -> list[Phase]:
-    """Stuck and behind, for every stage of every workflow, in workflow and stage order."""
+def phases(
+    definitions: list[Workflow], now: datetime, calendar: WorkCalendar = UTC_CALENDAR
+) -> list[Phase]:
+    """Stuck and behind, for every stage of every workflow, in workflow and stage order (a stage
+    that counts business days counts those of ``calendar``)."""
     found: list[Phase] = []
     for definition in definitions:
         for stage in definition.spec.stages:
             ladder = definition.ladder_for(stage)
-            limit = now - timedelta(days=stage.limit_days)
-            escalate_line = limit - timedelta(days=ladder.escalate_after_days)
+            days = counting(stage, calendar)
+            limit = days.cutoff(now, stage.limit)
+            escalate_line = days.cutoff(now, stage.limit + ladder.escalate_after_days)
             # The stuck before the behind: escalations are queued (and sent) first.
             found.append(
                 Phase(
@@ -218,8 +233,9 @@ def phases(definitions: list[Workflow], now: datetime) -> list[Phase]:
                     Rung.ESCALATE,
                     None,
                     escalate_line,
-                    timedelta(days=ladder.escalate_every_days),
+                    days.cutoff(now, ladder.escalate_every_days),
                     len(found),
+                    days,
                 )
             )
             found.append(
@@ -229,18 +245,19 @@ def phases(definitions: list[Workflow], now: datetime) -> list[Phase]:
                     Rung.REMIND,
                     escalate_line,
                     limit,
-                    timedelta(days=ladder.remind_every_days),
+                    days.cutoff(now, ladder.remind_every_days),
                     len(found),
+                    days,
                 )
             )
     return found
 
 
 def overdue_counts(
-    connection: Session | sa.Connection, now: datetime
+    connection: Session | sa.Connection, now: datetime, calendar: WorkCalendar = UTC_CALENDAR
 ) -> Iterator[tuple[Phase, int]]:
     """How many accounts each phase holds, counted in SQL."""
-    for phase in phases(loaded_workflows(connection), now):
+    for phase in phases(loaded_workflows(connection), now, calendar):
         count = connection.execute(
             sa.select(sa.func.count()).select_from(Account).where(phase.contains(Account))
         ).scalar_one()

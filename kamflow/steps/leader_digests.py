@@ -15,6 +15,7 @@ from sqlmodel import Session, col
 from kamflow import defaults
 from kamflow.config import DAYS
 from kamflow.db import read_scope, stream
+from kamflow.definitions.businessdays import UTC_CALENDAR, WorkCalendar
 from kamflow.definitions.ladder import Status, position
 from kamflow.models import Account, Kpi, KpiValue, MessageKind, Notification, Person
 from kamflow.outbox import Draft, Identity
@@ -61,7 +62,7 @@ def queue_leader_digests(run: StepRun) -> StepReport:
         if not waiting:
             return report  # this week's digests are all queued: nothing to build
         with Session(bind=reading) as session:
-            view = leader_view(session, run.now)
+            view = leader_view(session, run.now, calendar=run.schedule.calendar)
     report.examined = len(waiting)
     subject = (
         f"Weekly portfolio digest {label}: {view['stuck_count']} stuck, "
@@ -89,7 +90,11 @@ def queue_leader_digests(run: StepRun) -> StepReport:
 
 
 def leader_view(
-    session: Session, now: datetime, limit: int = defaults.DIGEST_LIST_LIMIT
+    session: Session,
+    now: datetime,
+    limit: int = defaults.DIGEST_LIST_LIMIT,
+    *,
+    calendar: WorkCalendar = UTC_CALENDAR,
 ) -> dict[str, Any]:
     """The leadership view: accounts per stage, the most urgent stuck and behind accounts (and how
     many there are), the KPIs furthest off target (and how many are)."""
@@ -114,7 +119,7 @@ def leader_view(
     running = snoozes.any_active(session, now)
     lists: dict[Status, list[tuple[Any, ...]]] = {Status.STUCK: [], Status.BEHIND: []}
     counts = {Status.STUCK: 0, Status.BEHIND: 0}
-    for phase in phases(definitions, now):
+    for phase in phases(definitions, now, calendar):
         counts[phase.status] += session.execute(
             sa.select(sa.func.count()).select_from(Account).where(phase.contains(Account))
         ).scalar_one()
@@ -134,13 +139,14 @@ def leader_view(
         stage = phase.stage
         ladder = phase.workflow.ladder_for(stage)
         for name, entered, owner, snoozed in oldest:
-            where = position(entered, stage.limit_days, ladder, now)
+            where = position(entered, stage.limit, ladder, now, phase.days)
             item = {
                 "name": name,
                 "owner": owner,
                 "stage": phase.workflow.title_of(stage.name),
                 "days": where.days_in_stage,
-                "limit": stage.limit_days,
+                "limit": stage.limit,
+                "unit": phase.days.unit,
                 "status": where.status.value,
                 "snoozed": bool(snoozed),
                 "command": f"kamflow why {shell_quote(name)}",

@@ -159,7 +159,7 @@ def queue_owner_digests(run: StepRun) -> StepReport:
     left_out = run.earlier
     with read_scope(run.engine) as reading:
         definitions = loaded_workflows(reading)
-        all_phases = phases(definitions, run.now)
+        all_phases = phases(definitions, run.now, run.schedule.calendar)
         running = snoozes.any_active(reading, run.now)
         accounts = _accounts_query(all_phases, run.now, since, period, snoozed=running)
         streams: list[Iterable[tuple[int, str, Any]]] = [
@@ -207,15 +207,15 @@ def _digest(
         if what == "account":
             phase = by_phase[row.phase]
             stage = phase.stage
-            where = position(
-                row.stage_entered_at, stage.limit_days, phase.workflow.ladder_for(stage), now
-            )
+            ladder = phase.workflow.ladder_for(stage)
+            where = position(row.stage_entered_at, stage.limit, ladder, now, phase.days)
             accounts.append(
                 {
                     "name": row.name,
                     "stage": phase.workflow.title_of(stage.name),
                     "days": where.days_in_stage,
-                    "limit": stage.limit_days,
+                    "limit": stage.limit,
+                    "unit": phase.days.unit,
                     "status": where.status.value,
                     "command": f"kamflow why {shell_quote(row.name)}",
                 }

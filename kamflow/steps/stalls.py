@@ -19,6 +19,7 @@ from sqlmodel import Session, col
 
 from kamflow.config import Schedule
 from kamflow.db import read_scope, stream
+from kamflow.definitions.businessdays import WorkCalendar, counting
 from kamflow.definitions.ladder import Rung, position
 from kamflow.definitions.ladder import schedule as ladder_schedule
 from kamflow.definitions.workflow import Workflow
@@ -61,7 +62,7 @@ def due_query(
     params: dict[str, Any] = {"now": now}
     for index, phase in enumerate(all_phases):
         params[f"hi{index}"] = phase.entered_by
-        params[f"since{index}"] = now - phase.interval
+        params[f"since{index}"] = phase.since
         if phase.entered_after is not None:
             params[f"lo{index}"] = phase.entered_after
     return statement, params
@@ -90,8 +91,8 @@ def _due_statement(shape: tuple[tuple[str, str, str, bool], ...], snoozes_runnin
         ]
         if bounded_below:
             conditions.append(table.c.stage_entered_at > sa.bindparam(f"lo{index}"))
-        # The message due now for the stay is queued already: its rung repeats every interval,
-        # so the outbox row of the one due now fell due after now - interval, and no other did.
+        # The message due now for the stay is queued already: its rung repeats every so many
+        # days, so the outbox row of the one due now fell due after `since`, and no other did.
         queued = sa.exists().where(
             outbox.c.account_id == table.c.id,
             outbox.c.stage == table.c.stage,
@@ -129,7 +130,7 @@ def queue_stalls(run: StepRun) -> StepReport:
     """Queue the latest reminder or escalation due per overdue account, one transaction a batch."""
     report = StepReport(NAME)
     with read_scope(run.engine) as reading:
-        all_phases = phases(loaded_workflows(reading), run.now)
+        all_phases = phases(loaded_workflows(reading), run.now, run.schedule.calendar)
         if not all_phases:
             return report
         running = snoozes.any_active(reading, run.now)
@@ -178,13 +179,13 @@ class Batch:
 
 def _drafts(batch: Batch, phase: Phase, rows: list[Any], now: datetime) -> Iterator[Draft]:
     """The reminder or escalation for each account of one phase of a batch."""
-    definition, stage = phase.workflow, phase.stage
+    definition, stage, days = phase.workflow, phase.stage, phase.days
     ladder = definition.ladder_for(stage)
     moves = definition.moves_from(stage.name)
     escalation = phase.rung == Rung.ESCALATE
     session, facts, leaders, reminded = batch.session, batch.facts, batch.leaders, batch.reminded
     for row in rows:
-        where = position(row.stage_entered_at, stage.limit_days, ladder, now)
+        where = position(row.stage_entered_at, stage.limit, ladder, now, days)
         if where.rung is None:  # cannot happen for a row of the phase; never queue a stray
             continue
         account = AccountRow(
@@ -211,7 +212,8 @@ def _drafts(batch: Batch, phase: Phase, rows: list[Any], now: datetime) -> Itera
             "stage": stage_title,
             "next_stage": next_title,
             "days": where.days_in_stage,
-            "limit": stage.limit_days,
+            "limit": stage.limit,
+            "unit": days.unit,
             "days_over": where.days_over,
             "owner": email,
             "owner_name": owner_name,
@@ -238,7 +240,8 @@ def _drafts(batch: Batch, phase: Phase, rows: list[Any], now: datetime) -> Itera
             recipients=to,
             cc=cc,
             subject=(
-                f"{prefix}{name} has been in {stage_title} for {plural(where.days_in_stage, 'day')}"
+                f"{prefix}{name} has been in {stage_title} "
+                f"for {plural(where.days_in_stage, days.unit)}"
             ),
             template="stall",
             context=context,
@@ -370,21 +373,23 @@ def forecast(
     leaders = bool(leader_emails(session))
     for definition in loaded_workflows(session):
         for stage in definition.spec.stages:
-            yield from _forecast_stage(session, definition, stage, now, end, Snooze, leaders)
+            yield from _forecast_stage(
+                session, definition, stage, (now, end), schedule.calendar, Snooze, leaders
+            )
 
 
 def _forecast_stage(
     session: Session,
     definition: Workflow,
     stage: Any,
-    now: datetime,
-    end: datetime,
+    window: tuple[datetime, datetime],
+    calendar: WorkCalendar,
     snooze: Any,
     leaders: bool,
 ) -> Iterator[tuple[Any, ...]]:
-    from datetime import timedelta
-
+    now, end = window
     ladder = definition.ladder_for(stage)
+    days = counting(stage, calendar)
     latest_queued = (
         sa.select(sa.func.max(col(Notification.due_at)))
         .where(
@@ -417,7 +422,8 @@ def _forecast_stage(
         .where(
             col(Account.workflow) == definition.name,
             col(Account.stage) == stage.name,
-            col(Account.stage_entered_at) <= end - timedelta(days=stage.limit_days),
+            # Entered late enough, the limit runs out after ``end``: left out.
+            col(Account.stage_entered_at) <= days.cutoff(end, stage.limit),
         )
     )
     title = definition.title_of(stage.name)
@@ -428,11 +434,11 @@ def _forecast_stage(
             begin = until or now
             if begin > end:
                 continue
-            current = position(entered, stage.limit_days, ladder, begin)
+            current = position(entered, stage.limit, ladder, begin, days)
             rungs = []
             if current.rung is not None and current.due_at != queued:
                 rungs.append((begin, current.rung, current.repeat))
-            rungs += ladder_schedule(entered, stage.limit_days, ladder, begin, end)
+            rungs += ladder_schedule(entered, stage.limit, ladder, begin, end, days)
             for at, rung, repeat in rungs:
                 if rung == Rung.REMIND and not owner_active:
                     continue  # a deactivated owner gets no reminder

@@ -13,6 +13,7 @@ from sqlmodel import Session, col
 from kamflow import defaults
 from kamflow.config import Schedule
 from kamflow.db import chunks
+from kamflow.definitions.businessdays import UTC_CALENDAR, WorkCalendar
 from kamflow.definitions.ladder import Status
 from kamflow.errors import InvalidInput
 from kamflow.models import Account, Notification, OutboxStatus
@@ -24,13 +25,15 @@ from kamflow.steps.table import QUEUING
 from kamflow.text import display_width
 
 
-def status(session: Session, now: datetime) -> dict[str, Any]:
+def status(
+    session: Session, now: datetime, calendar: WorkCalendar = UTC_CALENDAR
+) -> dict[str, Any]:
     """The steps' last runs, the outbox, how many accounts are behind, stuck and snoozed, and
     what deactivated people still own."""
     stalled = {Status.BEHIND.value: 0, Status.STUCK.value: 0}
     snoozed = 0
     running = snoozes.any_active(session, now)
-    for phase in phases(loaded_workflows(session), now):
+    for phase in phases(loaded_workflows(session), now, calendar):
         inside = phase.contains(Account)
         stalled[phase.status.value] += session.execute(
             sa.select(sa.func.count()).select_from(Account).where(inside)

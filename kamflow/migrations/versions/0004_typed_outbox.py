@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 import kamflow.models
+from kamflow.definitions.businessdays import UTC_CALENDAR, WorkCalendar, work_calendar
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -162,6 +163,7 @@ def _rung_due(
     """When a queued rung fell due, from its workflow's limits (None if that cannot be known)."""
     if workflow is None:
         return None
+    from kamflow.definitions.businessdays import counting
     from kamflow.definitions.discovery import get_workflow
     from kamflow.errors import KamflowError
 
@@ -173,11 +175,22 @@ def _rung_due(
     if spec is None:
         return None
     ladder = definition.ladder_for(spec)
-    limit = entered + timedelta(days=spec.limit_days)
+    days = counting(spec, _calendar())
     if rung == "remind":
-        return limit + timedelta(days=repeat * ladder.remind_every_days)
-    start = limit + timedelta(days=ladder.escalate_after_days)
-    return start + timedelta(days=repeat * ladder.escalate_every_days)
+        return days.deadline(entered, spec.limit + repeat * ladder.remind_every_days)
+    offset = spec.limit + ladder.escalate_after_days + repeat * ladder.escalate_every_days
+    return days.deadline(entered, offset)
+
+
+def _calendar() -> WorkCalendar:
+    """The business days of the environment's KAMFLOW_TIMEZONE and KAMFLOW_HOLIDAYS (UTC without
+    holidays when they cannot be used): a stage that counts business days counts them."""
+    from kamflow.errors import ConfigError
+
+    try:
+        return work_calendar(os.environ)
+    except ConfigError:
+        return UTC_CALENDAR
 
 
 def _action_every_days() -> int:
