@@ -10,6 +10,7 @@ demo rely on.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -277,6 +278,23 @@ def test_the_database_itself_refuses_history_rewrites_and_self_promotion(
 
 def test_init_grants_again_without_error(team_on_postgres: dict[str, Cli]) -> None:
     assert "up to date" in ok(team_on_postgres[ADMIN]("init"))
+
+
+def test_the_daemons_login_needs_no_person_and_the_grants_suffice(
+    team_on_postgres: dict[str, Cli], clock: FixedClock, tmp_path: Path
+) -> None:
+    """A tick changes no account: a login of its own in kamflow's users' group, linked to
+    nobody, queues and delivers with the grants `kamflow init` gave."""
+    anna = team_on_postgres[ANNA]
+    ok(anna("account", "add", ACME, "--owner", ANNA))
+    clock.set(clock.now() + timedelta(days=30))  # far past Strategy's limit
+    outbox = tmp_path / "outbox"
+    env = {"KAMFLOW_MAIL_TRANSPORT": "file", "KAMFLOW_OUTBOX_DIR": str(outbox)}
+    daemon = team_on_postgres["stranger"]
+    done = as_json(daemon("tick", "--json", env_=env))
+    kinds = [q["kind"] for q in done["queued"]]
+    assert "escalation" in kinds
+    assert len(list(outbox.glob("*.eml"))) == len(kinds)  # every one delivered
 
 
 # --- both databases: the founder, admins, the permission table ------------------------------------

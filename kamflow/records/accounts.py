@@ -17,7 +17,7 @@ from kamflow.errors import Conflict, GuardRefused, InvalidInput, NotAllowed, Not
 from kamflow.models import Account, HistoryKind, Person
 from kamflow.records import history, permissions
 from kamflow.records.cap import owner_cap
-from kamflow.records.people import active_person, override_refused, require_owner_or_leader
+from kamflow.records.people import active_person, override_refused, require_account_right
 from kamflow.text import MAX_NAME, clean_text, did_you_mean
 from kamflow.verdict import Verdict, overridden
 
@@ -203,7 +203,7 @@ def set_workflow(
             f"workflow {target.name} has no stage {account.stage!r}: "
             f"{account.name} cannot keep its place there"
         )
-    require_owner_or_leader(session, account, actor, "change the workflow of")
+    require_account_right(session, account, actor, "change the workflow of")
     session.execute(
         sa.update(Account)
         .where(col(Account.id) == account.id)
@@ -235,7 +235,7 @@ def rename(
     taken = find_by_name(session, name)
     if taken is not None and taken.id != account.id:
         raise InvalidInput(f"there is already an account named {taken.name!r}")
-    require_owner_or_leader(session, account, actor, "rename")
+    require_account_right(session, account, actor, "rename")
     old = account.name
     try:
         with session.begin_nested():
@@ -280,7 +280,7 @@ def reassign(
     person = active_person(session, email, "own accounts")
     if person.id == account.owner_id:
         raise InvalidInput(f"{person.email} already owns {account.name}")
-    require_owner_or_leader(session, account, actor, "reassign")
+    require_account_right(session, account, actor, "reassign")
     previous = session.get(Person, account.owner_id)
     verdicts: list[Verdict] = []
     if account.stage in definition.stage_names:

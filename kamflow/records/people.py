@@ -151,9 +151,9 @@ def active_person(session: Session, email: str, doing: str) -> Person:
     return person
 
 
-def require_owner_or_leader(session: Session, account: Account, actor: str, doing: str) -> None:
+def require_account_right(session: Session, account: Account, actor: str, doing: str) -> None:
     """NotAllowed unless the actor may change ``account`` (the ``account`` right: by default
-    its owner or a leader); ``doing`` names the change (``rename``)."""
+    its owner, a leader or an admin); ``doing`` names the change (``rename``)."""
     permissions.require(
         session,
         Right.ACCOUNT,

@@ -14,7 +14,7 @@ from kamflow.errors import InvalidInput
 from kamflow.models import Account, HistoryKind, Snooze
 from kamflow.records import history
 from kamflow.records.accounts import find_account
-from kamflow.records.people import require_owner_or_leader
+from kamflow.records.people import require_account_right
 from kamflow.text import one_line, plural
 
 
@@ -62,7 +62,7 @@ def snooze(
     reason = one_line(reason)
     if not reason:
         raise InvalidInput("a snooze needs a reason (--reason TEXT)")
-    require_owner_or_leader(session, account, actor, "snooze")
+    require_account_right(session, account, actor, "snooze")
     row = Snooze(
         account_id=account.id,  # type: ignore[arg-type]
         stage=account.stage,
@@ -94,7 +94,7 @@ def unsnooze(session: Session, ref: str, *, actor: str, now: datetime) -> Snooze
     running = active_snooze(session, account, now)
     if running is None:
         raise InvalidInput(f"{account.name} is not snoozed: its reminders are already running")
-    require_owner_or_leader(session, account, actor, "unsnooze")
+    require_account_right(session, account, actor, "unsnooze")
     ended = Snooze(**running.model_dump())
     # Every snooze of the stay that still runs ends now (one may have been given twice).
     session.execute(
