@@ -3,9 +3,9 @@
 1. One transition (Strategy -> Research, guarded by strategy_defined) of an account among 10,000,
    persisted in its own transaction, three ways on copies of the same SQLite file:
    - kamflow's engine (`engine.advance` in a `session_scope`);
-   - the floor: a raw `sqlite3` script doing the same SQL work (read the account and the rows its
-     guard reads, the versioned UPDATE, the history chain's head and the hashed history INSERT,
-     COMMIT);
+   - the floor: a raw `sqlite3` script doing the same SQL work (read the account, who acts (the
+     owner, as the advance rule allows) and the rows its guard reads, the versioned UPDATE, the
+     history chain's head and the hashed history INSERT, COMMIT);
    - the naive design: one transitions Machine per account and an ORM session per transition.
    Targets: kamflow >= 0.3 of the floor's rate, and >= 2x the naive design's.
 2. The command line as processes, alternating runs: `kamflow advance` and `kamflow account show`
@@ -121,9 +121,15 @@ def with_raw_sqlite(path: Path, names: list[str]) -> float:
     start = time.perf_counter()
     for name in names:
         connection.execute("BEGIN IMMEDIATE")
-        account_id, stage, version = connection.execute(
-            "SELECT id, stage, version FROM account WHERE lower(name) = lower(?)", (name,)
+        account_id, owner_id, stage, version = connection.execute(
+            "SELECT id, owner_id, stage, version FROM account WHERE lower(name) = lower(?)",
+            (name,),
         ).fetchone()
+        # Who may move it: the acting person is the owner (the advance rule's first subject).
+        actor = connection.execute(
+            "SELECT id FROM person WHERE email = ? AND active", (OWNER,)
+        ).fetchone()
+        assert actor is not None and actor[0] == owner_id
         strategy = connection.execute(
             "SELECT objective, stakeholders, rationale FROM strategy WHERE account_id = ?",
             (account_id,),
@@ -175,6 +181,9 @@ def with_naive_design(path: Path, names: list[str]) -> float:
             account = session.exec(
                 select(Account).where(func.lower(Account.name) == name.lower())
             ).one()
+            # Who may move it: the acting person is the owner.
+            actor = session.exec(select(Person).where(Person.email == OWNER)).one()
+            assert actor.active and actor.id == account.owner_id
             strategy = session.get(Strategy, account.id)
             defined = bool(strategy and strategy.objective and strategy.rationale)
             model = _Model()
