@@ -322,6 +322,14 @@ def test_the_login_that_created_the_database_becomes_the_first_admin(cli: Cli) -
     assert history(cli)[-1]["actor"] == ANNA
 
 
+def test_the_login_that_created_the_database_is_told_to_link_itself(cli: Cli) -> None:
+    ok(cli("person", "add", ANNA, actor=""))  # an admin until linked: it may add people
+    ok(cli("account", "add", ACME, "--owner", ANNA, actor=""))
+    line = failed(cli("strategy", "set", ACME, "--objective", "x", actor=""), NOT_ALLOWED)
+    assert "linked to no person yet (kamflow person add YOUR-EMAIL --login " in line
+    assert not people(cli)[ANNA]["login"]
+
+
 def test_the_last_admin_who_can_sign_in_stays(cli: Cli) -> None:
     founder_team(cli)
     line = failed(cli("person", "edit", ANNA, "--no-admin", actor=ANNA))

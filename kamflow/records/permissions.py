@@ -175,7 +175,13 @@ def _admin(actor: str, person: Any) -> bool:
 
 def _who(session: Session, actor: str) -> str:
     """The actor as a refusal names them, with a word when they are not a known person, are
-    deactivated, or act on someone's behalf."""
+    deactivated, or act on someone's behalf; the login that created the database, before it is
+    linked, is told how to link it."""
+    if getattr(actor, "founder", False) and getattr(actor, "acted_by", None) is None:
+        return (
+            f"the login {actor}, linked to no person yet "
+            f"(kamflow person add YOUR-EMAIL --login {actor})"
+        )
     person = session.exec(select(Person).where(Person.email == str(actor).strip().lower())).first()
     if person is None:
         name = f"{actor} (not a known person)"
