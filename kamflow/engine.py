@@ -158,18 +158,21 @@ def evaluate(
     facts: Facts | None = None,
     lock: bool = False,
     right: Right = Right.ADVANCE,
+    who: bool = True,
 ) -> list[Verdict]:
     """Every verdict on ``transition``: who may fire it (the transition's ``allowed:``, else who
     holds ``right``), then each guard, all of them evaluated.
 
     ``facts``: what the guards read, when it is already loaded for a batch of accounts; ``lock``:
-    count the key-account cap under its lock (only a move about to be written takes it).
+    count the key-account cap under its lock (only a move about to be written takes it);
+    ``who``: False to judge only what the move needs, not who may make it (a reminder, for a
+    batch of accounts, without a query per account).
     """
     bound = definition.bound_guards(transition)
     verdicts = [
         found
         for found in (
-            _who_may(session, account, definition, transition, actor, right),
+            _who_may(session, account, definition, transition, actor, right) if who else None,
             override_refused(session, actor, override)
             if any(b.name == WITHIN_CAP for b in bound)
             else None,

@@ -732,6 +732,32 @@ def test_once_the_digests_are_queued_a_tick_does_not_build_them_again(
     assert len(heads.touching("outbox")) == 1
 
 
+def test_the_stall_step_asks_no_question_per_stalled_account(
+    engine: Engine, clock: FixedClock, run: Runner
+) -> None:
+    """A reminder says what the next move still needs, for a batch of accounts at a time: as many
+    statements for twelve stalled accounts as for three (who may make the move is not asked)."""
+    team(engine, clock, run)
+    owners = [OWNER, LEADER, CHIEF, COLLEAGUE]
+
+    def stalled_then_count(names: list[str]) -> int:
+        clock.set(START)
+        for index, name in enumerate(names):
+            owner = owners[index % len(owners)]
+            run(add_account, name, owner=owner, actor=owner)
+        with db.session_scope(engine) as session:  # every stalled account queues again
+            session.execute(sa.delete(Notification))
+        on_day(clock, 20)  # past Strategy's limit
+        with Statements(engine) as seen:
+            queued = stalls(engine, clock)
+        assert len(queued) >= len(names)
+        return len(seen.queries())
+
+    few = stalled_then_count([f"Few {n}" for n in range(2)])
+    many = stalled_then_count([f"Many {n}" for n in range(9)])
+    assert many == few
+
+
 def test_the_leadership_digest_comes_on_monday_at_eight_with_the_portfolio(
     engine: Engine, clock: FixedClock, run: Runner
 ) -> None:

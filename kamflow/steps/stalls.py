@@ -196,8 +196,9 @@ def _drafts(batch: Batch, phase: Phase, rows: list[Any], now: datetime) -> Itera
         next_title = ""
         if moves:
             next_title = definition.title_of(moves[0].dest)
+            # What the move still needs, for the message: not who may make it.
             verdicts = evaluate(
-                session, account, definition, moves[0], actor=email, now=now, facts=facts
+                session, account, definition, moves[0], actor=email, now=now, facts=facts, who=False
             )
             unmet = [verdict.message for verdict in verdicts if not verdict.ok]
         to = list(leaders) if escalation and leaders else [email]
