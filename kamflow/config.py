@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from kamflow import defaults
 from kamflow.clock import Clock, clock_from
-from kamflow.definitions.businessdays import WorkCalendar, work_calendar
+from kamflow.definitions.businessdays import WorkCalendar, region
 from kamflow.errors import ConfigError
 from kamflow.text import folder_list, quoted
 
@@ -104,6 +104,15 @@ def time_zone(env: Mapping[str, str]) -> ZoneInfo:
         raise ConfigError(
             f"{defaults.ENV_TIMEZONE}={quoted(zone_name)} is not a time zone (e.g. Europe/Berlin)"
         ) from None
+
+
+def work_calendar(env: Mapping[str, str]) -> WorkCalendar:
+    """The calendar business days are counted in: KAMFLOW_TIMEZONE's, without the public
+    holidays of KAMFLOW_HOLIDAYS (``DE``, ``DE-BY``, ``US-CA``; weekends only when unset).
+    Raises ConfigError naming an unknown zone, country or subdivision."""
+    zone = time_zone(env)
+    holidays = _env(defaults.ENV_HOLIDAYS, env)
+    return WorkCalendar(zone, *region(holidays)) if holidays else WorkCalendar(zone)
 
 
 def _env(name: str, environ: Mapping[str, str]) -> str | None:

@@ -28,20 +28,15 @@ _ADMINS_WRITE = ("person",)
 _DELETABLE = ("role_assignment",)
 
 
-def grant(engine: Engine) -> list[str]:
+def grant(engine: Engine) -> None:
     """Create the group roles if they are missing and (re)grant them kamflow's tables in the
-    schema kamflow is in; the statements run, for the record. PostgreSQL only."""
+    schema kamflow is in. PostgreSQL only."""
     from sqlmodel import SQLModel
 
     import kamflow.models  # noqa: F401  (the tables)
 
-    done: list[str] = []
     with engine.begin() as connection:
-
-        def run(statement: str) -> None:
-            connection.exec_driver_sql(statement)
-            done.append(statement)
-
+        run = connection.exec_driver_sql
         preparer = connection.dialect.identifier_preparer
         current = connection.execute(sa.text("SELECT current_schema()")).scalar()
         schema = preparer.quote(str(current))
@@ -58,23 +53,23 @@ def grant(engine: Engine) -> list[str]:
         for name in [*tables, "alembic_version"]:
             table = f"{schema}.{preparer.quote(name)}"
             run(f"REVOKE ALL ON {table} FROM {USERS}, {ADMINS}")
-            privileges = ["SELECT"]
-            if name in _APPEND_ONLY or name in _ADMINS_WRITE:
-                privileges.append("INSERT")
-            elif name not in _READ_ONLY:
-                privileges += ["INSERT", "UPDATE"]
-            if name in _DELETABLE:
-                privileges.append("DELETE")
+            run(f"GRANT {_users_may(name)} ON {table} TO {USERS}")
             if name in _ADMINS_WRITE:
-                run(f"GRANT SELECT ON {table} TO {USERS}")
                 run(f"GRANT SELECT, INSERT, UPDATE ON {table} TO {ADMINS}")
-            else:
-                run(f"GRANT {', '.join(privileges)} ON {table} TO {USERS}")
-            if name not in with_ids:
-                continue
-            sequence = connection.execute(
-                sa.text("SELECT pg_get_serial_sequence(:table, 'id')"), {"table": table}
-            ).scalar()
-            if sequence is not None:
-                run(f"GRANT USAGE ON SEQUENCE {sequence} TO {USERS}")
-    return done
+            if name in with_ids:
+                sequence = connection.execute(
+                    sa.text("SELECT pg_get_serial_sequence(:table, 'id')"), {"table": table}
+                ).scalar()
+                if sequence is not None:
+                    run(f"GRANT USAGE ON SEQUENCE {sequence} TO {USERS}")
+
+
+def _users_may(table: str) -> str:
+    """What kamflow's users may do to ``table``."""
+    if table in _READ_ONLY or table in _ADMINS_WRITE:
+        return "SELECT"
+    if table in _APPEND_ONLY:
+        return "SELECT, INSERT"
+    if table in _DELETABLE:
+        return "SELECT, INSERT, UPDATE, DELETE"
+    return "SELECT, INSERT, UPDATE"

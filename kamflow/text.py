@@ -7,13 +7,9 @@ import os
 import shlex
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from kamflow import defaults
 from kamflow.errors import InvalidInput
-
-if TYPE_CHECKING:
-    from kamflow.definitions.spec import StageSpec
 
 #: The longest one-line text kamflow stores (names, titles, reasons stay well below it).
 MAX_LINE = 2000
@@ -107,11 +103,6 @@ def days_text(days: int, limit: int | None, business: bool = False) -> str:
     if not limit:
         return str(days)
     return f"{days}/{limit} bd" if business else f"{days}/{limit}"
-
-
-def limit_text(stage: StageSpec) -> str:
-    """A stage's limit in words: ``14 days``, ``5 business days``."""
-    return plural(stage.limit, "business day" if stage.business_days else "day")
 
 
 def score_text(score: float | None) -> str:

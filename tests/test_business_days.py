@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from kamflow.clock import FixedClock
+from kamflow.config import work_calendar
 from kamflow.definitions.businessdays import (
     CALENDAR_DAYS,
     BusinessDays,
     WorkCalendar,
     deadline,
-    work_calendar,
 )
 from kamflow.definitions.discovery import get_workflow
 from kamflow.definitions.ladder import Rung, Status, position, schedule

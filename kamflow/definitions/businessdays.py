@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 from bisect import bisect_right
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Protocol
@@ -134,24 +133,17 @@ def _shift_weekdays(day: date, count: int) -> date:
     return date.fromordinal(7 * weeks + rest + 1)
 
 
-def work_calendar(env: Mapping[str, str]) -> WorkCalendar:
-    """The calendar of KAMFLOW_TIMEZONE and KAMFLOW_HOLIDAYS (``DE``, ``DE-BY``, ``US-CA``; no
-    holidays when unset). Raises ConfigError naming an unknown country or subdivision."""
-    from kamflow.config import time_zone
-
-    zone = time_zone(env)
-    text = (env.get(defaults.ENV_HOLIDAYS) or "").strip()
-    if not text:
-        return WorkCalendar(zone)
-    country, _, subdivision = text.upper().partition("-")
-    return WorkCalendar(zone, *_known_region(text, country, subdivision or None))
-
-
-def _known_region(text: str, country: str, subdivision: str | None) -> tuple[str, str | None]:
+def region(text: str) -> tuple[str, str | None]:
+    """The country and subdivision a KAMFLOW_HOLIDAYS value names (``DE``, ``de-by``,
+    ``US-CA``), as the holidays package spells them. Raises ConfigError naming an unknown country
+    or subdivision."""
     import holidays
 
+    country, _, part = text.strip().upper().partition("-")
+    subdivision = part or None
+
     supported = holidays.list_supported_countries()
-    source = f"{defaults.ENV_HOLIDAYS}={quoted(text)}"
+    source = f"{defaults.ENV_HOLIDAYS}={quoted(text.strip())}"
     if country not in supported:
         raise ConfigError(
             f"{source}: {country or '(empty)'} is not a country the holidays package knows "

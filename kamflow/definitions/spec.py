@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 
 from kamflow import defaults
 from kamflow.definitions.specfile import Spec
+from kamflow.text import plural
 
 NAME = r"^[a-z][a-z0-9_]*$"
 EVERY_STAGE = "*"
@@ -126,6 +127,11 @@ class StageSpec(PlaceSpec):
         found = self.limit_business_days if self.business_days else self.limit_days
         assert found is not None
         return found
+
+    @property
+    def limit_text(self) -> str:
+        """The stage's limit in words: ``14 days``, ``5 business days``."""
+        return plural(self.limit, "business day" if self.business_days else "day")
 
 
 class ExitSpec(PlaceSpec):

@@ -9,7 +9,6 @@ from html import escape
 
 from kamflow.definitions.spec import EVERY_STAGE, TransitionSpec
 from kamflow.definitions.workflow import Workflow
-from kamflow.text import limit_text
 
 BOX_W, BOX_H, GAP = 120, 44, 64
 ROW_Y, EXIT_Y, MARGIN = 130, 270, 20
@@ -53,7 +52,7 @@ def mermaid(definition: Workflow) -> str:
     def label(name: str) -> str:
         stage = definition.stage(name)
         title = definition.title_of(name)
-        return _mermaid_label(f"{title} ({limit_text(stage)})" if stage else title)
+        return _mermaid_label(f"{title} ({stage.limit_text})" if stage else title)
 
     inner: list[str] = []
     outer: list[str] = []
@@ -179,7 +178,7 @@ def svg(definition: Workflow) -> str:
             else "stage"
         )
         stage = definition.stage(name)
-        days = limit_text(stage) if stage else ""
+        days = stage.limit_text if stage else ""
         parts.append(
             f'<g class="{kind}"><rect x="{x_of[name]}" y="{y}" width="{BOX_W}" height="{BOX_H}" '
             'rx="8"/>'

@@ -18,7 +18,8 @@ import sqlalchemy as sa
 from alembic import op
 
 import kamflow.models
-from kamflow.definitions.businessdays import UTC_CALENDAR, WorkCalendar, work_calendar
+from kamflow.config import work_calendar
+from kamflow.definitions.businessdays import UTC_CALENDAR, WorkCalendar
 
 revision: str = "0004"
 down_revision: str | None = "0003"
