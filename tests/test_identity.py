@@ -276,8 +276,17 @@ def test_the_database_itself_refuses_history_rewrites_and_self_promotion(
         engine.dispose()
 
 
-def test_init_grants_again_without_error(team_on_postgres: dict[str, Cli]) -> None:
+def test_init_grants_again_and_the_grants_still_hold(team_on_postgres: dict[str, Cli]) -> None:
     assert "up to date" in ok(team_on_postgres[ADMIN]("init"))
+    anna = team_on_postgres[ANNA]
+    ok(anna("account", "add", ACME, "--owner", ANNA))  # a user still writes what kamflow changes
+    engine = sa.create_engine(_login_url(str(team_on_postgres["url"]), LOGINS[ANNA]))
+    try:
+        with engine.begin() as connection, pytest.raises(sa.exc.ProgrammingError) as error:
+            connection.exec_driver_sql("DELETE FROM history")
+        assert "permission denied" in str(error.value)
+    finally:
+        engine.dispose()
 
 
 def test_the_daemons_login_needs_no_person_and_the_grants_suffice(
